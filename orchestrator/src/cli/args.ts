@@ -1,0 +1,59 @@
+import { CapraError } from '../db/errors.js';
+
+export interface Args {
+  config: string;
+  verbose: boolean;
+  json: boolean;
+  foreground: boolean;
+  syncs: string[];
+  help: boolean;
+  positional: string[];
+}
+
+const valued = new Set(['--config', '-c', '--sync']);
+const flags = new Set(['--verbose', '-v', '--json', '--foreground', '--help', '-h']);
+
+/** `capra [--config FILE] [--verbose] <command> [options]`; options may come anywhere. */
+export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): Args {
+  const a: Args = { config: env.CAPRA_CONFIG ?? 'capra.yml', verbose: false, json: false, foreground: false, syncs: [], help: false, positional: [] };
+  for (let i = 0; i < argv.length; i++) {
+    let arg = argv[i]!;
+    let value: string | undefined;
+    const eq = arg.indexOf('=');
+    if (arg.startsWith('--') && eq > 0) {
+      value = arg.slice(eq + 1);
+      arg = arg.slice(0, eq);
+    }
+    if (valued.has(arg)) {
+      value ??= argv[++i];
+      if (value === undefined) throw new CapraError(`option ${arg} needs a value`);
+      if (arg === '--sync') a.syncs.push(value);
+      else a.config = value;
+    } else if (flags.has(arg)) {
+      if (arg === '--verbose' || arg === '-v') a.verbose = true;
+      else if (arg === '--json') a.json = true;
+      else if (arg === '--foreground') a.foreground = true;
+      else a.help = true;
+    } else if (arg.startsWith('-') && arg !== '-') {
+      throw new CapraError(`unknown option ${arg} (see capra --help)`);
+    } else {
+      a.positional.push(arg);
+    }
+  }
+  return a;
+}
+
+export const USAGE = `usage: capra [--config FILE] [--verbose] <command> [options]
+
+  install             create the metadata database and the repl schema on every database
+  uninstall           remove what install created (and this job's triggers)
+  add-triggers        register the syncs' tables and put capture triggers on [--sync NAME]
+  drop-triggers       take the capture triggers off [--sync NAME]
+  start               run the daemon detached (pidfile and log named after the job)
+  start --foreground  run the daemon in this process (systemd, containers)
+  stop                stop the daemon gracefully (it finishes the runs in progress)
+  restart             stop, then start
+  status [--json]     daemon and per-sync state, pending rows, lag; exits 1 when unhealthy
+  demo                two embedded PostgreSQL servers, a sync, changes arriving live
+
+FILE defaults to ./capra.yml (or $CAPRA_CONFIG).`;

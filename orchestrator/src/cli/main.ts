@@ -1,0 +1,119 @@
+import type { Config, SyncConfig } from '../config/types.js';
+import { loadConfig } from '../config/load.js';
+import { Connections } from '../db/connections.js';
+import { CapraError, errorMessage } from '../db/errors.js';
+import { install, uninstall } from '../install/install.js';
+import { collectStatus } from '../status/status.js';
+import { addTriggers, dropTriggers } from '../triggers/sync-triggers.js';
+import type { Logger } from '../util/logger.js';
+import { makeLogger } from '../util/make-logger.js';
+import { type Args, USAGE, parseArgs } from './args.js';
+import { runForeground, startDetached, stopDaemon } from './daemon-control.js';
+import { formatStatus } from './print-status.js';
+
+const out = (line: string): void => void process.stdout.write(line + '\n');
+const err = (line: string): void => void process.stderr.write(line + '\n');
+
+function cliLogger(cfg: Config, args: Args): Logger {
+  return makeLogger({ level: args.verbose ? 'debug' : 'warn', job: cfg.name, human: true, out: process.stderr });
+}
+
+function selectedSyncs(cfg: Config, args: Args): SyncConfig[] {
+  if (args.syncs.length === 0) return Object.values(cfg.syncs);
+  return args.syncs.map((s) => {
+    const sync = cfg.syncs[s];
+    if (!sync) throw new CapraError(`unknown sync ${s} (syncs in ${cfg.file}: ${Object.keys(cfg.syncs).join(', ')})`);
+    return sync;
+  });
+}
+
+async function triggersCommand(cfg: Config, args: Args, add: boolean): Promise<void> {
+  const logger = cliLogger(cfg, args);
+  const conns = new Connections(cfg, 'capra-cli', logger);
+  const abort = new AbortController();
+  const onInt = (): void => abort.abort();
+  process.once('SIGINT', onInt);
+  try {
+    for (const sync of selectedSyncs(cfg, args)) {
+      const progress = (e: { node: string; table: string; action: string; attempt?: number }): void =>
+        err(e.action === 'waiting' ? `${sync.name}: ${e.table}: lock busy, retrying (attempt ${e.attempt})` : `${sync.name}: ${e.node}: ${e.table}: triggers ${e.action}`);
+      if (add) {
+        const tables = await addTriggers(cfg, sync, conns, logger, { progress, ddl: { signal: abort.signal } });
+        out(`sync ${sync.name}: capture triggers on ${tables.length} table(s)`);
+      } else {
+        await dropTriggers(cfg, sync, conns, logger, { progress, ddl: { signal: abort.signal } });
+        out(`sync ${sync.name}: capture triggers dropped`);
+      }
+    }
+  } finally {
+    process.off('SIGINT', onInt);
+    await conns.close();
+  }
+}
+
+async function run(args: Args): Promise<number> {
+  const [command, ...rest] = args.positional;
+  if (args.help || command === undefined || command === 'help') {
+    out(USAGE);
+    return command === undefined && !args.help ? 2 : 0;
+  }
+  if (command === 'demo') {
+    const { runDemo } = await import('../demo/demo.js');
+    await runDemo({ print: out });
+    return 0;
+  }
+  const known = ['install', 'uninstall', 'add-triggers', 'drop-triggers', 'start', 'stop', 'restart', 'status'];
+  if (!known.includes(command)) throw new CapraError(`unknown command ${command} (see capra --help)`);
+  if (rest.length > 0) throw new CapraError(`unexpected argument ${rest[0]} for ${command}`);
+  const cfg = await loadConfig(args.config);
+  switch (command) {
+    case 'install':
+      await install(cfg, cliLogger(cfg, args));
+      out(`installed job ${cfg.name}`);
+      return 0;
+    case 'uninstall':
+      await uninstall(cfg, cliLogger(cfg, args));
+      out(`uninstalled job ${cfg.name}`);
+      return 0;
+    case 'add-triggers':
+    case 'drop-triggers':
+      await triggersCommand(cfg, args, command === 'add-triggers');
+      return 0;
+    case 'start':
+      if (args.foreground) await runForeground(cfg);
+      else await startDetached(cfg, out);
+      return 0;
+    case 'stop':
+      await stopDaemon(cfg, out);
+      return 0;
+    case 'restart':
+      await stopDaemon(cfg, out);
+      await startDetached(cfg, out);
+      return 0;
+    case 'status': {
+      const st = await collectStatus(cfg, cliLogger(cfg, args));
+      out(args.json ? JSON.stringify(st, null, 2) : formatStatus(st));
+      return st.healthy ? 0 : 1;
+    }
+  }
+  return 2;
+}
+
+/** Entry point: one line on failure, no stack trace unless --verbose. */
+export async function main(argv: string[]): Promise<void> {
+  let args: Args;
+  try {
+    args = parseArgs(argv);
+  } catch (e) {
+    err(`capra: ${errorMessage(e)}`);
+    process.exitCode = 2;
+    return;
+  }
+  try {
+    process.exitCode = await run(args);
+  } catch (e) {
+    err(`capra: ${errorMessage(e).split('\n')[0]}`);
+    if (args.verbose && e instanceof Error) err(e.stack ?? '');
+    process.exitCode = e instanceof CapraError ? 1 : 70;
+  }
+}

@@ -1,0 +1,31 @@
+import type { Status } from '../status/status.js';
+
+function ago(iso: string | null, now: number): string {
+  if (!iso) return 'never';
+  const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  return s < 120 ? `${s}s ago` : s < 7200 ? `${Math.round(s / 60)}m ago` : `${Math.round(s / 3600)}h ago`;
+}
+
+const num = (n: number | null): string => (n === null ? '?' : String(n));
+
+/** The human form of `capra status`. */
+export function formatStatus(st: Status, now = Date.now()): string {
+  const lines: string[] = [];
+  lines.push(
+    st.daemon.running
+      ? `job ${st.job}: daemon running, pid ${st.daemon.pid} (pidfile ${st.daemon.pidfile})`
+      : `job ${st.job}: daemon NOT running (pidfile ${st.daemon.pidfile})`,
+  );
+  if (!st.metadata.reachable) lines.push(`metadata database unreachable: ${st.metadata.error}`);
+  for (const s of st.syncs) {
+    lines.push(
+      `sync ${s.name}: ${s.state}, last ok ${ago(s.lastOkAt, now)}, pending ${num(s.pendingRows)} rows, lag ${num(s.lagSeconds)}s, conflicts ${s.conflicts}`,
+    );
+    for (const l of s.lanes) {
+      let line = `  ${l.source} -> ${l.target}: ${l.state}, last run ${ago(l.lastRunAt, now)}, pending ${num(l.pendingRows)}, lag ${num(l.lagSeconds)}s, applied ${l.rowsApplied}`;
+      if (l.error) line += `\n    error${l.errorTable ? ` (table ${l.errorTable})` : ''}: ${l.error}`;
+      lines.push(line);
+    }
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,63 @@
+// The one typed config, resolved once from file, environment and defaults.
+
+export type ConflictStrategy = 'source' | 'target' | 'skip' | 'latest' | 'abort' | 'random' | 'handler';
+
+export interface ConflictSpec {
+  /** A strategy name, or an ordered list of database names (first that changed the key wins). */
+  default: ConflictStrategy | string[];
+  tables: Record<string, ConflictStrategy | string[]>;
+}
+
+export type CopyData = 'always' | 'never' | 'empty';
+
+export interface KickSpec {
+  notify: boolean;
+  /** node-cron expression for polling, or null. */
+  cron: string | null;
+}
+
+export interface TableSelection {
+  include: string[];
+  exclude: string[];
+  /** Tables without a primary key: schema.table -> name of a unique index on NOT NULL columns. */
+  keys: Record<string, string>;
+}
+
+export interface SyncConfig {
+  name: string;
+  sources: string[];
+  targets: string[];
+  tables: TableSelection;
+  conflict: ConflictSpec;
+  copyData: CopyData;
+  kick: KickSpec;
+  cascade: boolean;
+}
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+export interface Config {
+  /** Path of the file this came from (for messages and the daemon's re-reads). */
+  file: string;
+  name: string;
+  metadata: string;
+  /** True when metadata is the default capra_<name> database that install creates and uninstall drops. */
+  metadataIsDefault: boolean;
+  databases: Record<string, string>;
+  syncs: Record<string, SyncConfig>;
+  runDir: string;
+  logDir: string;
+  logLevel: LogLevel;
+  /** Upper bound on deltas per batch; one source transaction is never split. */
+  batchRows: number;
+  /** Seconds between safety-net checks for work when no kick arrives. */
+  pollSeconds: number;
+}
+
+export function pidfilePath(cfg: Config): string {
+  return `${cfg.runDir}/capra-${cfg.name}.pid`;
+}
+
+export function logfilePath(cfg: Config): string {
+  return `${cfg.logDir}/capra-${cfg.name}.log`;
+}

@@ -1,0 +1,101 @@
+import type { Connections } from '../db/connections.js';
+import { errorMessage } from '../db/errors.js';
+import { type LaneKey, type LaneState, runLane } from '../sync/lane.js';
+import { backoffMs, sleep } from '../util/backoff.js';
+import type { Logger } from '../util/logger.js';
+import type { Recorder } from './recorder.js';
+
+export interface WorkerOptions {
+  batchRows: number;
+  retryBaseMs: number;
+  retryCapMs: number;
+}
+
+/**
+ * Runs one lane whenever it is woken (kick, cron, poll), batch after batch
+ * until the backlog is gone. A failure is recorded and retried with backoff,
+ * for as long as it takes: a node that comes back is caught up without a
+ * restart, and one failing lane never holds up another.
+ */
+export class LaneWorker {
+  private wanted = true; // run once at start: there may be a backlog
+  private stopping = false;
+  private wakeUp: (() => void) | null = null;
+  private readonly abort = new AbortController();
+  private readonly state: LaneState = {};
+  private loopDone: Promise<void> | null = null;
+  private readonly log: Logger;
+
+  constructor(
+    readonly key: LaneKey,
+    private readonly conns: Connections,
+    private readonly recorder: Recorder,
+    logger: Logger,
+    private readonly opts: WorkerOptions,
+  ) {
+    this.log = logger.child({ sync: key.sync.name, source: key.source, target: key.target });
+  }
+
+  get replicaRole(): boolean | undefined {
+    return this.state.replicaRole;
+  }
+
+  start(): void {
+    this.loopDone = this.loop();
+  }
+
+  wake(): void {
+    this.wanted = true;
+    this.wakeUp?.();
+  }
+
+  /** Finishes the run in progress (if any), then resolves. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.abort.abort();
+    this.wakeUp?.();
+    await this.loopDone;
+  }
+
+  private async loop(): Promise<void> {
+    let failures = 0;
+    while (!this.stopping) {
+      if (!this.wanted) {
+        await new Promise<void>((resolve) => (this.wakeUp = resolve));
+        this.wakeUp = null;
+        continue;
+      }
+      this.wanted = false;
+      const started = new Date();
+      let rows = 0;
+      try {
+        for (;;) {
+          const r = await runLane(this.conns, this.key, this.opts.batchRows, this.state);
+          rows += r.rows;
+          if (r.deltas > 0) this.log.info({ deltas: r.deltas, rows: r.rows, tables: r.tables, more: r.more }, 'applied batch');
+          if (!r.more || this.stopping) break;
+        }
+        if (failures > 0) this.log.info({ after: failures }, 'lane recovered');
+        failures = 0;
+        this.recorder.record({ sync: this.key.sync.name, source: this.key.source, target: this.key.target, started, ended: new Date(), rows });
+      } catch (err) {
+        failures++;
+        const msg = errorMessage(err);
+        const table = /table (\S+)/.exec(msg)?.[1];
+        this.log.warn({ err: msg, attempt: failures }, 'run failed; will retry');
+        this.recorder.record({
+          sync: this.key.sync.name,
+          source: this.key.source,
+          target: this.key.target,
+          started,
+          ended: new Date(),
+          rows,
+          error: msg,
+          errorTable: table,
+        });
+        this.wanted = true;
+        await sleep(backoffMs(failures - 1, this.opts.retryBaseMs, this.opts.retryCapMs), this.abort.signal);
+      }
+    }
+  }
+}

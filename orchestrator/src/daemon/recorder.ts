@@ -1,0 +1,77 @@
+import type { Connections } from '../db/connections.js';
+import { errorMessage } from '../db/errors.js';
+import type { Logger } from '../util/logger.js';
+
+/** What one run of a lane did, for the metadata database. */
+export interface RunRecord {
+  sync: string;
+  source: string;
+  target: string;
+  started: Date;
+  ended: Date;
+  rows: number;
+  error?: string;
+  errorTable?: string;
+}
+
+/**
+ * Writes lane state and run history to the metadata database off the
+ * critical path: runs never wait on it, and an unreachable metadata database
+ * costs log lines, not replication. Idle runs update the lane row only.
+ */
+export class Recorder {
+  private queue: RunRecord[] = [];
+  private flushing: Promise<void> | null = null;
+
+  constructor(
+    private readonly conns: Connections,
+    private readonly logger: Logger,
+  ) {}
+
+  record(r: RunRecord): void {
+    this.queue.push(r);
+    if (!this.flushing) this.flushing = this.flush().finally(() => (this.flushing = null));
+  }
+
+  async drain(): Promise<void> {
+    while (this.flushing) await this.flushing;
+  }
+
+  private async flush(): Promise<void> {
+    while (this.queue.length > 0) {
+      const batch = this.queue.splice(0, this.queue.length);
+      try {
+        await this.conns.with('(metadata)', async (c) => {
+          for (const r of batch) {
+            const ok = r.error === undefined;
+            await c.query(
+              `INSERT INTO repl.lane AS l (sync, source, target, state, last_run_at, last_ok_at, rows_applied, error, error_table, error_at)
+               VALUES ($1, $2, $3, $4, $5, CASE WHEN $6 THEN $5 END, $7, $8, $9, CASE WHEN $6 THEN NULL ELSE $5 END)
+               ON CONFLICT (sync, source, target) DO UPDATE SET
+                 state = EXCLUDED.state, last_run_at = EXCLUDED.last_run_at,
+                 last_ok_at = coalesce(EXCLUDED.last_ok_at, l.last_ok_at),
+                 rows_applied = l.rows_applied + EXCLUDED.rows_applied,
+                 error = EXCLUDED.error, error_table = EXCLUDED.error_table,
+                 error_at = coalesce(EXCLUDED.error_at, l.error_at)`,
+              [r.sync, r.source, r.target, ok ? 'ok' : 'failing', r.ended, ok, r.rows, r.error ?? null, r.errorTable ?? null],
+            );
+            if (!ok || r.rows > 0) {
+              await c.query(`INSERT INTO repl.run (sync, source, target, started, ended, rows, ok, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, [
+                r.sync,
+                r.source,
+                r.target,
+                r.started,
+                r.ended,
+                r.rows,
+                ok,
+                r.error ?? null,
+              ]);
+            }
+          }
+        });
+      } catch (err) {
+        this.logger.warn({ err: errorMessage(err), dropped: batch.length }, 'could not record runs in the metadata database');
+      }
+    }
+  }
+}

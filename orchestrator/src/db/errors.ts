@@ -1,0 +1,53 @@
+// SQLSTATE codes Capra reacts to, and error wording for operators.
+
+export const SQLSTATE = {
+  lockNotAvailable: '55P03',
+  serializationFailure: '40001',
+  deadlockDetected: '40P01',
+  queryCanceled: '57014',
+  duplicateDatabase: '42P04',
+  duplicateObject: '42710',
+  duplicateSchema: '42P06',
+  uniqueViolation: '23505',
+  undefinedTable: '42P01',
+  insufficientPrivilege: '42501',
+  invalidCatalogName: '3D000',
+  adminShutdown: '57P01',
+  cannotConnectNow: '57P03',
+} as const;
+
+export function sqlState(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+const connectionCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'EPIPE']);
+
+/** True when the error means the server could not be reached or went away. */
+export function isConnectionError(err: unknown): boolean {
+  const code = sqlState(err);
+  if (code && (connectionCodes.has(code) || code.startsWith('08') || code === SQLSTATE.adminShutdown || code === SQLSTATE.cannotConnectNow)) {
+    return true;
+  }
+  const msg = err instanceof Error ? err.message : String(err);
+  return /Connection terminated|connection timeout|timeout expired|Client has encountered a connection error/i.test(msg);
+}
+
+export function errorMessage(err: unknown): string {
+  if (err instanceof AggregateError && err.errors.length > 0) return errorMessage(err.errors[0]);
+  if (err instanceof Error) return err.message || err.name;
+  return String(err);
+}
+
+/** An error whose message is for the operator; the CLI prints only this line. */
+export class CapraError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'CapraError';
+  }
+}
+
+/** Wraps a failure to reach a named database without ever echoing its URL. */
+export function connectError(dbName: string, display: string, err: unknown): CapraError {
+  return new CapraError(`cannot connect to database ${dbName} (${display}): ${errorMessage(err)}`, { cause: err });
+}

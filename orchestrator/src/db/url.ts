@@ -1,0 +1,44 @@
+import type { ClientConfig } from 'pg';
+
+// libpq-style URLs, with their passwords kept out of every message.
+
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '<unparsable connection string>';
+  }
+}
+
+/** host:port/db, the form used in messages. */
+export function describeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    const db = decodeURIComponent(u.pathname.replace(/^\//, '')) || '(default db)';
+    return `${u.hostname || 'localhost'}:${u.port || '5432'}/${db}`;
+  } catch {
+    return '<unparsable connection string>';
+  }
+}
+
+export function databaseOf(url: string): string {
+  const u = new URL(url);
+  return decodeURIComponent(u.pathname.replace(/^\//, ''));
+}
+
+export function withDatabase(url: string, database: string): string {
+  const u = new URL(url);
+  u.pathname = '/' + encodeURIComponent(database);
+  return u.toString();
+}
+
+export function clientConfig(url: string, applicationName: string): ClientConfig {
+  return {
+    connectionString: url,
+    application_name: applicationName,
+    connectionTimeoutMillis: 10_000,
+    keepAlive: true,
+  };
+}

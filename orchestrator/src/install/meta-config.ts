@@ -1,0 +1,58 @@
+import type pg from 'pg';
+import type { Config } from '../config/types.js';
+import { describeUrl } from '../db/url.js';
+import type { TrackedTable } from '../triggers/resolve.js';
+
+/**
+ * Copies the config's nodes and syncs into the metadata database, so the SQL
+ * API can check names and `status` can list syncs without the file. Runs on
+ * install and reload; removed syncs go, with their table lists.
+ */
+export async function publishConfig(client: pg.ClientBase, cfg: Config): Promise<void> {
+  await client.query('BEGIN');
+  try {
+    const dbs = Object.keys(cfg.databases);
+    await client.query(
+      `INSERT INTO repl.node (name, display) SELECT * FROM unnest($1::text[], $2::text[])
+       ON CONFLICT (name) DO UPDATE SET display = EXCLUDED.display, updated_at = now()`,
+      [dbs, dbs.map((d) => describeUrl(cfg.databases[d]!))],
+    );
+    const syncs = Object.values(cfg.syncs);
+    await client.query('DELETE FROM repl.sync WHERE name <> ALL ($1::text[])', [syncs.map((s) => s.name)]);
+    for (const s of syncs) {
+      const kick = s.kick.cron ? (s.kick.notify ? `notify+${s.kick.cron}` : s.kick.cron) : 'notify';
+      await client.query(
+        `INSERT INTO repl.sync (name, kick, conflict, copy_data, cascade) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (name) DO UPDATE SET kick = $2, conflict = $3, copy_data = $4, cascade = $5, updated_at = now()`,
+        [s.name, kick, JSON.stringify(s.conflict), s.copyData, s.cascade],
+      );
+      await client.query('DELETE FROM repl.sync_node WHERE sync = $1', [s.name]);
+      await client.query(
+        `INSERT INTO repl.sync_node (sync, node, role)
+         SELECT $1, n, 'source' FROM unnest($2::text[]) n UNION ALL SELECT $1, n, 'target' FROM unnest($3::text[]) n`,
+        [s.name, s.sources, s.targets],
+      );
+    }
+    await client.query('DELETE FROM repl.node WHERE name <> ALL ($1::text[])', [dbs]);
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  }
+}
+
+export async function publishTables(client: pg.ClientBase, sync: string, tables: TrackedTable[]): Promise<void> {
+  await client.query('BEGIN');
+  try {
+    await client.query('DELETE FROM repl.sync_table WHERE sync = $1', [sync]);
+    await client.query(
+      `INSERT INTO repl.sync_table (sync, schema_name, table_name, key_cols)
+       SELECT $1, s, t, ARRAY(SELECT jsonb_array_elements_text(k)) FROM unnest($2::text[], $3::text[], $4::jsonb[]) AS u(s, t, k)`,
+      [sync, tables.map((t) => t.schema), tables.map((t) => t.table), tables.map((t) => JSON.stringify(t.keyCols))],
+    );
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  }
+}

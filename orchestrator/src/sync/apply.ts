@@ -1,0 +1,65 @@
+import { pipeline } from 'node:stream/promises';
+import type pg from 'pg';
+import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import { quoteIdent, quoteTable } from '../db/ident.js';
+import type { TableMeta } from './table-meta.js';
+
+/**
+ * Applying one table of a batch to a target: the target takes "the row's
+ * current state on the source" for every key the batch touched (delete, then
+ * COPY the rows that still exist). Repeating it gives the same result, so a
+ * batch may be applied twice without harm. Data moves as COPY text from the
+ * source's connection straight into the target's; no row is parsed here.
+ *
+ * The source query reads the batch through GUCs set by the run
+ * (capra.batch_old/new/job), because COPY takes no bind parameters.
+ */
+export const BATCH_CONDITION = `d.txid >= pg_snapshot_xmin(current_setting('capra.batch_old')::pg_snapshot)
+  AND d.txid < pg_snapshot_xmax(current_setting('capra.batch_new')::pg_snapshot)
+  AND NOT pg_visible_in_snapshot(d.txid, current_setting('capra.batch_old')::pg_snapshot)
+  AND pg_visible_in_snapshot(d.txid, current_setting('capra.batch_new')::pg_snapshot)
+  AND d.origin IS DISTINCT FROM current_setting('capra.batch_job')`;
+
+function keysQuery(t: TableMeta): string {
+  const cols = t.keyCols.map((k) => `r.${quoteIdent(k)}`).join(', ');
+  return `SELECT DISTINCT ${cols} FROM repl.delta d CROSS JOIN LATERAL jsonb_populate_record(NULL::${quoteTable(t)}, d.pk) r
+           WHERE ${BATCH_CONDITION} AND d.relid = ${Number(t.relid)} AND d.op <> 'T'`;
+}
+
+async function copyBetween(source: pg.ClientBase, target: pg.ClientBase, selectSql: string, copyInSql: string): Promise<number> {
+  const out = source.query(copyTo(`COPY (${selectSql}) TO STDOUT`));
+  const into = target.query(copyFrom(copyInSql));
+  await pipeline(out, into);
+  return into.rowCount ?? 0;
+}
+
+/** Applies the keys of one table in the batch. Returns the number of rows written. */
+export async function applyKeys(source: pg.ClientBase, target: pg.ClientBase, t: TableMeta, tempName: string): Promise<number> {
+  const keyList = t.keyCols.map(quoteIdent).join(', ');
+  const temp = quoteIdent(tempName);
+  await target.query(`CREATE TEMP TABLE ${temp} ON COMMIT DROP AS SELECT ${keyList} FROM ${quoteTable(t)} WITH NO DATA`);
+  await copyBetween(source, target, keysQuery(t), `COPY ${temp} (${keyList}) FROM STDIN`);
+  const match = t.keyCols.map((k) => `t.${quoteIdent(k)} = k.${quoteIdent(k)}`).join(' AND ');
+  await target.query(`DELETE FROM ${quoteTable(t)} t USING ${temp} k WHERE ${match}`);
+  const cols = t.columns.map(quoteIdent).join(', ');
+  const srcCols = t.columns.map((c) => `s.${quoteIdent(c)}`).join(', ');
+  const keyTuple = t.keyCols.map((k) => `s.${quoteIdent(k)}`).join(', ');
+  return copyBetween(
+    source,
+    target,
+    `SELECT ${srcCols} FROM ONLY ${quoteTable(t)} s WHERE (${keyTuple}) IN (${keysQuery(t)})`,
+    `COPY ${quoteTable(t)} (${cols}) FROM STDIN`,
+  );
+}
+
+/**
+ * A TRUNCATE in the batch: the target's table is emptied and refilled with
+ * the source's whole current contents. Applying only the batch's keys would
+ * lose rows written after the truncate by a transaction that landed in an
+ * earlier batch.
+ */
+export async function applyTruncate(source: pg.ClientBase, target: pg.ClientBase, t: TableMeta): Promise<number> {
+  const cols = t.columns.map(quoteIdent).join(', ');
+  await target.query(`TRUNCATE ONLY ${quoteTable(t)}`);
+  return copyBetween(source, target, `SELECT ${cols} FROM ONLY ${quoteTable(t)}`, `COPY ${quoteTable(t)} (${cols}) FROM STDIN`);
+}

@@ -1,0 +1,225 @@
+import type pg from 'pg';
+import type { SyncConfig } from '../config/types.js';
+import type { Connections } from '../db/connections.js';
+import { CapraError, SQLSTATE, sqlState } from '../db/errors.js';
+import { tableLabel } from '../db/ident.js';
+import { BATCH_CONDITION, applyKeys, applyTruncate } from './apply.js';
+import { type Snap, boundedSnapshot, formatSnapshot, parseSnapshot } from './snapshot.js';
+import { matchOnTarget, sourceTables } from './table-meta.js';
+
+/**
+ * One lane is (sync, source, target). A run moves one bounded batch of the
+ * source's deltas to the target:
+ *
+ *  - the source is read in one REPEATABLE READ snapshot S: the batch is what
+ *    S sees and the lane's position did not (cut at a transaction boundary
+ *    when larger than batchRows), and the rows are read in that same S;
+ *  - the target applies the batch and stores the new position in one
+ *    transaction, so a crash at any instant loses and repeats nothing;
+ *  - the applier's session is marked (capra.origin) so its writes are not
+ *    captured back, and runs as session_replication_role = replica where
+ *    the role may set it, so the target's own triggers and FKs stay quiet.
+ */
+export interface LaneKey {
+  job: string;
+  sync: SyncConfig;
+  source: string;
+  target: string;
+}
+
+export interface RunResult {
+  /** Delta rows in the batch. */
+  deltas: number;
+  /** Rows written on the target. */
+  rows: number;
+  tables: string[];
+  /** The batch was cut short: run again at once. */
+  more: boolean;
+}
+
+export interface LaneState {
+  /** Whether the target accepted session_replication_role = replica (undefined: not tried yet). */
+  replicaRole?: boolean;
+  /** When the position was last advanced over a stretch with nothing to apply. */
+  idleAdvancedAt?: number;
+}
+
+const IDLE_ADVANCE_MS = 5_000;
+
+async function readPosition(target: pg.ClientBase, k: LaneKey, lock: boolean): Promise<string | null> {
+  const r = await target.query<{ position: string }>(
+    `SELECT position::text AS position FROM repl.applied WHERE job = $1 AND sync = $2 AND source = $3${lock ? ' FOR UPDATE' : ''}`,
+    [k.job, k.sync.name, k.source],
+  );
+  return r.rows[0]?.position ?? null;
+}
+
+async function registeredPosition(source: pg.ClientBase, k: LaneKey): Promise<string> {
+  const r = await source.query<{ position: string }>(
+    'SELECT position::text AS position FROM repl.consumer WHERE job = $1 AND sync = $2 AND target = $3',
+    [k.job, k.sync.name, k.target],
+  );
+  const pos = r.rows[0]?.position;
+  if (!pos) throw new CapraError(`sync ${k.sync.name}: ${k.source} has no consumer registered for ${k.target}: run capra add-triggers`);
+  return pos;
+}
+
+async function setReplicaRole(target: pg.ClientBase, state: LaneState): Promise<void> {
+  if (state.replicaRole === false) return;
+  await target.query('SAVEPOINT capra_role');
+  try {
+    await target.query(`SELECT set_config('session_replication_role', 'replica', true)`);
+    await target.query('RELEASE SAVEPOINT capra_role');
+    state.replicaRole = true;
+  } catch (err) {
+    if (sqlState(err) !== SQLSTATE.insufficientPrivilege) throw err;
+    await target.query('ROLLBACK TO SAVEPOINT capra_role');
+    state.replicaRole = false;
+  }
+}
+
+async function storePosition(target: pg.ClientBase, k: LaneKey, pos: string): Promise<void> {
+  await target.query(
+    `INSERT INTO repl.applied (job, sync, source, position) VALUES ($1, $2, $3, $4::pg_snapshot)
+     ON CONFLICT (job, sync, source) DO UPDATE SET position = EXCLUDED.position, applied_at = now()`,
+    [k.job, k.sync.name, k.source, pos],
+  );
+}
+
+/** Tells the source how far the target has got, so its delta log can be purged. */
+async function confirmOnSource(source: pg.ClientBase, k: LaneKey, pos: string): Promise<void> {
+  await source.query('UPDATE repl.consumer SET position = $4::pg_snapshot, updated_at = now() WHERE job = $1 AND sync = $2 AND target = $3', [
+    k.job,
+    k.sync.name,
+    k.target,
+    pos,
+  ]);
+}
+
+/** Picks the end of the batch: all of `cur`, or a bounded snapshot that stops at a transaction boundary. */
+function batchEnd(old: Snap, cur: Snap, txids: bigint[], limit: number): { end: Snap; more: boolean } {
+  if (txids.length <= limit) return { end: cur, more: false };
+  const cut = txids[limit]!;
+  // Never split a transaction: stop before the one that crosses the limit, or take the first whole.
+  const bound = cut > txids[0]! ? cut : cut + 1n;
+  const end = boundedSnapshot(old, cur, bound);
+  return { end, more: formatSnapshot(end) !== formatSnapshot(cur) };
+}
+
+export async function runLane(conns: Connections, k: LaneKey, batchRows: number, state: LaneState): Promise<RunResult> {
+  const target = await conns.connect(k.target);
+  let targetErr: Error | undefined;
+  try {
+    const source = await conns.connect(k.source);
+    let sourceErr: Error | undefined;
+    try {
+      return await runWith(source, target, k, batchRows, state);
+    } catch (err) {
+      sourceErr = targetErr = err as Error;
+      throw err;
+    } finally {
+      source.release(sourceErr);
+    }
+  } finally {
+    target.release(targetErr);
+  }
+}
+
+async function runWith(source: pg.ClientBase, target: pg.ClientBase, k: LaneKey, batchRows: number, state: LaneState): Promise<RunResult> {
+  const known = await readPosition(target, k, false);
+  await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  try {
+    const oldText = known ?? (await registeredPosition(source, k));
+    const curText = (await source.query<{ s: string }>('SELECT pg_current_snapshot()::text AS s')).rows[0]!.s;
+    const old = parseSnapshot(oldText);
+    const cur = parseSnapshot(curText);
+    const tracked = await source.query<{ relid: number; key_cols: string[] }>(
+      'SELECT relid::int AS relid, key_cols FROM repl.consumer_table WHERE job = $1 AND sync = $2',
+      [k.job, k.sync.name],
+    );
+    const keys = new Map(tracked.rows.map((r) => [r.relid, r.key_cols]));
+    const txidRows = await source.query<{ txid: string }>(
+      `SELECT d.txid::text AS txid FROM repl.delta d
+        WHERE d.txid >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(d.txid, $1::pg_snapshot)
+          AND d.relid = ANY ($2::oid[]) AND d.origin IS DISTINCT FROM $3
+        ORDER BY d.txid LIMIT $4`,
+      [oldText, [...keys.keys()], k.job, batchRows + 1],
+    );
+    if (txidRows.rows.length === 0) {
+      await source.query('COMMIT');
+      // Nothing for us, but move the position on now and then so the log
+      // can be purged and the next scan starts later.
+      if (curText !== oldText && Date.now() - (state.idleAdvancedAt ?? 0) > IDLE_ADVANCE_MS) {
+        await advanceIdle(source, target, k, oldText, curText);
+        state.idleAdvancedAt = Date.now();
+      }
+      return { deltas: 0, rows: 0, tables: [], more: false };
+    }
+    const { end, more } = batchEnd(old, cur, txidRows.rows.map((r) => BigInt(r.txid)), batchRows);
+    const endText = formatSnapshot(end);
+    await source.query(
+      `SELECT set_config('capra.batch_old', $1, true), set_config('capra.batch_new', $2, true), set_config('capra.batch_job', $3, true)`,
+      [oldText, endText, k.job],
+    );
+    const perTable = await source.query<{ relid: number; truncated: boolean; n: string }>(
+      `SELECT d.relid::int AS relid, bool_or(d.op = 'T') AS truncated, count(*) AS n FROM repl.delta d
+        WHERE ${BATCH_CONDITION} AND d.relid = ANY ($1::oid[]) GROUP BY d.relid`,
+      [[...keys.keys()]],
+    );
+    const srcMeta = await sourceTables(source, perTable.rows.map((r) => r.relid));
+    // A table dropped on the source since its deltas were written has nothing left to copy.
+    const live = perTable.rows.filter((r) => srcMeta.has(r.relid));
+
+    await target.query('BEGIN');
+    try {
+      await target.query(`SELECT set_config('capra.origin', $1, true), set_config('capra.cascade', $2, true)`, [k.job, k.sync.cascade ? 'on' : 'off']);
+      await setReplicaRole(target, state);
+      await target.query(
+        `INSERT INTO repl.applied (job, sync, source, position) VALUES ($1, $2, $3, $4::pg_snapshot) ON CONFLICT DO NOTHING`,
+        [k.job, k.sync.name, k.source, oldText],
+      );
+      const locked = await readPosition(target, k, true);
+      if (locked !== oldText) throw new CapraError(`sync ${k.sync.name}: the position of ${k.source} on ${k.target} moved during the run (another daemon?)`);
+      const metas = await matchOnTarget(target, new Map(live.map((r) => [r.relid, srcMeta.get(r.relid)!])), keys, k.target);
+      let rows = 0;
+      for (const [i, t] of metas.entries()) {
+        const truncated = live.find((r) => r.relid === t.relid)!.truncated;
+        rows += truncated ? await applyTruncate(source, target, t) : await applyKeys(source, target, t, `capra_keys_${i}`);
+      }
+      await storePosition(target, k, endText);
+      await target.query('COMMIT');
+      await source.query('COMMIT');
+      await confirmOnSource(source, k, endText);
+      return {
+        deltas: perTable.rows.reduce((n, r) => n + Number(r.n), 0),
+        rows,
+        tables: metas.map(tableLabel),
+        more,
+      };
+    } catch (err) {
+      await target.query('ROLLBACK').catch(() => {});
+      throw err;
+    }
+  } catch (err) {
+    await source.query('ROLLBACK').catch(() => {});
+    throw err;
+  }
+}
+
+async function advanceIdle(source: pg.ClientBase, target: pg.ClientBase, k: LaneKey, oldText: string, curText: string): Promise<void> {
+  await target.query('BEGIN');
+  try {
+    const locked = await readPosition(target, k, true);
+    // Only from where we read it: another writer's newer position must stand.
+    if (locked !== null && locked !== oldText) {
+      await target.query('ROLLBACK');
+      return;
+    }
+    await storePosition(target, k, curText);
+    await target.query('COMMIT');
+  } catch (err) {
+    await target.query('ROLLBACK').catch(() => {});
+    throw err;
+  }
+  await confirmOnSource(source, k, curText);
+}

@@ -1,0 +1,63 @@
+import type pg from 'pg';
+import { CapraError } from '../db/errors.js';
+import { type TableName, quoteTable, tableLabel } from '../db/ident.js';
+
+/** A replicated table as a run sees it: its name, key, and the columns that are written. */
+export interface TableMeta extends TableName {
+  relid: number;
+  keyCols: string[];
+  /** Columns to copy, in the target's order: not dropped, not generated. */
+  columns: string[];
+}
+
+interface Row {
+  relid: number;
+  schema: string;
+  table: string;
+  columns: string[];
+}
+
+const columnsSql = `ARRAY(SELECT a.attname::text FROM pg_attribute a
+                      WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+                      ORDER BY a.attnum) AS columns`;
+
+/** Source side: tables by relid, as registered for the consumer. */
+export async function sourceTables(client: pg.ClientBase, relids: number[]): Promise<Map<number, Row>> {
+  const { rows } = await client.query<Row>(
+    `SELECT c.oid::int AS relid, n.nspname AS schema, c.relname AS table, ${columnsSql}
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY ($1::oid[])`,
+    [relids],
+  );
+  return new Map(rows.map((r) => [r.relid, r]));
+}
+
+/** Target side: the same tables by name; every source table must exist with the same columns. */
+export async function matchOnTarget(
+  client: pg.ClientBase,
+  source: Map<number, Row>,
+  keys: Map<number, string[]>,
+  targetName: string,
+): Promise<TableMeta[]> {
+  const src = [...source.values()];
+  const { rows } = await client.query<Row & { name: string }>(
+    `SELECT u.name, c.oid::int AS relid, n.nspname AS schema, c.relname AS table, ${columnsSql}
+       FROM unnest($1::text[]) AS u(name)
+       JOIN pg_class c ON c.oid = to_regclass(u.name)
+       JOIN pg_namespace n ON n.oid = c.relnamespace`,
+    [src.map((s) => quoteTable(s))],
+  );
+  const byName = new Map(rows.map((r) => [r.name, r]));
+  return src.map((s) => {
+    const t = byName.get(quoteTable(s));
+    if (!t) throw new CapraError(`table ${tableLabel(s)} does not exist on ${targetName}`);
+    const missing = t.columns.filter((c) => !s.columns.includes(c));
+    const extra = s.columns.filter((c) => !t.columns.includes(c));
+    if (missing.length > 0 || extra.length > 0) {
+      const parts = [];
+      if (extra.length > 0) parts.push(`only on the source: ${extra.join(', ')}`);
+      if (missing.length > 0) parts.push(`only on ${targetName}: ${missing.join(', ')}`);
+      throw new CapraError(`table ${tableLabel(s)}: columns differ between nodes (${parts.join('; ')}); add them on every node`);
+    }
+    return { schema: s.schema, table: s.table, relid: s.relid, keyCols: keys.get(s.relid) ?? [], columns: t.columns };
+  });
+}

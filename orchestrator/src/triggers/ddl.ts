@@ -1,0 +1,119 @@
+import type pg from 'pg';
+import { CapraError, SQLSTATE, errorMessage, sqlState } from '../db/errors.js';
+import { type TableName, quoteIdent, quoteLiteral, quoteTable, tableLabel } from '../db/ident.js';
+import { backoffMs, sleep } from '../util/backoff.js';
+
+/**
+ * Capture triggers. They are shared by every job that captures a table on a
+ * node, fire ALWAYS (also under session_replication_role = replica, so an
+ * applier's writes can cascade), and are put on or taken off in a short
+ * transaction under lock_timeout, retried with backoff and jitter: DDL on a
+ * busy table must never queue user traffic behind it for long.
+ */
+export type CaptureMode = 'statement' | 'row';
+
+export const STATEMENT_TRIGGERS = ['capra_capture_ins', 'capra_capture_upd', 'capra_capture_del', 'capra_capture_trunc', 'capra_kick'];
+export const ROW_TRIGGERS = ['capra_capture_row', 'capra_capture_trunc', 'capra_kick'];
+const ALL_TRIGGERS = [...new Set([...STATEMENT_TRIGGERS, ...ROW_TRIGGERS])];
+
+export interface DdlOptions {
+  lockTimeoutMs: number;
+  maxAttempts: number;
+  signal?: AbortSignal;
+  /** Called before each retry, for progress display. */
+  onRetry?: (table: TableName, attempt: number, waitMs: number) => void;
+}
+
+export const defaultDdlOptions: DdlOptions = { lockTimeoutMs: 2000, maxAttempts: 50 };
+
+function createStatements(t: TableName, keyCols: string[], mode: CaptureMode): string[] {
+  const tbl = quoteTable(t);
+  const args = keyCols.map(quoteLiteral).join(', ');
+  const stmts =
+    mode === 'statement'
+      ? [
+          `CREATE TRIGGER capra_capture_ins AFTER INSERT ON ${tbl} REFERENCING NEW TABLE AS capra_new FOR EACH STATEMENT EXECUTE FUNCTION repl.capture_stmt(${args})`,
+          `CREATE TRIGGER capra_capture_upd AFTER UPDATE ON ${tbl} REFERENCING OLD TABLE AS capra_old NEW TABLE AS capra_new FOR EACH STATEMENT EXECUTE FUNCTION repl.capture_stmt(${args})`,
+          `CREATE TRIGGER capra_capture_del AFTER DELETE ON ${tbl} REFERENCING OLD TABLE AS capra_old FOR EACH STATEMENT EXECUTE FUNCTION repl.capture_stmt(${args})`,
+        ]
+      : [`CREATE TRIGGER capra_capture_row AFTER INSERT OR UPDATE OR DELETE ON ${tbl} FOR EACH ROW EXECUTE FUNCTION repl.capture_row(${args})`];
+  stmts.push(
+    `CREATE TRIGGER capra_capture_trunc AFTER TRUNCATE ON ${tbl} FOR EACH STATEMENT EXECUTE FUNCTION repl.capture_stmt()`,
+    `CREATE TRIGGER capra_kick AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON ${tbl} FOR EACH STATEMENT EXECUTE FUNCTION repl.kick()`,
+  );
+  const names = mode === 'statement' ? STATEMENT_TRIGGERS : ROW_TRIGGERS;
+  for (const n of names) stmts.push(`ALTER TABLE ${tbl} ENABLE ALWAYS TRIGGER ${quoteIdent(n)}`);
+  return stmts;
+}
+
+/** The capture triggers a table has now, with their arguments. */
+async function currentTriggers(client: pg.ClientBase, t: TableName): Promise<Map<string, string>> {
+  const { rows } = await client.query<{ name: string; args: Buffer }>(
+    `SELECT tgname AS name, tgargs AS args FROM pg_trigger
+      WHERE tgrelid = to_regclass($1) AND tgname = ANY ($2::text[])`,
+    [quoteTable(t), ALL_TRIGGERS],
+  );
+  return new Map(rows.map((r) => [r.name, r.args.toString('utf8')]));
+}
+
+/** Runs fn in a transaction with a short lock_timeout, retrying when the lock is not granted. */
+export async function withLockRetry(client: pg.ClientBase, t: TableName, opts: DdlOptions, fn: () => Promise<void>): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    await client.query('BEGIN');
+    try {
+      await client.query(`SELECT set_config('lock_timeout', $1, true)`, [`${opts.lockTimeoutMs}ms`]);
+      await fn();
+      await client.query('COMMIT');
+      return;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {});
+      if (sqlState(err) !== SQLSTATE.lockNotAvailable) throw err;
+      if (attempt + 1 >= opts.maxAttempts) {
+        throw new CapraError(`table ${tableLabel(t)}: could not get its lock in ${opts.maxAttempts} attempts (lock_timeout ${opts.lockTimeoutMs} ms): ${errorMessage(err)}`, { cause: err });
+      }
+      const wait = backoffMs(attempt, 200, 5000);
+      opts.onRetry?.(t, attempt + 1, wait);
+      if (!(await sleep(wait, opts.signal))) throw new CapraError(`cancelled while waiting for the lock on ${tableLabel(t)}`);
+    }
+  }
+}
+
+/**
+ * Puts the capture triggers on a table (unless they are already there with
+ * the same key and mode) and, in the same transaction, runs `register`: the
+ * caller records the table for its consumer there, so a sync run sees the
+ * trigger and the registration together or neither.
+ */
+export async function addCaptureTriggers(
+  client: pg.ClientBase,
+  t: TableName,
+  keyCols: string[],
+  mode: CaptureMode,
+  opts: DdlOptions,
+  register: () => Promise<void>,
+): Promise<void> {
+  const wanted = mode === 'statement' ? STATEMENT_TRIGGERS : ROW_TRIGGERS;
+  const argText = keyCols.map((k) => k + '\0').join('');
+  await withLockRetry(client, t, opts, async () => {
+    const have = await currentTriggers(client, t);
+    const same =
+      have.size === wanted.length &&
+      wanted.every((n) => have.has(n)) &&
+      [...have].every(([n, a]) => n === 'capra_capture_trunc' || n === 'capra_kick' || a === argText);
+    if (!same) {
+      for (const n of have.keys()) await client.query(`DROP TRIGGER ${quoteIdent(n)} ON ${quoteTable(t)}`);
+      for (const s of createStatements(t, keyCols, mode)) await client.query(s);
+    }
+    await register();
+  });
+}
+
+/** Removes the capture triggers from a table. */
+export async function dropCaptureTriggers(client: pg.ClientBase, t: TableName, opts: DdlOptions, unregister?: () => Promise<void>): Promise<void> {
+  await withLockRetry(client, t, opts, async () => {
+    await unregister?.();
+    const exists = await client.query('SELECT to_regclass($1) IS NOT NULL AS ok', [quoteTable(t)]);
+    if (!exists.rows[0].ok) return;
+    for (const n of ALL_TRIGGERS) await client.query(`DROP TRIGGER IF EXISTS ${quoteIdent(n)} ON ${quoteTable(t)}`);
+  });
+}

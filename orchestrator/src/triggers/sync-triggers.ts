@@ -1,0 +1,114 @@
+import type { Config, SyncConfig } from '../config/types.js';
+import { receiversOf, syncNodes } from '../config/topology.js';
+import type { Connections } from '../db/connections.js';
+import { tableLabel } from '../db/ident.js';
+import { sideInstalled } from '../db/schema-side.js';
+import { CapraError } from '../db/errors.js';
+import { publishTables } from '../install/meta-config.js';
+import type { Logger } from '../util/logger.js';
+import { forgetSync, registerConsumers, trackTable, trackedTables, untrackTable } from './consumers.js';
+import { type CaptureMode, type DdlOptions, addCaptureTriggers, defaultDdlOptions, dropCaptureTriggers } from './ddl.js';
+import { type TrackedTable, checkTableOn, resolveTables } from './resolve.js';
+
+export interface TriggerProgress {
+  (event: { node: string; table: string; action: 'added' | 'dropped' | 'waiting'; attempt?: number }): void;
+}
+
+async function requireInstalled(conns: Connections, db: string): Promise<void> {
+  const ok = await conns.with(db, (c) => sideInstalled(c, 'node'));
+  if (!ok) throw new CapraError(`database ${db} has no repl schema: run capra install first`);
+}
+
+/**
+ * `capra add-triggers` for one sync: resolves its tables on the first source,
+ * checks them on every other node, registers a consumer per receiving node on
+ * each source and puts the capture triggers on. Tables that left the
+ * selection since the last run are taken off. Returns the tables.
+ */
+export async function addTriggers(
+  cfg: Config,
+  sync: SyncConfig,
+  conns: Connections,
+  logger: Logger,
+  opts: { mode?: CaptureMode; ddl?: Partial<DdlOptions>; progress?: TriggerProgress } = {},
+): Promise<TrackedTable[]> {
+  for (const db of syncNodes(sync)) await requireInstalled(conns, db);
+  const first = sync.sources[0]!;
+  const tables = await conns.with(first, (c) => resolveTables(c, sync.tables, first));
+  if (tables.length === 0) throw new CapraError(`sync ${sync.name}: the table selection matches no table on ${first}`);
+  for (const db of syncNodes(sync)) {
+    if (db === first) continue;
+    await conns.with(db, async (c) => {
+      for (const t of tables) await checkTableOn(c, t, db);
+    });
+  }
+  const ddl: DdlOptions = {
+    ...defaultDdlOptions,
+    ...opts.ddl,
+    onRetry: (t, attempt) => opts.progress?.({ node: '', table: tableLabel(t), action: 'waiting', attempt }),
+  };
+  for (const source of sync.sources) {
+    await conns.with(source, async (c) => {
+      await registerConsumers(c, cfg.name, sync.name, receiversOf(sync, source), sync.kick.notify);
+      const wanted = new Set(tables.map(tableLabel));
+      for (const old of await trackedTables(c, cfg.name, sync.name)) {
+        if (old.table != null && wanted.has(tableLabel(old))) continue;
+        await untrackOne(c, cfg.name, sync.name, old, ddl);
+        opts.progress?.({ node: source, table: old.table == null ? `relid ${old.relid}` : tableLabel(old), action: 'dropped' });
+      }
+      for (const t of tables) {
+        await addCaptureTriggers(c, t, t.keyCols, opts.mode ?? 'statement', { ...ddl, onRetry: (tt, attempt) => opts.progress?.({ node: source, table: tableLabel(tt), action: 'waiting', attempt }) }, () =>
+          trackTable(c, cfg.name, sync.name, t, t.keyCols),
+        );
+        opts.progress?.({ node: source, table: tableLabel(t), action: 'added' });
+      }
+    });
+  }
+  await conns.with('(metadata)', (c) => publishTables(c, sync.name, tables));
+  logger.info({ sync: sync.name, tables: tables.length }, 'capture triggers in place');
+  return tables;
+}
+
+async function untrackOne(
+  c: import('pg').ClientBase,
+  job: string,
+  sync: string,
+  row: { relid: number; schema: string; table: string; shared: boolean },
+  ddl: DdlOptions,
+): Promise<void> {
+  if (row.shared || row.table == null) {
+    await untrackTable(c, job, sync, row.relid);
+    return;
+  }
+  await dropCaptureTriggers(c, row, ddl, () => untrackTable(c, job, sync, row.relid));
+}
+
+/**
+ * `capra drop-triggers` for one sync: forgets its consumers and positions and
+ * takes the triggers off every table no other sync or job still captures.
+ * An unreachable node is skipped with a warning; run it again once it is back.
+ */
+export async function dropTriggers(
+  cfg: Config,
+  sync: SyncConfig,
+  conns: Connections,
+  logger: Logger,
+  opts: { ddl?: Partial<DdlOptions>; progress?: TriggerProgress } = {},
+): Promise<void> {
+  const ddl: DdlOptions = { ...defaultDdlOptions, ...opts.ddl };
+  for (const db of syncNodes(sync)) {
+    await conns.with(db, async (c) => {
+      if (!(await sideInstalled(c, 'node'))) return;
+      for (const row of await trackedTables(c, cfg.name, sync.name)) {
+        await untrackOne(c, cfg.name, sync.name, row, ddl);
+        opts.progress?.({ node: db, table: row.table == null ? `relid ${row.relid}` : tableLabel(row), action: 'dropped' });
+      }
+      await forgetSync(c, cfg.name, sync.name);
+    });
+  }
+  try {
+    await conns.with('(metadata)', (c) => c.query('DELETE FROM repl.sync_table WHERE sync = $1', [sync.name]));
+  } catch (err) {
+    logger.warn({ sync: sync.name, err: String(err) }, 'could not clear the table list in the metadata database');
+  }
+}
