@@ -1,0 +1,44 @@
+// What the capture triggers record, in both modes: INSERT, UPDATE (a key
+// change records old and new key), DELETE, TRUNCATE, composite keys; and
+// nothing for an applier's session unless it cascades.
+import t from 'tap';
+import { addCaptureTriggers, defaultDdlOptions } from '../orchestrator/src/triggers/ddl.js';
+import { installSide } from '../orchestrator/src/db/schema-side.js';
+import { silentLogger } from '../orchestrator/src/util/logger.js';
+import { freshDb, sql, testClusters, withClient } from './harness/db.js';
+
+const [c1] = testClusters().clusters;
+
+for (const mode of ['statement', 'row'] as const) {
+  t.test(`${mode}-level capture`, async (t) => {
+    const url = await freshDb(t, c1!, 'cap');
+    await sql(url, 'CREATE TABLE p (a int, b text, v text, PRIMARY KEY (a, b))');
+    await withClient(url, async (c) => {
+      await installSide(c, 'node', silentLogger);
+      await addCaptureTriggers(c, { schema: 'public', table: 'p' }, ['a', 'b'], mode, defaultDdlOptions, async () => {});
+    });
+    const deltas = async (): Promise<{ op: string; pk: unknown }[]> => {
+      const rows = await sql<{ op: string; pk: unknown }>(url, 'SELECT op, pk FROM repl.delta ORDER BY txid, op, pk::text');
+      await sql(url, 'DELETE FROM repl.delta');
+      return rows;
+    };
+    await sql(url, `INSERT INTO p VALUES (1, 'x', 'v1'), (2, 'y', 'v2')`);
+    t.same(await deltas(), [{ op: 'I', pk: { a: 1, b: 'x' } }, { op: 'I', pk: { a: 2, b: 'y' } }], 'inserts');
+    await sql(url, `UPDATE p SET v = 'new' WHERE a = 1`);
+    t.same(await deltas(), [{ op: 'U', pk: { a: 1, b: 'x' } }], 'an update that keeps the key is recorded once');
+    await sql(url, `UPDATE p SET b = 'z' WHERE a = 2`);
+    t.same(await deltas(), [{ op: 'U', pk: { a: 2, b: 'y' } }, { op: 'U', pk: { a: 2, b: 'z' } }], 'a key change records old and new key');
+    await sql(url, `DELETE FROM p WHERE a = 1`);
+    t.same(await deltas(), [{ op: 'D', pk: { a: 1, b: 'x' } }], 'delete');
+    await sql(url, `UPDATE p SET v = v WHERE false`);
+    t.same(await deltas(), [], 'a statement that changes no row records nothing');
+    await sql(url, `TRUNCATE p`);
+    t.same(await deltas(), [{ op: 'T', pk: null }], 'truncate');
+    await sql(url, `BEGIN; SET LOCAL capra.origin = 'job1'; INSERT INTO p VALUES (5, 'q', 'applied'); COMMIT`);
+    t.same(await deltas(), [], "an applier's write is not captured");
+    await sql(url, `BEGIN; SET LOCAL capra.origin = 'job1'; SET LOCAL capra.cascade = 'on'; INSERT INTO p VALUES (6, 'q', 'cascaded'); COMMIT`);
+    t.same(await sql(url, 'SELECT op, pk, origin FROM repl.delta'), [{ op: 'I', pk: { a: 6, b: 'q' }, origin: 'job1' }], 'with cascade it is captured, marked with its origin');
+    const enabled = await sql<{ tgname: string; tgenabled: string }>(url, `SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'p'::regclass ORDER BY 1`);
+    t.ok(enabled.length >= 3 && enabled.every((r) => r.tgenabled === 'A'), 'capture triggers fire ALWAYS (also under replica role)');
+  });
+}
