@@ -12,7 +12,8 @@ import { Daemon, type DaemonOptions } from '../../orchestrator/src/daemon/daemon
 import { Connections } from '../../orchestrator/src/db/connections.js';
 import { install } from '../../orchestrator/src/install/install.js';
 import { addTriggers } from '../../orchestrator/src/triggers/sync-triggers.js';
-import { silentLogger } from '../../orchestrator/src/util/logger.js';
+import { type Logger, silentLogger } from '../../orchestrator/src/util/logger.js';
+import { makeLogger } from '../../orchestrator/src/util/make-logger.js';
 import { packageRoot } from '../../orchestrator/src/util/paths.js';
 import { type ClusterInfo, type TeardownTest, freshDb, sql, waitFor } from './db.js';
 
@@ -84,10 +85,17 @@ export async function setUp(job: Job): Promise<void> {
 
 /** A daemon in this process, stopped when the test ends. Retries fast, to keep tests short. */
 export function startDaemon(t: TeardownTest, job: Job, opts: DaemonOptions = {}): Daemon {
-  const d = new Daemon(job.cfg, silentLogger, { retryBaseMs: 100, retryCapMs: 1000, ...opts });
+  const d = new Daemon(job.cfg, testLogger(job.name), { retryBaseMs: 100, retryCapMs: 1000, ...opts });
   d.start();
   t.teardown(() => d.stop());
   return d;
+}
+
+/** Silent, unless CAPRA_TEST_LOG is set to a level (debug, info...): then human lines on stderr. */
+export function testLogger(job: string): Logger {
+  const level = process.env.CAPRA_TEST_LOG;
+  if (!level) return silentLogger;
+  return makeLogger({ level: level as 'debug', job, human: true, out: process.stderr });
 }
 
 export interface CliResult {
@@ -111,8 +119,8 @@ export function cli(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?:
   });
 }
 
-/** Every row of a table as text, in key order: two tables match when their digests do. */
-export async function digest(url: string, table: string, orderBy = '1'): Promise<string> {
+/** Every row of a table as text, sorted: two tables match when their digests do. */
+export async function digest(url: string, table: string, orderBy = 't::text'): Promise<string> {
   const rows = await sql<{ d: string | null }>(url, `SELECT string_agg(t::text, E'\\n' ORDER BY ${orderBy}) AS d FROM ${table} t`);
   return rows[0]?.d ?? '';
 }

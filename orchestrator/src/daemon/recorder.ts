@@ -46,7 +46,8 @@ export class Recorder {
             const ok = r.error === undefined;
             await c.query(
               `INSERT INTO repl.lane AS l (sync, source, target, state, last_run_at, last_ok_at, rows_applied, error, error_table, error_at)
-               VALUES ($1, $2, $3, $4, $5, CASE WHEN $6 THEN $5 END, $7, $8, $9, CASE WHEN $6 THEN NULL ELSE $5 END)
+               VALUES ($1, $2, $3, $4, $5::timestamptz, CASE WHEN $6::boolean THEN $5::timestamptz END, $7, $8, $9,
+                       CASE WHEN $6::boolean THEN NULL ELSE $5::timestamptz END)
                ON CONFLICT (sync, source, target) DO UPDATE SET
                  state = EXCLUDED.state, last_run_at = EXCLUDED.last_run_at,
                  last_ok_at = coalesce(EXCLUDED.last_ok_at, l.last_ok_at),

@@ -1,0 +1,131 @@
+// Faults: the daemon killed with SIGKILL in the middle of applying a large
+// batch, and a target server that is down for a while.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import t from 'tap';
+import { startCluster } from '../orchestrator/src/embedded/cluster.js';
+import { collectStatus } from '../orchestrator/src/status/status.js';
+import { silentLogger } from '../orchestrator/src/util/logger.js';
+import { packageRoot } from '../orchestrator/src/util/paths.js';
+import { type ClusterInfo, sql, testClusters, waitFor } from './harness/db.js';
+import { type Job, digest, makeJob, setUp, startDaemon, waitSame } from './harness/capra.js';
+
+const { clusters } = testClusters();
+const [c1, c2, c3] = clusters;
+
+function daemonProcess(job: Job): ChildProcess {
+  return spawn(process.execPath, [path.join(packageRoot(), 'bin', 'capra.js'), '--config', job.configPath, 'start', '--foreground'], {
+    stdio: 'ignore',
+  });
+}
+
+async function kill9(child: ChildProcess): Promise<void> {
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGKILL');
+  await exited;
+}
+
+/** The applier's COPY into the user table is running on the target right now. */
+async function applying(url: string, table: string): Promise<boolean> {
+  const rows = await sql(
+    url,
+    `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'capra-sync'
+        AND state = 'active' AND query LIKE $1`,
+    [`COPY "public"."${table}"%FROM STDIN`],
+  );
+  return rows.length > 0;
+}
+
+const count = async (url: string, table: string): Promise<number> => (await sql(url, `SELECT count(*)::int AS n FROM ${table}`))[0]!.n;
+
+t.test('SIGKILL while applying one large transaction: target unchanged, then identical after restart', async (t) => {
+  const job = await makeJob(t, {
+    nodes: { a: c1!, b: c2! },
+    schema: 'CREATE TABLE big (id int PRIMARY KEY, payload text)',
+    yaml: 'syncs:\n  s:\n    sources: [a]\n    targets: [b]',
+  });
+  await setUp(job);
+  const rows = 400_000;
+  await sql(job.urls.a!, `INSERT INTO big SELECT g, repeat(md5(g::text), 3) FROM generate_series(1, ${rows}) g`);
+  const daemon = daemonProcess(job);
+  t.teardown(() => void daemon.kill('SIGKILL'));
+  await waitFor(() => applying(job.urls.b!, 'big'), { what: 'the COPY into big on b', intervalMs: 10 });
+  await kill9(daemon);
+  // The server notices the dead client and rolls the transaction back.
+  await waitFor(async () => !(await applying(job.urls.b!, 'big')), { what: 'the aborted COPY to end' });
+  t.equal(await count(job.urls.b!, 'big'), 0, 'nothing of the half-applied batch is visible');
+  t.same(await sql(job.urls.b!, 'SELECT * FROM repl.applied'), [], 'no position was stored');
+  startDaemon(t, job);
+  await waitSame(job, 'big', ['a', 'b'], { timeoutMs: 120_000 });
+  t.equal(await count(job.urls.b!, 'big'), rows);
+});
+
+t.test('SIGKILL in the middle of a multi-batch backlog: nothing lost, nothing applied twice', async (t) => {
+  const job = await makeJob(t, {
+    nodes: { a: c1!, b: c2! },
+    schema: 'CREATE TABLE log (id int PRIMARY KEY, tx int, n int DEFAULT 0)',
+    yaml: 'batch_rows: 20000\nsyncs:\n  s:\n    sources: [a]\n    targets: [b]',
+  });
+  await setUp(job);
+  // 40 transactions of 5,000 inserts, then updates of every row in 20 more.
+  for (let tx = 0; tx < 40; tx++) await sql(job.urls.a!, `INSERT INTO log SELECT g, ${tx} FROM generate_series(${tx * 5000 + 1}, ${(tx + 1) * 5000}) g`);
+  for (let tx = 0; tx < 20; tx++) await sql(job.urls.a!, `UPDATE log SET n = n + 1 WHERE id % 20 = ${tx}`);
+  const daemon = daemonProcess(job);
+  t.teardown(() => void daemon.kill('SIGKILL'));
+  await waitFor(async () => (await count(job.urls.b!, 'log')) > 0 && (await applying(job.urls.b!, 'log')), {
+    what: 'some batches applied and another one in progress',
+    intervalMs: 10,
+  });
+  await kill9(daemon);
+  await waitFor(async () => !(await applying(job.urls.b!, 'log')), { what: 'the aborted COPY to end' });
+  const partial = await sql<{ tx: number; n: number }>(job.urls.b!, 'SELECT tx, count(*)::int AS n FROM log GROUP BY tx');
+  t.ok(partial.length < 40 || partial.some((p) => p.n < 5000) || (await digest(job.urls.b!, 'log')) !== (await digest(job.urls.a!, 'log')), 'killed before the end');
+  t.ok(partial.every((p) => p.n === 5000), 'only whole source transactions are on the target');
+  startDaemon(t, job);
+  await waitSame(job, 'log', ['a', 'b'], { timeoutMs: 120_000 });
+  t.equal(await count(job.urls.b!, 'log'), 200_000);
+});
+
+t.test('a target that is down catches up by itself; the other target keeps receiving', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'capra-down-'));
+  const own = await startCluster({ binDir: c1!.binDir, dataDir: path.join(dir, 'data') });
+  let server = own;
+  // Registered first, so it runs last: tap runs teardowns newest first, and the job's databases on it are dropped before.
+  t.teardown(async () => {
+    await server.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const ownInfo: ClusterInfo = { name: 'down', port: own.port, host: own.host, user: own.user, major: own.major, binDir: own.binDir };
+  const job = await makeJob(t, {
+    nodes: { a: c1!, b: c3!, d: ownInfo },
+    schema: 'CREATE TABLE x (id int PRIMARY KEY, v text)',
+    yaml: 'syncs:\n  s:\n    sources: [a]\n    targets: [b, d]',
+  });
+  await setUp(job);
+  startDaemon(t, job);
+  await sql(job.urls.a!, `INSERT INTO x SELECT g, 'before' FROM generate_series(1, 100) g`);
+  await waitSame(job, 'x', ['a', 'b', 'd']);
+
+  await own.stop();
+  await sql(job.urls.a!, `INSERT INTO x SELECT g, 'while d is down' FROM generate_series(101, 200) g`);
+  await sql(job.urls.a!, `UPDATE x SET v = 'updated while d is down' WHERE id <= 50`);
+  await waitSame(job, 'x', ['a', 'b']);
+  t.pass('b kept receiving while d was down');
+  await waitFor(
+    async () => {
+      const st = await collectStatus(job.cfg, silentLogger);
+      const lane = st.syncs[0]!.lanes.find((l) => l.target === 'd')!;
+      return st.syncs[0]!.state === 'failing' && (lane.state === 'failing' || lane.state === 'unreachable') && lane.error !== null;
+    },
+    { what: 'status to report the lane to d as failing' },
+  );
+  t.pass('status reports the lane to d as failing');
+
+  server = await startCluster({ binDir: c1!.binDir, dataDir: path.join(dir, 'data'), port: own.port });
+  await waitSame(job, 'x', ['a', 'd']);
+  t.equal(await count(job.urls.d!, 'x'), 200, 'd caught up without a daemon restart');
+  await waitFor(async () => (await collectStatus(job.cfg, silentLogger)).syncs[0]!.state === 'ok', { what: 'status to show the sync ok again' });
+  t.pass('status is ok again');
+});

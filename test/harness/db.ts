@@ -1,0 +1,108 @@
+// Helpers for test files: the clusters started by run-suite, fresh databases
+// per test, one-shot queries and the polling barrier used instead of sleeps.
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import pg from 'pg';
+
+export interface ClusterInfo {
+  name: string;
+  port: number;
+  host: string;
+  user: string;
+  major: number;
+  binDir: string;
+}
+
+export interface TestClusters {
+  clusters: ClusterInfo[];
+  other: ClusterInfo | null;
+  otherSkipReason?: string;
+}
+
+/** The subset of a tap Test that freshDb needs (works for the root `t` too). */
+export interface TeardownTest {
+  teardown(fn: () => unknown): unknown;
+  passing(): boolean;
+  comment(...args: unknown[]): unknown;
+}
+
+export const STATE_ENV = 'CAPRA_TEST_CLUSTERS';
+
+let cached: TestClusters | undefined;
+
+export function testClusters(): TestClusters {
+  if (cached) return cached;
+  const file = process.env[STATE_ENV];
+  if (!file) {
+    throw new Error(`${STATE_ENV} is not set: run tests through \`npm test\` (it starts the PostgreSQL clusters)`);
+  }
+  cached = JSON.parse(readFileSync(file, 'utf8')) as TestClusters;
+  return cached;
+}
+
+export function urlFor(cluster: ClusterInfo, db: string): string {
+  return `postgres://${encodeURIComponent(cluster.user)}@${cluster.host}:${cluster.port}/${encodeURIComponent(db)}`;
+}
+
+export function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+/**
+ * Create a uniquely named database on `cluster` and drop it when `t` ends,
+ * unless `t` failed: then it is kept for inspection and its name printed.
+ * `template` clones a prepared (e.g. migrated) database instead of template1.
+ */
+export async function freshDb(t: TeardownTest, cluster: ClusterInfo, prefix = 't',
+  opts: { template?: string } = {}): Promise<string> {
+  const name = `${prefix}_${randomBytes(6).toString('hex')}`.toLowerCase();
+  const admin = urlFor(cluster, 'postgres');
+  const template = opts.template ? ` TEMPLATE ${quoteIdent(opts.template)}` : '';
+  await sql(admin, `CREATE DATABASE ${quoteIdent(name)}${template}`);
+  t.teardown(async () => {
+    if (!t.passing()) {
+      t.comment(`keeping database ${name} on ${cluster.name} (port ${cluster.port}) because the test failed`);
+      return;
+    }
+    await sql(admin, `DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
+  });
+  return urlFor(cluster, name);
+}
+
+export async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url, application_name: 'capra-test' });
+  // Without a listener, a server-side disconnect would crash the test process.
+  client.on('error', () => {});
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+export async function sql<R extends pg.QueryResultRow = pg.QueryResultRow>(
+  url: string, text: string, params?: unknown[]): Promise<R[]> {
+  return withClient(url, async (c) => (await c.query<R>(text, params)).rows);
+}
+
+export interface WaitForOptions {
+  timeoutMs?: number;
+  intervalMs?: number;
+  /** Describes the condition, for the timeout error. */
+  what: string;
+}
+
+/**
+ * Poll `fn` until it returns true: the "caught up" barrier. Errors thrown by
+ * `fn` propagate at once (a broken check should fail, not time out).
+ */
+export async function waitFor(fn: () => Promise<boolean>,
+  { timeoutMs = 30_000, intervalMs = 50, what }: WaitForOptions): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await fn()) return;
+    if (Date.now() >= deadline) throw new Error(`Timed out waiting for ${what} (after ${timeoutMs} ms)`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
