@@ -41,6 +41,9 @@ CREATE TABLE repl.lane (
   last_ok_at    timestamptz,
   last_run_at   timestamptz,
   rows_applied  bigint      NOT NULL DEFAULT 0,
+  -- Whether the target let the applier set session_replication_role = replica;
+  -- false: the target's own triggers and foreign keys fire for applied rows.
+  replica_role  boolean,
   error         text,
   error_table   text,
   error_at      timestamptz,

@@ -24,6 +24,7 @@ export class LaneWorker {
   private readonly abort = new AbortController();
   private readonly state: LaneState = {};
   private loopDone: Promise<void> | null = null;
+  private warnedRole = false;
   private readonly log: Logger;
 
   constructor(
@@ -34,10 +35,6 @@ export class LaneWorker {
     private readonly opts: WorkerOptions,
   ) {
     this.log = logger.child({ sync: key.sync.name, source: key.source, target: key.target });
-  }
-
-  get replicaRole(): boolean | undefined {
-    return this.state.replicaRole;
   }
 
   start(): void {
@@ -77,7 +74,19 @@ export class LaneWorker {
         }
         if (failures > 0) this.log.info({ after: failures }, 'lane recovered');
         failures = 0;
-        this.recorder.record({ sync: this.key.sync.name, source: this.key.source, target: this.key.target, started, ended: new Date(), rows });
+        if (this.state.replicaRole === false && !this.warnedRole) {
+          this.log.warn('the target refused session_replication_role = replica: its own triggers and foreign keys fire for applied rows');
+          this.warnedRole = true;
+        }
+        this.recorder.record({
+          sync: this.key.sync.name,
+          source: this.key.source,
+          target: this.key.target,
+          started,
+          ended: new Date(),
+          rows,
+          replicaRole: this.state.replicaRole,
+        });
       } catch (err) {
         failures++;
         const msg = errorMessage(err);

@@ -12,6 +12,8 @@ export interface RunRecord {
   rows: number;
   error?: string;
   errorTable?: string;
+  /** Whether the target accepted session_replication_role = replica (undefined: not known yet). */
+  replicaRole?: boolean;
 }
 
 /**
@@ -45,16 +47,17 @@ export class Recorder {
           for (const r of batch) {
             const ok = r.error === undefined;
             await c.query(
-              `INSERT INTO repl.lane AS l (sync, source, target, state, last_run_at, last_ok_at, rows_applied, error, error_table, error_at)
+              `INSERT INTO repl.lane AS l (sync, source, target, state, last_run_at, last_ok_at, rows_applied, error, error_table, error_at, replica_role)
                VALUES ($1, $2, $3, $4, $5::timestamptz, CASE WHEN $6::boolean THEN $5::timestamptz END, $7, $8, $9,
-                       CASE WHEN $6::boolean THEN NULL ELSE $5::timestamptz END)
+                       CASE WHEN $6::boolean THEN NULL ELSE $5::timestamptz END, $10)
                ON CONFLICT (sync, source, target) DO UPDATE SET
                  state = EXCLUDED.state, last_run_at = EXCLUDED.last_run_at,
                  last_ok_at = coalesce(EXCLUDED.last_ok_at, l.last_ok_at),
                  rows_applied = l.rows_applied + EXCLUDED.rows_applied,
                  error = EXCLUDED.error, error_table = EXCLUDED.error_table,
-                 error_at = coalesce(EXCLUDED.error_at, l.error_at)`,
-              [r.sync, r.source, r.target, ok ? 'ok' : 'failing', r.ended, ok, r.rows, r.error ?? null, r.errorTable ?? null],
+                 error_at = coalesce(EXCLUDED.error_at, l.error_at),
+                 replica_role = coalesce(EXCLUDED.replica_role, l.replica_role)`,
+              [r.sync, r.source, r.target, ok ? 'ok' : 'failing', r.ended, ok, r.rows, r.error ?? null, r.errorTable ?? null, r.replicaRole ?? null],
             );
             if (!ok || r.rows > 0) {
               await c.query(`INSERT INTO repl.run (sync, source, target, started, ended, rows, ok, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, [

@@ -22,6 +22,12 @@ export interface DdlOptions {
   signal?: AbortSignal;
   /** Called before each retry, for progress display. */
   onRetry?: (table: TableName, attempt: number, waitMs: number) => void;
+  /**
+   * Cancels a backend's statement (pg_cancel_backend over another
+   * connection): on abort the DDL waiting for its lock is cancelled on the
+   * server too, not left queued behind the lock holder.
+   */
+  cancelBackend?: (pid: number) => Promise<void>;
 }
 
 export const defaultDdlOptions: DdlOptions = { lockTimeoutMs: 2000, maxAttempts: 50 };
@@ -58,7 +64,21 @@ async function currentTriggers(client: pg.ClientBase, t: TableName): Promise<Map
 
 /** Runs fn in a transaction with a short lock_timeout, retrying when the lock is not granted. */
 export async function withLockRetry(client: pg.ClientBase, t: TableName, opts: DdlOptions, fn: () => Promise<void>): Promise<void> {
+  const pid = opts.cancelBackend ? ((await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid ?? 0) : 0;
+  const onAbort = (): void => {
+    if (pid) void opts.cancelBackend?.(pid).catch(() => {});
+  };
+  opts.signal?.addEventListener('abort', onAbort);
+  try {
+    await lockRetryLoop(client, t, opts, fn);
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+async function lockRetryLoop(client: pg.ClientBase, t: TableName, opts: DdlOptions, fn: () => Promise<void>): Promise<void> {
   for (let attempt = 0; ; attempt++) {
+    if (opts.signal?.aborted) throw new CapraError(`cancelled before taking the lock on ${tableLabel(t)}`);
     await client.query('BEGIN');
     try {
       await client.query(`SELECT set_config('lock_timeout', $1, true)`, [`${opts.lockTimeoutMs}ms`]);
@@ -67,6 +87,7 @@ export async function withLockRetry(client: pg.ClientBase, t: TableName, opts: D
       return;
     } catch (err) {
       await client.query('ROLLBACK').catch(() => {});
+      if (opts.signal?.aborted) throw new CapraError(`cancelled while waiting for the lock on ${tableLabel(t)}`, { cause: err });
       if (sqlState(err) !== SQLSTATE.lockNotAvailable) throw err;
       if (attempt + 1 >= opts.maxAttempts) {
         throw new CapraError(`table ${tableLabel(t)}: could not get its lock in ${opts.maxAttempts} attempts (lock_timeout ${opts.lockTimeoutMs} ms): ${errorMessage(err)}`, { cause: err });

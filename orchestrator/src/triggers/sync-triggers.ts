@@ -42,22 +42,18 @@ export async function addTriggers(
       for (const t of tables) await checkTableOn(c, t, db);
     });
   }
-  const ddl: DdlOptions = {
-    ...defaultDdlOptions,
-    ...opts.ddl,
-    onRetry: (t, attempt) => opts.progress?.({ node: '', table: tableLabel(t), action: 'waiting', attempt }),
-  };
+  const ddl: DdlOptions = { ...defaultDdlOptions, ...opts.ddl };
   for (const source of sync.sources) {
     await conns.with(source, async (c) => {
       await registerConsumers(c, cfg.name, sync.name, receiversOf(sync, source), sync.kick.notify);
       const wanted = new Set(tables.map(tableLabel));
       for (const old of await trackedTables(c, cfg.name, sync.name)) {
         if (old.table != null && wanted.has(tableLabel(old))) continue;
-        await untrackOne(c, cfg.name, sync.name, old, ddl);
+        await untrackOne(c, cfg.name, sync.name, old, nodeDdl(ddl, conns, source, opts.progress));
         opts.progress?.({ node: source, table: old.table == null ? `relid ${old.relid}` : tableLabel(old), action: 'dropped' });
       }
       for (const t of tables) {
-        await addCaptureTriggers(c, t, t.keyCols, opts.mode ?? 'statement', { ...ddl, onRetry: (tt, attempt) => opts.progress?.({ node: source, table: tableLabel(tt), action: 'waiting', attempt }) }, () =>
+        await addCaptureTriggers(c, t, t.keyCols, opts.mode ?? 'statement', nodeDdl(ddl, conns, source, opts.progress), () =>
           trackTable(c, cfg.name, sync.name, t, t.keyCols),
         );
         opts.progress?.({ node: source, table: tableLabel(t), action: 'added' });
@@ -67,6 +63,17 @@ export async function addTriggers(
   await conns.with('(metadata)', (c) => publishTables(c, sync.name, tables));
   logger.info({ sync: sync.name, tables: tables.length }, 'capture triggers in place');
   return tables;
+}
+
+/** DDL options for one node: progress names it, and a cancel reaches its server. */
+function nodeDdl(ddl: DdlOptions, conns: Connections, node: string, progress?: TriggerProgress): DdlOptions {
+  return {
+    ...ddl,
+    onRetry: (t, attempt) => progress?.({ node, table: tableLabel(t), action: 'waiting', attempt }),
+    cancelBackend: async (pid) => {
+      await conns.with(node, (c) => c.query('SELECT pg_cancel_backend($1)', [pid]));
+    },
+  };
 }
 
 async function untrackOne(
@@ -100,7 +107,7 @@ export async function dropTriggers(
     await conns.with(db, async (c) => {
       if (!(await sideInstalled(c, 'node'))) return;
       for (const row of await trackedTables(c, cfg.name, sync.name)) {
-        await untrackOne(c, cfg.name, sync.name, row, ddl);
+        await untrackOne(c, cfg.name, sync.name, row, nodeDdl(ddl, conns, db, opts.progress));
         opts.progress?.({ node: db, table: row.table == null ? `relid ${row.relid}` : tableLabel(row), action: 'dropped' });
       }
       await forgetSync(c, cfg.name, sync.name);

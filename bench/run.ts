@@ -1,0 +1,91 @@
+// `npm run bench [-- --quick]`: starts its own PostgreSQL servers, measures,
+// prints a table and writes it as JSON under bench/results/.
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { type Cluster, embeddedBinDir, startCluster } from '../orchestrator/src/embedded/cluster.js';
+import { packageRoot } from '../orchestrator/src/util/paths.js';
+import { type CaptureFigures, benchCapture } from './capture.js';
+import { findPgbench } from './pgbench.js';
+import { benchReplication } from './replication.js';
+
+const quick = process.argv.includes('--quick');
+const sizes = quick ? { clients: 4, seconds: 3, bulkRows: 20_000, burst: 20_000, trials: 15 } : { clients: 4, seconds: 10, bulkRows: 100_000, burst: 100_000, trials: 40 };
+
+async function createDb(c: Cluster, name: string): Promise<string> {
+  const client = new pg.Client({ connectionString: c.url('postgres') });
+  await client.connect();
+  await client.query(`CREATE DATABASE ${name}`);
+  await client.end();
+  return c.url(name);
+}
+
+function row(cells: (string | number | null)[], widths: number[]): string {
+  return cells.map((c, i) => String(c ?? 'n/a').padEnd(widths[i]!)).join('  ');
+}
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'capra-bench-'));
+  const bin = process.env.PG_BIN ?? embeddedBinDir();
+  const pgbench = findPgbench();
+  const clusters: Cluster[] = [];
+  try {
+    clusters.push(...(await Promise.all(['a', 'b'].map((n) => startCluster({ binDir: bin, dataDir: path.join(dir, n) })))));
+    const [a, b] = clusters as [Cluster, Cluster];
+    console.log(`capra bench${quick ? ' --quick' : ''}: PostgreSQL ${a.major}, ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB`);
+    if (!pgbench) console.log('pgbench not found (set PG_BIN, or apt-get install postgresql-15): TPS figures are skipped');
+
+    const capture: CaptureFigures[] = [];
+    const capUrl = await createDb(a, 'bench_capture');
+    for (const mode of ['none', 'statement', 'row'] as const) {
+      process.stdout.write(`  capture: ${mode}...\n`);
+      capture.push(await benchCapture({ url: capUrl, pgbench, clients: sizes.clients, seconds: sizes.seconds, bulkRows: sizes.bulkRows, scriptDir: dir }, mode));
+    }
+    process.stdout.write('  replication: burst and latency...\n');
+    const replication = await benchReplication({
+      source: await createDb(a, 'bench_src'),
+      target: await createDb(b, 'bench_dst'),
+      workDir: dir,
+      rows: sizes.burst,
+      trials: sizes.trials,
+    });
+
+    const base = capture[0]!;
+    const pct = (x: number | null, y: number | null): string => (x && y ? `${Math.round((x / y) * 100)}%` : 'n/a');
+    const widths = [12, 18, 18, 16, 16];
+    console.log(`\nCapture overhead (${sizes.clients} pgbench clients, ${sizes.seconds} s each; bulk = one statement over ${sizes.bulkRows} rows, median of 3)`);
+    console.log(row(['triggers', 'update TPS', 'insert TPS', 'bulk update ms', 'bulk insert ms'], widths));
+    for (const c of capture) {
+      console.log(
+        row(
+          [
+            c.mode,
+            c.updateTps === null ? null : `${Math.round(c.updateTps)} (${pct(c.updateTps, base.updateTps)})`,
+            c.insertTps === null ? null : `${Math.round(c.insertTps)} (${pct(c.insertTps, base.insertTps)})`,
+            Math.round(c.bulkUpdateMs),
+            Math.round(c.bulkInsertMs),
+          ],
+          widths,
+        ),
+      );
+    }
+    console.log(`\nOne-way replication`);
+    console.log(`  ${replication.burstRows}-row update in one transaction: applied in ${replication.burstSeconds} s = ${replication.burstRowsPerSecond} rows/s`);
+    console.log(`  single-row insert until visible on the target (${replication.latencyTrials} trials): p50 ${replication.latencyP50Ms} ms, p95 ${replication.latencyP95Ms} ms`);
+
+    const out = path.join(packageRoot(), 'bench', 'results');
+    await mkdir(out, { recursive: true });
+    const file = path.join(out, `${new Date().toISOString().replace(/[:.]/g, '-')}${quick ? '-quick' : ''}.json`);
+    await writeFile(file, JSON.stringify({ date: new Date().toISOString(), quick, postgres: a.major, cores: cpus().length, sizes, capture, replication }, null, 2));
+    console.log(`\nwritten to ${path.relative(process.cwd(), file)}`);
+  } finally {
+    await Promise.all(clusters.map((c) => c.stop()));
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err) => {
+  console.error(`bench failed: ${err instanceof Error ? err.message : String(err)}`);
+  process.exitCode = 1;
+});
