@@ -2,6 +2,14 @@
 -- consumer has applied it. Positions are pg_snapshot values (the PgQ way), never
 -- "id > last id": a transaction's rows become visible at commit, not at insert.
 
+-- Every job installed on this node, whatever its role here: a node that is
+-- only a target holds nothing else of its job until the first run, and must
+-- not look unused to another job's uninstall.
+CREATE TABLE repl.job (
+  name         text        PRIMARY KEY,
+  installed_at timestamptz NOT NULL DEFAULT now()
+);
+
 -- One row per changed key. txid orders nothing by itself; a batch is "every
 -- txid visible in the new snapshot and not visible in the old one".
 CREATE TABLE repl.delta (

@@ -135,7 +135,8 @@ export async function uninstallSide(client: pg.ClientBase, side: Side): Promise<
       for (const fn of sideFunctions(side)) {
         await client.query(`DROP FUNCTION IF EXISTS ${quoteIdent(SCHEMA)}.${quoteIdent(fn)}`);
       }
-      for (const t of [...sideTables(side), bookkeepingTable(side)]) {
+      // Newest first: a table may reference (foreign key) only tables created before it.
+      for (const t of [...sideTables(side).reverse(), bookkeepingTable(side)]) {
         await client.query(`DROP TABLE IF EXISTS ${quoteIdent(SCHEMA)}.${quoteIdent(t)}`);
       }
       const left = await client.query(

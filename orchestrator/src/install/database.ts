@@ -27,8 +27,12 @@ async function onServer<T>(url: string, fallbacks: string[], fn: (c: pg.Client) 
   throw new CapraError(`cannot reach the server of ${describeUrl(url)} to create or drop its database: ${errorMessage(lastErr)}`, { cause: lastErr });
 }
 
-/** Creates the database of `url` unless it exists; returns whether it was created now. */
-export async function ensureDatabase(url: string, fallbacks: string[]): Promise<boolean> {
+/**
+ * Creates the database of `url` unless it exists; returns whether it was
+ * created now. `where` adds to messages which server this is, in the
+ * config's terms (e.g. "on the server of database a").
+ */
+export async function ensureDatabase(url: string, fallbacks: string[], where?: string): Promise<boolean> {
   const probe = new pg.Client(clientConfig(url, 'capra-cli'));
   probe.on('error', () => {});
   try {
@@ -36,7 +40,8 @@ export async function ensureDatabase(url: string, fallbacks: string[]): Promise<
     return false;
   } catch (err) {
     if (sqlState(err) !== SQLSTATE.invalidCatalogName) {
-      throw new CapraError(`cannot connect to the metadata database (${describeUrl(url)}): ${errorMessage(err)}`, { cause: err });
+      const at = where ? `${describeUrl(url)}, ${where}` : describeUrl(url);
+      throw new CapraError(`cannot connect to the metadata database (${at}): ${errorMessage(err)}`, { cause: err });
     }
   } finally {
     await probe.end().catch(() => {});

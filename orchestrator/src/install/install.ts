@@ -5,7 +5,7 @@ import { isConnectionError } from '../db/errors.js';
 import { databaseOf } from '../db/url.js';
 import { installSide, sideInstalled, uninstallSide } from '../db/schema-side.js';
 import { dropTriggers } from '../triggers/sync-triggers.js';
-import { forgetJob } from '../triggers/consumers.js';
+import { forgetJob, registerJob } from '../triggers/consumers.js';
 import type { Logger } from '../util/logger.js';
 import { dropDatabase, ensureDatabase } from './database.js';
 import { publishConfig } from './meta-config.js';
@@ -23,7 +23,9 @@ function fallbacks(cfg: Config): string[] {
  * Repeating it is harmless; two at once serialise on an advisory lock.
  */
 export async function install(cfg: Config, logger: Logger): Promise<void> {
-  const created = await ensureDatabase(cfg.metadata, fallbacks(cfg));
+  // The default metadata database lives on the first database's server: name that database, as the config does.
+  const where = cfg.metadataIsDefault ? `the default, on the server of database ${Object.keys(cfg.databases)[0]}` : undefined;
+  const created = await ensureDatabase(cfg.metadata, fallbacks(cfg), where);
   const conns = new Connections(cfg, 'capra-cli', logger);
   try {
     await conns.with(Connections.META, async (c) => {
@@ -35,7 +37,10 @@ export async function install(cfg: Config, logger: Logger): Promise<void> {
     });
     logger.info({ node: 'metadata', created }, 'metadata database ready');
     for (const db of usedDatabases(cfg)) {
-      await conns.with(db, (c) => installSide(c, 'node', logger));
+      await conns.with(db, async (c) => {
+        await installSide(c, 'node', logger);
+        await registerJob(c, cfg.name);
+      });
       logger.info({ node: db }, 'node ready');
     }
   } finally {

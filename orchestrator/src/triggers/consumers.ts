@@ -58,13 +58,19 @@ export async function forgetSync(client: pg.ClientBase, job: string, sync: strin
   await client.query('DELETE FROM repl.applied WHERE job = $1 AND sync = $2', [job, sync]);
 }
 
+/** Records that a job uses this node (install), whatever its role. */
+export async function registerJob(client: pg.ClientBase, job: string): Promise<void> {
+  await client.query('INSERT INTO repl.job (name) VALUES ($1) ON CONFLICT (name) DO NOTHING', [job]);
+}
+
 /** Forgets everything of a job on this node (uninstall); returns whether any other job still uses the node. */
 export async function forgetJob(client: pg.ClientBase, job: string): Promise<boolean> {
+  await client.query('DELETE FROM repl.job WHERE name = $1', [job]);
   await client.query('DELETE FROM repl.consumer_table WHERE job = $1', [job]);
   await client.query('DELETE FROM repl.consumer WHERE job = $1', [job]);
   await client.query('DELETE FROM repl.applied WHERE job = $1', [job]);
   const r = await client.query(
-    `SELECT EXISTS (SELECT 1 FROM repl.consumer) OR EXISTS (SELECT 1 FROM repl.consumer_table)
+    `SELECT EXISTS (SELECT 1 FROM repl.job) OR EXISTS (SELECT 1 FROM repl.consumer) OR EXISTS (SELECT 1 FROM repl.consumer_table)
             OR EXISTS (SELECT 1 FROM repl.applied) AS used`,
   );
   return r.rows[0].used === true;
