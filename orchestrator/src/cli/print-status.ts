@@ -24,6 +24,9 @@ export function formatStatus(st: Status, now = Date.now()): string {
     for (const l of s.lanes) {
       let line = `  ${l.source} -> ${l.target}: ${l.state}, last run ${ago(l.lastRunAt, now)}, pending ${num(l.pendingRows)}, lag ${num(l.lagSeconds)}s, applied ${l.rowsApplied}`;
       if (l.error) line += `\n    error${l.errorTable ? ` (table ${l.errorTable})` : ''}: ${l.error}`;
+      if (l.replicaRole === false) {
+        line += `\n    note: ${l.target} refuses session_replication_role = replica for this role, so its own triggers and foreign keys fire for applied rows (grant SET on it, PostgreSQL 15+, or use a superuser)`;
+      }
       lines.push(line);
     }
   }

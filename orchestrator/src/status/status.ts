@@ -20,6 +20,12 @@ export interface LaneStatus {
   lagSeconds: number | null;
   error: string | null;
   errorTable: string | null;
+  /**
+   * Whether the applier may set session_replication_role = replica on the
+   * target (null: not known yet). When false the target's own triggers and
+   * foreign keys fire for applied rows.
+   */
+  replicaRole: boolean | null;
 }
 
 export interface SyncStatus {
@@ -50,6 +56,7 @@ interface LaneRow {
   rows_applied: string;
   error: string | null;
   error_table: string | null;
+  replica_role: boolean | null;
 }
 
 /** Rows pending for one lane and the age of the oldest, read on the source against the target's position. */
@@ -111,6 +118,7 @@ export async function collectStatus(cfg: Config, logger: Logger): Promise<Status
             lagSeconds: null,
             error: row?.error ?? null,
             errorTable: row?.error_table ?? null,
+            replicaRole: row?.replica_role ?? null,
           };
           try {
             const pos = await positionOf(conns, cfg.name, sync.name, source, target);
