@@ -119,9 +119,15 @@ export function cli(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?:
   });
 }
 
-/** Every row of a table as text, sorted: two tables match when their digests do. */
-export async function digest(url: string, table: string, orderBy = 't::text'): Promise<string> {
-  const rows = await sql<{ d: string | null }>(url, `SELECT string_agg(t::text, E'\\n' ORDER BY ${orderBy}) AS d FROM ${table} t`);
+/**
+ * Every row of a table as text, sorted: two tables match when their digests
+ * do. ROW(alias.*) cannot be shadowed by a column named like the alias.
+ */
+export async function digest(url: string, table: string, orderBy = 'ROW(capra_digest_row.*)::text'): Promise<string> {
+  const rows = await sql<{ d: string | null }>(
+    url,
+    `SELECT string_agg(ROW(capra_digest_row.*)::text, E'\\n' ORDER BY ${orderBy}) AS d FROM ${table} capra_digest_row`,
+  );
   return rows[0]?.d ?? '';
 }
 

@@ -20,10 +20,30 @@ export const BATCH_CONDITION = `d.txid >= pg_snapshot_xmin(current_setting('capr
   AND pg_visible_in_snapshot(d.txid, current_setting('capra.batch_new')::pg_snapshot)
   AND d.origin IS DISTINCT FROM current_setting('capra.batch_job')`;
 
+/**
+ * The batch's keys of one table, typed. jsonb_to_record with just the key
+ * columns, not jsonb_populate_record(NULL::table): that one also runs every
+ * other column's NULL through its domain's checks and fails on a NOT NULL
+ * domain column.
+ */
 function keysQuery(t: TableMeta): string {
   const cols = t.keyCols.map((k) => `r.${quoteIdent(k)}`).join(', ');
-  return `SELECT DISTINCT ${cols} FROM repl.delta d CROSS JOIN LATERAL jsonb_populate_record(NULL::${quoteTable(t)}, d.pk) r
+  // keyTypes come from format_type() in this same source session: SQL-ready type names.
+  const defs = t.keyCols.map((k, i) => `${quoteIdent(k)} ${t.keyTypes[i]}`).join(', ');
+  return `SELECT DISTINCT ${cols} FROM repl.delta d CROSS JOIN LATERAL jsonb_to_record(d.pk) AS r(${defs})
            WHERE ${BATCH_CONDITION} AND d.relid = ${Number(t.relid)} AND d.op <> 'T'`;
+}
+
+/**
+ * COPY's text format is the session's display format: a source database set
+ * to DateStyle 'SQL, DMY', IntervalStyle sql_standard or a low
+ * extra_float_digits would write dates, time zone abbreviations, intervals
+ * and floats that the target reads back as other values. For this
+ * transaction only, the source writes formats every server reads exactly.
+ */
+async function pinOutputFormats(source: pg.ClientBase): Promise<void> {
+  await source.query(`SELECT set_config('datestyle', 'ISO', true), set_config('intervalstyle', 'postgres', true),
+                             set_config('extra_float_digits', '3', true), set_config('bytea_output', 'hex', true)`);
 }
 
 async function copyBetween(source: pg.ClientBase, target: pg.ClientBase, selectSql: string, copyInSql: string): Promise<number> {
@@ -35,6 +55,7 @@ async function copyBetween(source: pg.ClientBase, target: pg.ClientBase, selectS
 
 /** Applies the keys of one table in the batch. Returns the number of rows written. */
 export async function applyKeys(source: pg.ClientBase, target: pg.ClientBase, t: TableMeta, tempName: string): Promise<number> {
+  await pinOutputFormats(source);
   const keyList = t.keyCols.map(quoteIdent).join(', ');
   const temp = quoteIdent(tempName);
   await target.query(`CREATE TEMP TABLE ${temp} ON COMMIT DROP AS SELECT ${keyList} FROM ${quoteTable(t)} WITH NO DATA`);
@@ -59,6 +80,7 @@ export async function applyKeys(source: pg.ClientBase, target: pg.ClientBase, t:
  * earlier batch.
  */
 export async function applyTruncate(source: pg.ClientBase, target: pg.ClientBase, t: TableMeta): Promise<number> {
+  await pinOutputFormats(source);
   const cols = t.columns.map(quoteIdent).join(', ');
   await target.query(`TRUNCATE ONLY ${quoteTable(t)}`);
   return copyBetween(source, target, `SELECT ${cols} FROM ONLY ${quoteTable(t)}`, `COPY ${quoteTable(t)} (${cols}) FROM STDIN`);

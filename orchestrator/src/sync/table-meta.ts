@@ -6,6 +6,11 @@ import { type TableName, quoteTable, tableLabel } from '../db/ident.js';
 export interface TableMeta extends TableName {
   relid: number;
   keyCols: string[];
+  /**
+   * The key columns' types as the source session names them (format_type), for
+   * reading keys back out of the delta log there.
+   */
+  keyTypes: string[];
   /** Columns to copy, in the target's order: not dropped, not generated. */
   columns: string[];
 }
@@ -15,6 +20,8 @@ interface Row {
   schema: string;
   table: string;
   columns: string[];
+  /** Source side only: every column's type, by name. */
+  types?: Record<string, string>;
 }
 
 const columnsSql = `ARRAY(SELECT a.attname::text FROM pg_attribute a
@@ -24,7 +31,9 @@ const columnsSql = `ARRAY(SELECT a.attname::text FROM pg_attribute a
 /** Source side: tables by relid, as registered for the consumer. */
 export async function sourceTables(client: pg.ClientBase, relids: number[]): Promise<Map<number, Row>> {
   const { rows } = await client.query<Row>(
-    `SELECT c.oid::int AS relid, n.nspname AS schema, c.relname AS table, ${columnsSql}
+    `SELECT c.oid::int AS relid, n.nspname AS schema, c.relname AS table, ${columnsSql},
+            (SELECT jsonb_object_agg(a.attname, format_type(a.atttypid, a.atttypmod)) FROM pg_attribute a
+              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS types
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY ($1::oid[])`,
     [relids],
   );
@@ -58,6 +67,12 @@ export async function matchOnTarget(
       if (missing.length > 0) parts.push(`only on ${targetName}: ${missing.join(', ')}`);
       throw new CapraError(`table ${tableLabel(s)}: columns differ between nodes (${parts.join('; ')}); add them on every node`);
     }
-    return { schema: s.schema, table: s.table, relid: s.relid, keyCols: keys.get(s.relid) ?? [], columns: t.columns };
+    const keyCols = keys.get(s.relid) ?? [];
+    const keyTypes = keyCols.map((k) => {
+      const type = s.types?.[k];
+      if (type === undefined) throw new CapraError(`table ${tableLabel(s)}: key column ${JSON.stringify(k)} does not exist on the source`);
+      return type;
+    });
+    return { schema: s.schema, table: s.table, relid: s.relid, keyCols, keyTypes, columns: t.columns };
   });
 }

@@ -29,11 +29,11 @@ export async function resolveTables(client: pg.ClientBase, sel: TableSelection, 
   const chosen = rows.filter(
     (t) => (include.length === 0 || include.some((r) => matches(r, t))) && !exclude.some((r) => matches(r, t)),
   );
-  // Explicitly named tables must exist: a typo should not silently replicate nothing.
+  // Every include entry must match something: a typo should not silently replicate nothing.
   for (const r of include) {
-    if (r.table !== null && !rows.some((t) => matches(r, t))) {
-      throw new CapraError(`table ${tableLabel({ schema: r.schema, table: r.table })} named in tables.include does not exist on ${dbName}`);
-    }
+    if (rows.some((t) => matches(r, t))) continue;
+    if (r.table !== null) throw new CapraError(`table ${tableLabel({ schema: r.schema, table: r.table })} named in tables.include does not exist on ${dbName}`);
+    throw new CapraError(`schema ${JSON.stringify(r.schema)} named in tables.include has no tables on ${dbName} (a bare name is a schema; write schema.table for a table)`);
   }
   const keyIndex = new Map<string, string>();
   for (const [ref, idx] of Object.entries(sel.keys)) keyIndex.set(tableLabel(parseTableName(ref)), idx);

@@ -1,0 +1,76 @@
+// Replication between two PostgreSQL major versions, both ways: capture,
+// positions and COPY-based apply must not depend on source and target
+// running the same server version.
+import { createHash } from 'node:crypto';
+import t from 'tap';
+import { sql, testClusters } from './harness/db.js';
+import { digest, makeJob, setUp, startDaemon, waitSame } from './harness/capra.js';
+
+const { clusters, other, otherSkipReason } = testClusters();
+const [c1] = clusters;
+
+const schema = `
+  CREATE TABLE fwd (id int PRIMARY KEY, j jsonb, n numeric, ts timestamptz, b bytea, ia int[], ta text[]);
+  CREATE TABLE back (id int PRIMARY KEY, j jsonb, n numeric, ts timestamptz, b bytea, ia int[], ta text[]);
+`;
+const md5hex = (b: Buffer): string => createHash('md5').update(b).digest('hex');
+const bytes = Buffer.from(Array.from({ length: 256 }, (_, i) => 255 - i));
+const json = { a: [1, null, { 'ü': '日本 😀' }], e: {}, big: 12345678901234567890.5 };
+const rows = (table: string) => `INSERT INTO ${table} VALUES
+  (1, '${JSON.stringify(json)}', 12345678901234567890.123456789012345678901234567890, '2024-02-29 23:59:59.999999+05:45', $1, '{1,NULL,3}', '{"a,b","c\\"d",NULL}'),
+  (2, '[]', 'NaN', 'infinity', '\\x00', '{}', '{}'),
+  (3, NULL, NULL, NULL, NULL, NULL, NULL),
+  (4, '{"gone": true}', 1e-30, '-infinity', '', '{{1,2},{3,4}}', '{x}')`;
+
+t.test('a sync from the newer to the older major version and one back', {
+  skip: other ? false : `no second PostgreSQL major version: ${otherSkipReason ?? 'unknown reason'}`,
+}, async (t) => {
+  if (!other) return;
+  t.comment(`primary cluster: PostgreSQL ${c1!.major}, other: PostgreSQL ${other.major} (${other.binDir})`);
+  const job = await makeJob(t, {
+    nodes: { a: c1!, b: other },
+    schema,
+    yaml: [
+      'syncs:',
+      '  up:',
+      '    sources: [a]',
+      '    targets: [b]',
+      '    tables: { include: [public.fwd] }',
+      '  down:',
+      '    sources: [b]',
+      '    targets: [a]',
+      '    tables: { include: [public.back] }',
+    ].join('\n'),
+  });
+  const a = job.urls.a!;
+  const b = job.urls.b!;
+  const major = async (url: string): Promise<number> =>
+    Math.floor(Number((await sql<{ v: string }>(url, `SELECT current_setting('server_version_num') AS v`))[0]!.v) / 10000);
+  t.equal(await major(a), c1!.major, 'a runs on the primary cluster');
+  t.equal(await major(b), other.major, 'b runs on the other cluster');
+  t.not(c1!.major, other.major, 'two different major versions');
+
+  await setUp(job);
+  startDaemon(t, job);
+  await sql(a, rows('fwd'), [bytes]);
+  await sql(b, rows('back'), [bytes]);
+  for (const [url, table] of [[a, 'fwd'], [b, 'back']] as const) {
+    await sql(url, `UPDATE ${table} SET j = j || '{"more": [true]}', n = -n, ts = ts + interval '1 microsecond', b = b || '\\xff00', ia = ia || 4, ta = ta || 'NULL'::text WHERE id = 1`);
+    await sql(url, `UPDATE ${table} SET id = 30, n = 3 WHERE id = 3`);
+    await sql(url, `DELETE FROM ${table} WHERE id = 4`);
+  }
+  await waitSame(job, 'fwd', ['a', 'b'], { orderBy: 'id' });
+  await waitSame(job, 'back', ['a', 'b'], { orderBy: 'id' });
+
+  for (const [url, table, dir] of [[b, 'fwd', `PG ${c1!.major} -> PG ${other.major}`], [a, 'back', `PG ${other.major} -> PG ${c1!.major}`]] as const) {
+    t.equal(await digest(url, table, 'id'), await digest(url === b ? a : b, table, 'id'), `${dir}: same rows`);
+    t.same(await sql(url, `SELECT id, j = $1::jsonb AS j, n::text AS n, to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') AS ts,
+        md5(b) AS b, ia::text AS ia, ta::text AS ta FROM ${table} ORDER BY id`, [JSON.stringify({ ...json, more: [true] })]), [
+      { id: 1, j: true, n: '-12345678901234567890.123456789012345678901234567890', ts: '2024-02-29 18:15:00.000000',
+        b: md5hex(Buffer.concat([bytes, Buffer.from([255, 0])])), ia: '{1,NULL,3,4}', ta: '{"a,b","c\\"d",NULL,"NULL"}' },
+      { id: 2, j: false, n: 'NaN', ts: null, b: md5hex(Buffer.from([0])), ia: '{}', ta: '{}' },
+      { id: 30, j: null, n: '3', ts: null, b: null, ia: null, ta: null },
+    ], `${dir}: typed values`);
+    t.same(await sql(url, `SELECT ta[4] IS NULL AS real_null FROM ${table} WHERE id = 1`), [{ real_null: false }], `${dir}: the string 'NULL' is not a NULL`);
+  }
+});
