@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type pg from 'pg';
 import { migrate } from 'postgres-migrations';
@@ -27,7 +27,9 @@ export function bookkeepingTable(side: Side): string {
   return `${side}_migrations`;
 }
 
+/** The .sql files of a directory, in name order; none when it does not exist (git keeps no empty directory). */
 function sqlFiles(dir: string): string[] {
+  if (!existsSync(dir)) return [];
   return readdirSync(dir)
     .filter((f) => f.endsWith('.sql'))
     .sort()
