@@ -3,7 +3,7 @@ import { errorMessage } from '../db/errors.js';
 import { type LaneKey, type LaneState, runLane } from '../sync/lane.js';
 import { backoffMs, sleep } from '../util/backoff.js';
 import type { Logger } from '../util/logger.js';
-import type { Recorder } from './recorder.js';
+import type { Recorder, RunRecord } from './recorder.js';
 
 export interface WorkerOptions {
   batchRows: number;
@@ -78,33 +78,21 @@ export class LaneWorker {
           this.log.warn('the target refused session_replication_role = replica: its own triggers and foreign keys fire for applied rows');
           this.warnedRole = true;
         }
-        this.recorder.record({
-          sync: this.key.sync.name,
-          source: this.key.source,
-          target: this.key.target,
-          started,
-          ended: new Date(),
-          rows,
-          replicaRole: this.state.replicaRole,
-        });
+        this.record(started, rows, { replicaRole: this.state.replicaRole });
       } catch (err) {
         failures++;
         const msg = errorMessage(err);
         const table = /table (\S+)/.exec(msg)?.[1];
         this.log.warn({ err: msg, attempt: failures }, 'run failed; will retry');
-        this.recorder.record({
-          sync: this.key.sync.name,
-          source: this.key.source,
-          target: this.key.target,
-          started,
-          ended: new Date(),
-          rows,
-          error: msg,
-          errorTable: table,
-        });
+        this.record(started, rows, { error: msg, errorTable: table });
         this.wanted = true;
         await sleep(backoffMs(failures - 1, this.opts.retryBaseMs, this.opts.retryCapMs), this.abort.signal);
       }
     }
+  }
+
+  private record(started: Date, rows: number, extra: Pick<RunRecord, 'error' | 'errorTable' | 'replicaRole'>): void {
+    const { sync, source, target } = this.key;
+    this.recorder.record({ sync: sync.name, source, target, started, ended: new Date(), rows, ...extra });
   }
 }
