@@ -38,7 +38,7 @@ async function main(): Promise<void> {
 
     const capture: CaptureFigures[] = [];
     const capUrl = await createDb(a, 'bench_capture');
-    for (const mode of ['none', 'statement', 'row'] as const) {
+    for (const mode of ['none', 'row', 'statement'] as const) {
       process.stdout.write(`  capture: ${mode}...\n`);
       capture.push(await benchCapture({ url: capUrl, pgbench, clients: sizes.clients, seconds: sizes.seconds, bulkRows: sizes.bulkRows, scriptDir: dir }, mode));
     }

@@ -4,8 +4,9 @@
 import t from 'tap';
 import { addCaptureTriggers, defaultDdlOptions } from '../orchestrator/src/triggers/ddl.js';
 import { installSide } from '../orchestrator/src/db/schema-side.js';
+import { registerConsumers, trackTable } from '../orchestrator/src/triggers/consumers.js';
 import { silentLogger } from '../orchestrator/src/util/logger.js';
-import { freshDb, sql, testClusters, withClient } from './harness/db.js';
+import { freshDb, sql, testClusters, waitFor, withClient } from './harness/db.js';
 
 const [c1] = testClusters().clusters;
 
@@ -42,3 +43,39 @@ for (const mode of ['statement', 'row'] as const) {
     t.ok(enabled.length >= 3 && enabled.every((r) => r.tgenabled === 'A'), 'capture triggers fire ALWAYS (also under replica role)');
   });
 }
+
+t.test('kicks: each job with notify on its own channel, none for cron jobs or for its own applied writes', async (t) => {
+  const url = await freshDb(t, c1!, 'kick');
+  await sql(url, 'CREATE TABLE k (id int PRIMARY KEY)');
+  const table = { schema: 'public', table: 'k' };
+  await withClient(url, async (c) => {
+    await installSide(c, 'node', silentLogger);
+    for (const [job, kick] of [['jobn', true], ['jobm', true], ['jobc', false]] as const) {
+      await registerConsumers(c, job, 's', ['target'], kick);
+      await addCaptureTriggers(c, table, ['id'], 'row', defaultDdlOptions, () => trackTable(c, job, 's', table, ['id']));
+    }
+  });
+  await withClient(url, async (listener) => {
+    const heard: string[] = [];
+    listener.on('notification', (n) => heard.push(n.channel));
+    for (const ch of ['capra_jobn', 'capra_jobm', 'capra_jobc', 'sentinel']) await listener.query(`LISTEN ${ch}`);
+    // Notifications reach a listener in commit order: once a sentinel sent
+    // after the statement has arrived, everything the statement sent has too.
+    const collect = async (stmt: string): Promise<string[]> => {
+      heard.length = 0;
+      await sql(url, stmt);
+      await sql(url, 'NOTIFY sentinel');
+      await waitFor(async () => (await listener.query('SELECT 1'), heard.includes('sentinel')), { what: 'the sentinel notification', intervalMs: 5 });
+      return heard.filter((h) => h !== 'sentinel').sort();
+    };
+    t.same(await collect('INSERT INTO k VALUES (1)'), ['capra_jobm', 'capra_jobn'], 'notify jobs are kicked, the cron job is not');
+    t.same(
+      await collect(`BEGIN; SET LOCAL capra.origin = 'jobn'; SET LOCAL capra.cascade = 'on'; INSERT INTO k VALUES (2); COMMIT`),
+      ['capra_jobm'],
+      "a job's own applied (cascaded) write kicks only the other job",
+    );
+    t.same(await collect(`BEGIN; SET LOCAL capra.origin = 'jobn'; INSERT INTO k VALUES (3); COMMIT`), [], 'a non-cascading applied write kicks nobody');
+    await withClient(url, (c) => registerConsumers(c, 'jobm', 's', ['target'], false));
+    t.same(await collect('INSERT INTO k VALUES (4)'), ['capra_jobn'], 'switching a job to cron kicks takes it out at once');
+  });
+});

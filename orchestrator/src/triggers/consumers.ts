@@ -18,6 +18,7 @@ export async function registerConsumers(client: pg.ClientBase, job: string, sync
     [job, sync, targets, kick],
   );
   await client.query(`DELETE FROM repl.consumer WHERE job = $1 AND sync = $2 AND target <> ALL ($3::text[])`, [job, sync, targets]);
+  await client.query('SELECT repl.refresh_kicks()');
 }
 
 export async function trackTable(client: pg.ClientBase, job: string, sync: string, t: TableName, keyCols: string[]): Promise<void> {
@@ -56,6 +57,7 @@ export async function forgetSync(client: pg.ClientBase, job: string, sync: strin
   await client.query('DELETE FROM repl.consumer_table WHERE job = $1 AND sync = $2', [job, sync]);
   await client.query('DELETE FROM repl.consumer WHERE job = $1 AND sync = $2', [job, sync]);
   await client.query('DELETE FROM repl.applied WHERE job = $1 AND sync = $2', [job, sync]);
+  await client.query('SELECT repl.refresh_kicks()');
 }
 
 /** Records that a job uses this node (install), whatever its role. */
@@ -69,6 +71,7 @@ export async function forgetJob(client: pg.ClientBase, job: string): Promise<boo
   await client.query('DELETE FROM repl.consumer_table WHERE job = $1', [job]);
   await client.query('DELETE FROM repl.consumer WHERE job = $1', [job]);
   await client.query('DELETE FROM repl.applied WHERE job = $1', [job]);
+  await client.query('SELECT repl.refresh_kicks()');
   const r = await client.query(
     `SELECT EXISTS (SELECT 1 FROM repl.job) OR EXISTS (SELECT 1 FROM repl.consumer) OR EXISTS (SELECT 1 FROM repl.consumer_table)
             OR EXISTS (SELECT 1 FROM repl.applied) AS used`,

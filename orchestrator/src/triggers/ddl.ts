@@ -30,9 +30,18 @@ export interface DdlOptions {
   cancelBackend?: (pid: number) => Promise<void>;
 }
 
+export const defaultCaptureMode: CaptureMode = 'row';
+
 export const defaultDdlOptions: DdlOptions = { lockTimeoutMs: 2000, maxAttempts: 50 };
 
-function createStatements(t: TableName, keyCols: string[], mode: CaptureMode): string[] {
+/**
+ * The statements that put the triggers on. Row mode (the default) uses the
+ * table's generated repl.capture_<oid>(); statement mode the generic
+ * repl.capture_stmt() with transition tables (cheaper for bulk statements,
+ * dearer for single-row ones: `npm run bench`). Both use the generated
+ * repl.kick_<oid>() and capture TRUNCATE with repl.capture_stmt().
+ */
+function createStatements(t: TableName, keyCols: string[], mode: CaptureMode, fns: { capture: string; kick: string }): string[] {
   const tbl = quoteTable(t);
   const args = keyCols.map(quoteLiteral).join(', ');
   const stmts =
@@ -42,10 +51,10 @@ function createStatements(t: TableName, keyCols: string[], mode: CaptureMode): s
           `CREATE TRIGGER capra_capture_upd AFTER UPDATE ON ${tbl} REFERENCING OLD TABLE AS capra_old NEW TABLE AS capra_new FOR EACH STATEMENT EXECUTE FUNCTION repl.capture_stmt(${args})`,
           `CREATE TRIGGER capra_capture_del AFTER DELETE ON ${tbl} REFERENCING OLD TABLE AS capra_old FOR EACH STATEMENT EXECUTE FUNCTION repl.capture_stmt(${args})`,
         ]
-      : [`CREATE TRIGGER capra_capture_row AFTER INSERT OR UPDATE OR DELETE ON ${tbl} FOR EACH ROW EXECUTE FUNCTION repl.capture_row(${args})`];
+      : [`CREATE TRIGGER capra_capture_row AFTER INSERT OR UPDATE OR DELETE ON ${tbl} FOR EACH ROW EXECUTE FUNCTION repl.${quoteIdent(fns.capture)}()`];
   stmts.push(
     `CREATE TRIGGER capra_capture_trunc AFTER TRUNCATE ON ${tbl} FOR EACH STATEMENT EXECUTE FUNCTION repl.capture_stmt()`,
-    `CREATE TRIGGER capra_kick AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON ${tbl} FOR EACH STATEMENT EXECUTE FUNCTION repl.kick()`,
+    `CREATE TRIGGER capra_kick AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON ${tbl} FOR EACH STATEMENT EXECUTE FUNCTION repl.${quoteIdent(fns.kick)}()`,
   );
   const names = mode === 'statement' ? STATEMENT_TRIGGERS : ROW_TRIGGERS;
   for (const n of names) stmts.push(`ALTER TABLE ${tbl} ENABLE ALWAYS TRIGGER ${quoteIdent(n)}`);
@@ -116,25 +125,39 @@ export async function addCaptureTriggers(
   const wanted = mode === 'statement' ? STATEMENT_TRIGGERS : ROW_TRIGGERS;
   const argText = keyCols.map((k) => k + '\0').join('');
   await withLockRetry(client, t, opts, async () => {
+    // Registered first, so the kick function generated below notifies this consumer too.
+    await register();
+    const fns = await generateFunctions(client, t, keyCols);
     const have = await currentTriggers(client, t);
+    // Row mode's key lives in the generated function (just replaced); statement mode's in the trigger arguments.
     const same =
       have.size === wanted.length &&
       wanted.every((n) => have.has(n)) &&
-      [...have].every(([n, a]) => n === 'capra_capture_trunc' || n === 'capra_kick' || a === argText);
+      (mode === 'row' || [...have].every(([n, a]) => n === 'capra_capture_trunc' || n === 'capra_kick' || a === argText));
     if (!same) {
       for (const n of have.keys()) await client.query(`DROP TRIGGER ${quoteIdent(n)} ON ${quoteTable(t)}`);
-      for (const s of createStatements(t, keyCols, mode)) await client.query(s);
+      for (const s of createStatements(t, keyCols, mode, fns)) await client.query(s);
     }
-    await register();
   });
 }
 
-/** Removes the capture triggers from a table. */
+/** Creates or replaces the table's generated capture and kick functions; returns their names. */
+async function generateFunctions(client: pg.ClientBase, t: TableName, keyCols: string[]): Promise<{ capture: string; kick: string }> {
+  const r = await client.query<{ capture: string; kick: string }>(
+    'SELECT repl.make_capture(to_regclass($1), $2::text[]) AS capture, repl.make_kick(to_regclass($1)) AS kick',
+    [quoteTable(t), keyCols],
+  );
+  return r.rows[0]!;
+}
+
+/** Removes the capture triggers from a table, and its generated functions. */
 export async function dropCaptureTriggers(client: pg.ClientBase, t: TableName, opts: DdlOptions, unregister?: () => Promise<void>): Promise<void> {
   await withLockRetry(client, t, opts, async () => {
     await unregister?.();
-    const exists = await client.query('SELECT to_regclass($1) IS NOT NULL AS ok', [quoteTable(t)]);
-    if (!exists.rows[0].ok) return;
+    const exists = await client.query<{ oid: number | null }>('SELECT to_regclass($1)::oid::int AS oid', [quoteTable(t)]);
+    const oid = exists.rows[0]?.oid;
+    if (oid == null) return;
     for (const n of ALL_TRIGGERS) await client.query(`DROP TRIGGER IF EXISTS ${quoteIdent(n)} ON ${quoteTable(t)}`);
+    await client.query(`DROP FUNCTION IF EXISTS repl.${quoteIdent(`capture_${oid}`)}(), repl.${quoteIdent(`kick_${oid}`)}()`);
   });
 }

@@ -7,7 +7,7 @@ import { CapraError } from '../db/errors.js';
 import { publishTables } from '../install/meta-config.js';
 import type { Logger } from '../util/logger.js';
 import { forgetSync, registerConsumers, trackTable, trackedTables, untrackTable } from './consumers.js';
-import { type CaptureMode, type DdlOptions, addCaptureTriggers, defaultDdlOptions, dropCaptureTriggers } from './ddl.js';
+import { type CaptureMode, type DdlOptions, addCaptureTriggers, defaultCaptureMode, defaultDdlOptions, dropCaptureTriggers } from './ddl.js';
 import { type TrackedTable, checkTableOn, resolveTables } from './resolve.js';
 
 export interface TriggerProgress {
@@ -53,7 +53,7 @@ export async function addTriggers(
         opts.progress?.({ node: source, table: old.table == null ? `relid ${old.relid}` : tableLabel(old), action: 'dropped' });
       }
       for (const t of tables) {
-        await addCaptureTriggers(c, t, t.keyCols, opts.mode ?? 'statement', nodeDdl(ddl, conns, source, opts.progress), () =>
+        await addCaptureTriggers(c, t, t.keyCols, opts.mode ?? defaultCaptureMode, nodeDdl(ddl, conns, source, opts.progress), () =>
           trackTable(c, cfg.name, sync.name, t, t.keyCols),
         );
         opts.progress?.({ node: source, table: tableLabel(t), action: 'added' });
