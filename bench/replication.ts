@@ -8,7 +8,7 @@ import { silentLogger } from '../orchestrator/src/util/logger.js';
 
 /**
  * One-way replication figures: rows/s from the commit of a burst until the
- * target's contents equal the source's (compared by checksum), and the
+ * target has applied it (then checked equal to the source by checksum), and the
  * latency of a single-row insert until it is visible on the target.
  */
 export interface ReplicationFigures {
@@ -71,10 +71,19 @@ export async function benchReplication(opts: { source: string; target: string; w
   const a = await connect(opts.source);
   const b = await connect(opts.target);
   try {
+    await a.query('BEGIN');
+    const xid = (await a.query<{ x: string }>('SELECT pg_current_xact_id()::text AS x')).rows[0]!.x;
     await a.query('UPDATE bench_repl SET v = v + 1');
+    await a.query('COMMIT');
     const t0 = process.hrtime.bigint();
-    await until(() => same(a, b), 600_000);
+    // Barrier: the target's stored position covers the burst's transaction
+    // (cheap to poll, unlike a checksum that would compete with the apply).
+    await until(async () => {
+      const r = await b.query(`SELECT pg_visible_in_snapshot($1::xid8, position) AS ok FROM repl.applied WHERE job = 'bench'`, [xid]);
+      return r.rows[0]?.ok === true;
+    }, 600_000);
     const burstSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    if (!(await same(a, b))) throw new Error('the target does not match the source after the burst');
 
     const lat: number[] = [];
     for (let i = 0; i < opts.trials; i++) {
