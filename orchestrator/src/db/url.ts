@@ -2,16 +2,6 @@ import type { ClientConfig } from 'pg';
 
 // libpq-style URLs, with their passwords kept out of every message.
 
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '<unparsable connection string>';
-  }
-}
-
 /** host:port/db, the form used in messages. */
 export function describeUrl(url: string): string {
   try {

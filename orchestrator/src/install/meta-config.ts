@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { Config } from '../config/types.js';
+import { inTransaction } from '../db/connections.js';
 import { describeUrl } from '../db/url.js';
 import type { TrackedTable } from '../triggers/resolve.js';
 
@@ -9,8 +10,7 @@ import type { TrackedTable } from '../triggers/resolve.js';
  * install and reload; removed syncs go, with their table lists.
  */
 export async function publishConfig(client: pg.ClientBase, cfg: Config): Promise<void> {
-  await client.query('BEGIN');
-  try {
+  await inTransaction(client, async () => {
     const dbs = Object.keys(cfg.databases);
     await client.query(
       `INSERT INTO repl.node (name, display) SELECT * FROM unnest($1::text[], $2::text[])
@@ -34,25 +34,16 @@ export async function publishConfig(client: pg.ClientBase, cfg: Config): Promise
       );
     }
     await client.query('DELETE FROM repl.node WHERE name <> ALL ($1::text[])', [dbs]);
-    await client.query('COMMIT');
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw err;
-  }
+  });
 }
 
 export async function publishTables(client: pg.ClientBase, sync: string, tables: TrackedTable[]): Promise<void> {
-  await client.query('BEGIN');
-  try {
+  await inTransaction(client, async () => {
     await client.query('DELETE FROM repl.sync_table WHERE sync = $1', [sync]);
     await client.query(
       `INSERT INTO repl.sync_table (sync, schema_name, table_name, key_cols)
        SELECT $1, s, t, ARRAY(SELECT jsonb_array_elements_text(k)) FROM unnest($2::text[], $3::text[], $4::jsonb[]) AS u(s, t, k)`,
       [sync, tables.map((t) => t.schema), tables.map((t) => t.table), tables.map((t) => JSON.stringify(t.keyCols))],
     );
-    await client.query('COMMIT');
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw err;
-  }
+  });
 }
