@@ -53,6 +53,7 @@ export const USAGE = `usage: capra [--config FILE] [--verbose] <command> [option
   start --foreground  run the daemon in this process (systemd, containers)
   stop                stop the daemon gracefully (it finishes the runs in progress)
   restart             stop, then start
+  reload              the daemon re-reads the config file and table definitions, without losing work
   status [--json]     daemon and per-sync state, pending rows, lag; exits 1 when unhealthy
   demo                two embedded PostgreSQL servers, a sync, changes arriving live
 

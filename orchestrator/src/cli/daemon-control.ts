@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { mkdir, open, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import { logfilePath, pidfilePath } from '../config/types.js';
 import { Daemon } from '../daemon/daemon.js';
@@ -13,7 +14,8 @@ import { packageRoot } from '../util/paths.js';
 /**
  * `capra start --foreground`: the daemon in this process, for systemd,
  * containers and the detached start. First SIGTERM/SIGINT: finish the runs
- * in progress and exit; a second: exit at once.
+ * in progress and exit; a second: exit at once. SIGHUP: re-read the config
+ * file (a bad one is logged and the running config kept).
  */
 export async function runForeground(cfg: Config): Promise<void> {
   const pidfile = pidfilePath(cfg);
@@ -34,6 +36,18 @@ export async function runForeground(cfg: Config): Promise<void> {
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
+  });
+  process.on('SIGHUP', () => {
+    void (async () => {
+      try {
+        const next = await loadConfig(cfg.file);
+        await daemon.reload(next);
+        (logger as unknown as { level: string }).level = next.logLevel;
+        logger.info({ file: cfg.file }, 'config reloaded');
+      } catch (err) {
+        logger.error({ err: errorMessage(err) }, 'reload failed; keeping the running config');
+      }
+    })();
   });
   try {
     daemon.start();
@@ -90,6 +104,19 @@ export async function startDetached(cfg: Config, print: (line: string) => void):
     await sleep(100);
   }
   throw new CapraError(`the daemon did not write its pidfile ${pidfile} within 15 s; see ${logfile}`);
+}
+
+/** `capra reload`: the daemon re-reads its config file and table definitions, without losing work. */
+export async function reloadDaemon(cfg: Config, print: (line: string) => void): Promise<void> {
+  const pidfile = pidfilePath(cfg);
+  const pid = await readPid(pidfile);
+  if (pid === null || !isAlive(pid)) throw new CapraError(`job ${cfg.name} is not running (pidfile ${pidfile})`);
+  try {
+    process.kill(pid, 'SIGHUP');
+  } catch (err) {
+    throw new CapraError(`cannot signal pid ${pid}: ${errorMessage(err)}`, { cause: err });
+  }
+  print(`asked job ${cfg.name} (pid ${pid}) to reload ${cfg.file}; its log says when it has`);
 }
 
 /** `capra stop`: SIGTERM, then wait for the daemon to finish its runs and exit. */

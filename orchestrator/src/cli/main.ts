@@ -8,7 +8,7 @@ import { addTriggers, dropTriggers } from '../triggers/sync-triggers.js';
 import type { Logger } from '../util/logger.js';
 import { makeLogger } from '../util/make-logger.js';
 import { type Args, USAGE, parseArgs } from './args.js';
-import { runForeground, startDetached, stopDaemon } from './daemon-control.js';
+import { reloadDaemon, runForeground, startDetached, stopDaemon } from './daemon-control.js';
 import { formatStatus } from './print-status.js';
 
 const out = (line: string): void => void process.stdout.write(line + '\n');
@@ -62,7 +62,7 @@ async function run(args: Args): Promise<number> {
     await runDemo({ print: out });
     return 0;
   }
-  const known = ['install', 'uninstall', 'add-triggers', 'drop-triggers', 'start', 'stop', 'restart', 'status'];
+  const known = ['install', 'uninstall', 'add-triggers', 'drop-triggers', 'start', 'stop', 'restart', 'reload', 'status'];
   if (!known.includes(command)) throw new CapraError(`unknown command ${command} (see capra --help)`);
   if (rest.length > 0) throw new CapraError(`unexpected argument ${rest[0]} for ${command}`);
   const cfg = await loadConfig(args.config);
@@ -85,6 +85,9 @@ async function run(args: Args): Promise<number> {
       return 0;
     case 'stop':
       await stopDaemon(cfg, out);
+      return 0;
+    case 'reload':
+      await reloadDaemon(cfg, out);
       return 0;
     case 'restart':
       await stopDaemon(cfg, out);

@@ -5,6 +5,7 @@ import { Connections } from '../db/connections.js';
 import { CapraError, errorMessage } from '../db/errors.js';
 import { purgeDeltas } from '../sync/purge.js';
 import type { Logger } from '../util/logger.js';
+import { JobLock } from './job-lock.js';
 import { LaneWorker } from './lane-worker.js';
 import { KickListener } from './listener.js';
 import { Recorder } from './recorder.js';
@@ -13,37 +14,44 @@ export interface DaemonOptions {
   retryBaseMs?: number;
   retryCapMs?: number;
   purgeEveryMs?: number;
+  /** How often a standby tries to take the job lock. */
+  standbyRetryMs?: number;
+}
+
+export type DaemonState = 'standby' | 'active' | 'stopped';
+
+/** Refuses what this version cannot run. */
+export function checkRunnable(cfg: Config): void {
+  for (const sync of Object.values(cfg.syncs)) {
+    if (sync.sources.length > 1) {
+      throw new CapraError(`sync ${sync.name}: multi-master syncs (more than one source) are not supported by this version`);
+    }
+  }
 }
 
 /**
- * The replication daemon of one job: a worker per lane, a kick listener per
- * source node, cron and poll timers that wake workers, and the delta purge.
- * stop() stops taking new work and lets every run in progress finish.
+ * Everything that works for one version of the config: a worker per lane, a
+ * kick listener per source node, cron and poll timers, the delta purge.
+ * Replaced whole on reload; positions live in the databases, so nothing is lost.
  */
-export class Daemon {
-  private readonly conns: Connections;
+class Generation {
+  readonly conns: Connections;
+  readonly workers: LaneWorker[] = [];
   private readonly recorder: Recorder;
-  private readonly workers: LaneWorker[] = [];
   private readonly listeners: KickListener[] = [];
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly cronTasks: { stop(): void | Promise<void> }[] = [];
-  private stopped: Promise<void> | null = null;
 
   constructor(
-    private readonly cfg: Config,
+    readonly cfg: Config,
     private readonly logger: Logger,
-    private readonly opts: DaemonOptions = {},
+    private readonly opts: DaemonOptions,
   ) {
     this.conns = new Connections(cfg, 'capra-sync', logger);
     this.recorder = new Recorder(this.conns, logger);
   }
 
   start(): void {
-    for (const sync of Object.values(this.cfg.syncs)) {
-      if (sync.sources.length > 1) {
-        throw new CapraError(`sync ${sync.name}: multi-master syncs (more than one source) are not supported by this version`);
-      }
-    }
     const bySource = new Map<string, LaneWorker[]>();
     for (const sync of Object.values(this.cfg.syncs)) {
       const syncWorkers: LaneWorker[] = [];
@@ -72,7 +80,7 @@ export class Daemon {
     this.timers.push(setInterval(() => this.workers.forEach((w) => w.wake()), this.cfg.pollSeconds * 1000));
     this.timers.push(setInterval(() => void this.purge([...bySource.keys()]), this.opts.purgeEveryMs ?? 60_000));
     for (const w of this.workers) w.start();
-    this.logger.info({ lanes: this.workers.length }, 'daemon started');
+    this.logger.info({ lanes: this.workers.length }, 'lanes started');
   }
 
   private async purge(sources: string[]): Promise<void> {
@@ -86,15 +94,109 @@ export class Daemon {
     }
   }
 
+  /** No new runs; runs in progress finish; connections close. */
+  async stop(): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    await Promise.all(this.cronTasks.map((t) => t.stop()));
+    await Promise.all([...this.workers.map((w) => w.stop()), ...this.listeners.map((l) => l.stop())]);
+    await this.recorder.drain();
+    await this.conns.close();
+  }
+}
+
+/**
+ * The replication daemon of one job. It works only while it holds the job's
+ * lock in the metadata database (standby otherwise), reloads its config
+ * without losing work, and stops gracefully: no new runs, runs in progress
+ * finish.
+ */
+export class Daemon {
+  private gen: Generation | null = null;
+  private lock: JobLock | null = null;
+  private metaConns: Connections | null = null;
+  private active = false;
+  private stopped: Promise<void> | null = null;
+  /** Serialises activation, deactivation and reload. */
+  private queue: Promise<void> = Promise.resolve();
+
+  constructor(
+    private cfg: Config,
+    private readonly logger: Logger,
+    private readonly opts: DaemonOptions = {},
+  ) {}
+
+  get state(): DaemonState {
+    return this.stopped ? 'stopped' : this.active ? 'active' : 'standby';
+  }
+
+  get config(): Config {
+    return this.cfg;
+  }
+
+  /** The lane workers now running (none in standby). */
+  get workers(): readonly LaneWorker[] {
+    return this.gen?.workers ?? [];
+  }
+
+  start(): void {
+    checkRunnable(this.cfg);
+    this.metaConns = new Connections(this.cfg, 'capra-sync', this.logger);
+    this.lock = new JobLock(
+      this.metaConns,
+      this.cfg.name,
+      {
+        acquired: () => void this.serially(async () => this.activate()),
+        lost: () => this.serially(async () => this.deactivate()),
+      },
+      this.logger,
+      this.opts.standbyRetryMs,
+    );
+    this.lock.start();
+    this.logger.info('daemon started');
+  }
+
+  private serially(fn: () => Promise<void>): Promise<void> {
+    this.queue = this.queue.then(fn, fn);
+    return this.queue;
+  }
+
+  private activate(): void {
+    if (this.stopped || this.gen) return;
+    this.active = true;
+    this.gen = new Generation(this.cfg, this.logger, this.opts);
+    this.gen.start();
+  }
+
+  private async deactivate(): Promise<void> {
+    this.active = false;
+    const gen = this.gen;
+    this.gen = null;
+    await gen?.stop();
+  }
+
+  /** Switches to a new config: the running generation finishes its runs, a new one starts. */
+  reload(cfg: Config): Promise<void> {
+    checkRunnable(cfg);
+    return this.serially(async () => {
+      if (cfg.name !== this.cfg.name || cfg.metadata !== this.cfg.metadata) {
+        throw new CapraError('reload cannot change the job name or its metadata database: restart instead');
+      }
+      this.cfg = cfg;
+      if (!this.gen) return;
+      await this.gen.stop();
+      this.gen = new Generation(cfg, this.logger, this.opts);
+      this.gen.start();
+      this.logger.info('reloaded');
+    });
+  }
+
   /** Graceful: no new runs; runs in progress finish; connections close. Idempotent. */
   stop(): Promise<void> {
     this.stopped ??= (async () => {
       this.logger.info('stopping: finishing runs in progress');
-      for (const t of this.timers) clearInterval(t);
-      await Promise.all(this.cronTasks.map((t) => t.stop()));
-      await Promise.all([...this.workers.map((w) => w.stop()), ...this.listeners.map((l) => l.stop())]);
-      await this.recorder.drain();
-      await this.conns.close();
+      await this.serially(async () => this.deactivate());
+      await this.lock?.stop();
+      await this.metaConns?.close();
       this.logger.info('stopped');
     })();
     return this.stopped;
