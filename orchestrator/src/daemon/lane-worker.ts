@@ -1,5 +1,5 @@
 import type { Connections } from '../db/connections.js';
-import { errorMessage } from '../db/errors.js';
+import { errorMessage, errorTable } from '../db/errors.js';
 import { type LaneKey, type LaneState, runLane } from '../sync/lane.js';
 import { backoffMs, sleep } from '../util/backoff.js';
 import type { Logger } from '../util/logger.js';
@@ -82,7 +82,7 @@ export class LaneWorker {
       } catch (err) {
         failures++;
         const msg = errorMessage(err);
-        const table = /table (\S+)/.exec(msg)?.[1];
+        const table = errorTable(err);
         this.log.warn({ err: msg, attempt: failures }, 'run failed; will retry');
         this.record(started, rows, { error: msg, errorTable: table });
         this.wanted = true;

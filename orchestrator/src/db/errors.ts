@@ -41,10 +41,19 @@ export function errorMessage(err: unknown): string {
 
 /** An error whose message is for the operator; the CLI prints only this line. */
 export class CapraError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
+  /** The table the error is about (schema.table as tableLabel writes it), when there is one. */
+  readonly table?: string;
+
+  constructor(message: string, options?: { cause?: unknown; table?: string }) {
     super(message, options);
     this.name = 'CapraError';
+    if (options?.table !== undefined) this.table = options.table;
   }
+}
+
+/** The table an error is about, if it says. */
+export function errorTable(err: unknown): string | undefined {
+  return err instanceof CapraError ? err.table : undefined;
 }
 
 /** Wraps a failure to reach a named database without ever echoing its URL. */

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { SyncConfig } from '../config/types.js';
 import type { Connections } from '../db/connections.js';
-import { CapraError, SQLSTATE, sqlState } from '../db/errors.js';
+import { CapraError, SQLSTATE, errorMessage, isConnectionError, sqlState } from '../db/errors.js';
 import { tableLabel } from '../db/ident.js';
 import { BATCH_CONDITION, applyKeys, applyTruncate } from './apply.js';
 import { type Snap, boundedSnapshot, formatSnapshot, parseSnapshot } from './snapshot.js';
@@ -184,7 +184,13 @@ async function runWith(source: pg.ClientBase, target: pg.ClientBase, k: LaneKey,
       let rows = 0;
       for (const [i, t] of metas.entries()) {
         const truncated = live.find((r) => r.relid === t.relid)!.truncated;
-        rows += truncated ? await applyTruncate(source, target, t) : await applyKeys(source, target, t, `capra_keys_${i}`);
+        try {
+          rows += truncated ? await applyTruncate(source, target, t) : await applyKeys(source, target, t, `capra_keys_${i}`);
+        } catch (err) {
+          // Name the table, unless the server went away (then no table is to blame).
+          if (isConnectionError(err)) throw err;
+          throw new CapraError(`table ${tableLabel(t)} on ${k.target}: ${errorMessage(err)}`, { cause: err, table: tableLabel(t) });
+        }
       }
       await storePosition(target, k, endText);
       await target.query('COMMIT');

@@ -58,14 +58,16 @@ export async function matchOnTarget(
   const byName = new Map(rows.map((r) => [r.name, r]));
   return src.map((s) => {
     const t = byName.get(quoteTable(s));
-    if (!t) throw new CapraError(`table ${tableLabel(s)} does not exist on ${targetName}`);
+    if (!t) throw new CapraError(`table ${tableLabel(s)} does not exist on ${targetName}`, { table: tableLabel(s) });
     const missing = t.columns.filter((c) => !s.columns.includes(c));
     const extra = s.columns.filter((c) => !t.columns.includes(c));
     if (missing.length > 0 || extra.length > 0) {
       const parts = [];
       if (extra.length > 0) parts.push(`only on the source: ${extra.join(', ')}`);
       if (missing.length > 0) parts.push(`only on ${targetName}: ${missing.join(', ')}`);
-      throw new CapraError(`table ${tableLabel(s)}: columns differ between nodes (${parts.join('; ')}); add them on every node`);
+      throw new CapraError(`table ${tableLabel(s)}: columns differ between nodes (${parts.join('; ')}); add them on every node`, {
+        table: tableLabel(s),
+      });
     }
     const keyCols = keys.get(s.relid) ?? [];
     const keyTypes = keyCols.map((k) => {
