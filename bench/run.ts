@@ -8,10 +8,13 @@ import { type Cluster, embeddedBinDir, startCluster } from '../orchestrator/src/
 import { packageRoot } from '../orchestrator/src/util/paths.js';
 import { type CaptureFigures, benchCapture } from './capture.js';
 import { findPgbench } from './pgbench.js';
+import { type KickFigures, benchKick } from './kick.js';
 import { benchReplication } from './replication.js';
 
 const quick = process.argv.includes('--quick');
-const sizes = quick ? { clients: 4, seconds: 3, bulkRows: 20_000, burst: 20_000, trials: 15 } : { clients: 4, seconds: 10, bulkRows: 100_000, burst: 100_000, trials: 40 };
+const sizes = quick
+  ? { clients: 4, seconds: 3, bulkRows: 20_000, burst: 20_000, trials: 15, kickClients: 64, kickSeconds: 3 }
+  : { clients: 4, seconds: 10, bulkRows: 100_000, burst: 100_000, trials: 40, kickClients: 64, kickSeconds: 10 };
 
 async function createDb(c: Cluster, name: string): Promise<string> {
   const client = new pg.Client({ connectionString: c.url('postgres') });
@@ -51,6 +54,26 @@ async function main(): Promise<void> {
       trials: sizes.trials,
     });
 
+    const kicks: KickFigures[] = [];
+    if (pgbench) {
+      for (const mode of ['none', 'capture only', 'capture + notify', 'capture + cron'] as const) {
+        process.stdout.write(`  kick: ${mode}...\n`);
+        const tag = mode.replace(/\W/g, '');
+        kicks.push(
+          await benchKick({
+            mode,
+            source: await createDb(a, `kick_src_${tag}`),
+            target: await createDb(b, `kick_dst_${tag}`),
+            workDir: dir,
+            pgbench,
+            clients: sizes.kickClients,
+            seconds: sizes.kickSeconds,
+            rows: sizes.bulkRows,
+          }),
+        );
+      }
+    }
+
     const base = capture[0]!;
     const pct = (x: number | null, y: number | null): string => (x && y ? `${Math.round((x / y) * 100)}%` : 'n/a');
     const widths = [12, 18, 18, 16, 16];
@@ -70,6 +93,10 @@ async function main(): Promise<void> {
         ),
       );
     }
+    if (kicks.length > 0) {
+      console.log(`\nKick modes (${sizes.kickClients} pgbench clients, ${sizes.kickSeconds} s each, single-row UPDATE on a replicated table; daemon applying in the last two)`);
+      for (const k of kicks) console.log(`  ${k.mode.padEnd(18)} ${Math.round(k.tps)} TPS (${pct(k.tps, kicks[0]!.tps)})`);
+    }
     console.log(`\nOne-way replication`);
     console.log(`  ${replication.burstRows}-row update in one transaction: applied in ${replication.burstSeconds} s = ${replication.burstRowsPerSecond} rows/s`);
     console.log(`  single-row insert until visible on the target (${replication.latencyTrials} trials): p50 ${replication.latencyP50Ms} ms, p95 ${replication.latencyP95Ms} ms`);
@@ -77,7 +104,7 @@ async function main(): Promise<void> {
     const out = path.join(packageRoot(), 'bench', 'results');
     await mkdir(out, { recursive: true });
     const file = path.join(out, `${new Date().toISOString().replace(/[:.]/g, '-')}${quick ? '-quick' : ''}.json`);
-    await writeFile(file, JSON.stringify({ date: new Date().toISOString(), quick, postgres: a.major, cores: cpus().length, sizes, capture, replication }, null, 2));
+    await writeFile(file, JSON.stringify({ date: new Date().toISOString(), quick, postgres: a.major, cores: cpus().length, sizes, capture, kicks, replication }, null, 2));
     console.log(`\nwritten to ${path.relative(process.cwd(), file)}`);
   } finally {
     await Promise.all(clusters.map((c) => c.stop()));

@@ -1,4 +1,3 @@
-import type pg from 'pg';
 import type { Config } from '../config/types.js';
 import { pidfilePath } from '../config/types.js';
 import { receiversOf } from '../config/topology.js';
@@ -6,6 +5,7 @@ import { Connections } from '../db/connections.js';
 import { errorMessage } from '../db/errors.js';
 import { isAlive, readPid } from '../daemon/pidfile.js';
 import type { Logger } from '../util/logger.js';
+import { lanePending } from './pending.js';
 
 export interface LaneStatus {
   source: string;
@@ -59,34 +59,6 @@ interface LaneRow {
   replica_role: boolean | null;
 }
 
-/** Rows pending for one lane and the age of the oldest, read on the source against the target's position. */
-async function pending(source: pg.ClientBase, job: string, sync: string, position: string): Promise<{ rows: number; lag: number }> {
-  const r = await source.query<{ n: string; lag: number | null }>(
-    `SELECT count(*) AS n, extract(epoch FROM now() - min(d.at))::float8 AS lag FROM repl.delta d
-      WHERE d.txid >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(d.txid, $1::pg_snapshot)
-        AND d.relid IN (SELECT relid FROM repl.consumer_table WHERE job = $2 AND sync = $3)
-        AND d.origin IS DISTINCT FROM $2`,
-    [position, job, sync],
-  );
-  return { rows: Number(r.rows[0]!.n), lag: Math.max(0, r.rows[0]!.lag ?? 0) };
-}
-
-async function positionOf(conns: Connections, job: string, sync: string, source: string, target: string): Promise<string | null> {
-  // The target's own record is authoritative; the source's copy (for purge) may lag behind it.
-  try {
-    const r = await conns.with(target, (c) =>
-      c.query<{ p: string }>('SELECT position::text AS p FROM repl.applied WHERE job = $1 AND sync = $2 AND source = $3', [job, sync, source]),
-    );
-    if (r.rows[0]) return r.rows[0].p;
-  } catch {
-    // fall back to the source's copy
-  }
-  const r = await conns.with(source, (c) =>
-    c.query<{ p: string }>('SELECT position::text AS p FROM repl.consumer WHERE job = $1 AND sync = $2 AND target = $3', [job, sync, target]),
-  );
-  return r.rows[0]?.p ?? null;
-}
-
 export async function collectStatus(cfg: Config, logger: Logger): Promise<Status> {
   const pidfile = pidfilePath(cfg);
   const pid = await readPid(pidfile);
@@ -121,11 +93,10 @@ export async function collectStatus(cfg: Config, logger: Logger): Promise<Status
             replicaRole: row?.replica_role ?? null,
           };
           try {
-            const pos = await positionOf(conns, cfg.name, sync.name, source, target);
-            if (pos !== null) {
-              const p = await conns.with(source, (c) => pending(c, cfg.name, sync.name, pos));
+            const p = await lanePending(conns, cfg.name, sync.name, source, target);
+            if (p !== null) {
               lane.pendingRows = p.rows;
-              lane.lagSeconds = Math.round(p.lag * 10) / 10;
+              lane.lagSeconds = Math.round(p.lagSeconds * 10) / 10;
             }
           } catch (err) {
             lane.state = 'unreachable';
