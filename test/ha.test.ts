@@ -8,6 +8,7 @@ import t from 'tap';
 import { Connections } from '../orchestrator/src/db/connections.js';
 import { JOB_LOCK_CLASS } from '../orchestrator/src/daemon/job-lock.js';
 import { runLane } from '../orchestrator/src/sync/lane.js';
+import { collectStatus } from '../orchestrator/src/status/status.js';
 import { silentLogger } from '../orchestrator/src/util/logger.js';
 import { packageRoot } from '../orchestrator/src/util/paths.js';
 import { sql, testClusters, waitFor } from './harness/db.js';
@@ -63,6 +64,8 @@ t.test('the standby takes over when the active daemon is killed', async (t) => {
   await sql(job.urls.a!, `UPDATE x SET v = 'updated' WHERE id <= 10`);
   await waitSame(job, 'x', ['a', 'b']);
   t.equal((await sql(job.urls.b!, 'SELECT count(*)::int AS n FROM x'))[0]!.n, 200, 'the new active daemon replicates');
+  const st = await collectStatus(job.cfg, silentLogger);
+  t.match(st.daemon.activeHolder, new RegExp(`^${standby.pid}@`), 'status names the new active daemon');
 });
 
 t.test('two runs of one lane at once: one applies the batch, the other is fenced off', async (t) => {

@@ -5,6 +5,7 @@ import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import { logfilePath, pidfilePath } from '../config/types.js';
 import { Daemon } from '../daemon/daemon.js';
+import { type MetricsServer, serveMetrics } from '../daemon/metrics.js';
 import { claimPidfile, isAlive, readPid, releasePidfile } from '../daemon/pidfile.js';
 import { CapraError, errorMessage } from '../db/errors.js';
 import { sleep } from '../util/backoff.js';
@@ -17,11 +18,26 @@ import { packageRoot } from '../util/paths.js';
  * in progress and exit; a second: exit at once. SIGHUP: re-read the config
  * file (a bad one is logged and the running config kept).
  */
-export async function runForeground(cfg: Config): Promise<void> {
+export interface DaemonFlags {
+  /** Serve Prometheus metrics on this port (127.0.0.1; 0 picks a free one). */
+  metricsPort?: number;
+}
+
+export async function runForeground(cfg: Config, flags: DaemonFlags = {}): Promise<void> {
   const pidfile = pidfilePath(cfg);
   await claimPidfile(pidfile);
   const logger = makeLogger({ level: cfg.logLevel, job: cfg.name, human: process.stdout.isTTY === true });
   const daemon = new Daemon(cfg, logger);
+  let metrics: MetricsServer | null = null;
+  if (flags.metricsPort !== undefined) {
+    try {
+      metrics = await serveMetrics({ metrics: daemon.metrics, port: flags.metricsPort, refresh: () => daemon.refreshMetrics(), logger });
+    } catch (err) {
+      await releasePidfile(pidfile);
+      throw err;
+    }
+    logger.info({ port: metrics.port }, 'serving metrics on /metrics');
+  }
   let signals = 0;
   const done = new Promise<void>((resolve) => {
     const onSignal = (sig: NodeJS.Signals): void => {
@@ -58,6 +74,7 @@ export async function runForeground(cfg: Config): Promise<void> {
   }
   logger.info({ pid: process.pid, pidfile }, 'running');
   await done;
+  await metrics?.close();
   await releasePidfile(pidfile);
 }
 
@@ -70,14 +87,15 @@ async function tail(file: string, lines: number): Promise<string> {
 }
 
 /** `capra start`: the daemon detached, logging to its log file; returns once it holds its pidfile. */
-export async function startDetached(cfg: Config, print: (line: string) => void): Promise<void> {
+export async function startDetached(cfg: Config, print: (line: string) => void, flags: DaemonFlags = {}): Promise<void> {
   const pidfile = pidfilePath(cfg);
   const running = await readPid(pidfile);
   if (running !== null && isAlive(running)) throw new CapraError(`job ${cfg.name} is already running as pid ${running} (pidfile ${pidfile})`);
   const logfile = logfilePath(cfg);
   await mkdir(path.dirname(logfile), { recursive: true });
   const log = await open(logfile, 'a');
-  const child = spawn(process.execPath, [path.join(packageRoot(), 'bin', 'capra.js'), '--config', cfg.file, 'start', '--foreground'], {
+  const extra = flags.metricsPort !== undefined ? ['--metrics-port', String(flags.metricsPort)] : [];
+  const child = spawn(process.execPath, [path.join(packageRoot(), 'bin', 'capra.js'), '--config', cfg.file, 'start', '--foreground', ...extra], {
     detached: true,
     stdio: ['ignore', log.fd, log.fd],
     env: process.env,

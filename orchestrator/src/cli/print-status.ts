@@ -16,6 +16,9 @@ export function formatStatus(st: Status, now = Date.now()): string {
       ? `job ${st.job}: daemon running, pid ${st.daemon.pid} (pidfile ${st.daemon.pidfile})`
       : `job ${st.job}: daemon NOT running (pidfile ${st.daemon.pidfile})`,
   );
+  const here = st.daemon.running ? `${st.daemon.pid}@` : null;
+  if (st.daemon.activeHolder === null) lines.push('no daemon of this job is active (none holds the job lock)');
+  else if (!here || !st.daemon.activeHolder.startsWith(here)) lines.push(`active daemon: ${st.daemon.activeHolder}${st.daemon.running ? ' (this host\'s daemon stands by)' : ''}`);
   if (!st.metadata.reachable) lines.push(`metadata database unreachable: ${st.metadata.error}`);
   for (const s of st.syncs) {
     lines.push(

@@ -8,6 +8,8 @@ import type { Logger } from '../util/logger.js';
 import { JobLock } from './job-lock.js';
 import { LaneWorker } from './lane-worker.js';
 import { KickListener } from './listener.js';
+import { lanePending } from '../status/pending.js';
+import { Metrics } from './metrics.js';
 import { Recorder } from './recorder.js';
 
 export interface DaemonOptions {
@@ -46,9 +48,12 @@ class Generation {
     readonly cfg: Config,
     private readonly logger: Logger,
     private readonly opts: DaemonOptions,
+    metrics: Metrics,
   ) {
     this.conns = new Connections(cfg, 'capra-sync', logger);
-    this.recorder = new Recorder(this.conns, logger);
+    this.recorder = new Recorder(this.conns, logger, (r) =>
+      metrics.runFinished({ sync: r.sync, source: r.source, target: r.target }, { rows: r.rows, error: r.error }),
+    );
   }
 
   start(): void {
@@ -111,6 +116,7 @@ class Generation {
  * finish.
  */
 export class Daemon {
+  readonly metrics: Metrics;
   private gen: Generation | null = null;
   private lock: JobLock | null = null;
   private metaConns: Connections | null = null;
@@ -123,7 +129,9 @@ export class Daemon {
     private cfg: Config,
     private readonly logger: Logger,
     private readonly opts: DaemonOptions = {},
-  ) {}
+  ) {
+    this.metrics = new Metrics(cfg.name);
+  }
 
   get state(): DaemonState {
     return this.stopped ? 'stopped' : this.active ? 'active' : 'standby';
@@ -163,12 +171,14 @@ export class Daemon {
   private activate(): void {
     if (this.stopped || this.gen) return;
     this.active = true;
-    this.gen = new Generation(this.cfg, this.logger, this.opts);
+    this.metrics.setActive(true);
+    this.gen = new Generation(this.cfg, this.logger, this.opts, this.metrics);
     this.gen.start();
   }
 
   private async deactivate(): Promise<void> {
     this.active = false;
+    this.metrics.setActive(false);
     const gen = this.gen;
     this.gen = null;
     await gen?.stop();
@@ -183,11 +193,32 @@ export class Daemon {
       }
       this.cfg = cfg;
       if (!this.gen) return;
+      const before = this.gen.workers.map((w) => w.labels);
       await this.gen.stop();
-      this.gen = new Generation(cfg, this.logger, this.opts);
+      this.gen = new Generation(cfg, this.logger, this.opts, this.metrics);
       this.gen.start();
+      const now = new Set(this.gen.workers.map((w) => JSON.stringify(w.labels)));
+      for (const l of before) if (!now.has(JSON.stringify(l))) this.metrics.forgetLane(l);
       this.logger.info('reloaded');
     });
+  }
+
+  /**
+   * Pending rows and lag of every lane, for a metrics scrape. Each lane's
+   * query is bounded in time, so a node that hangs cannot hold scrapes back;
+   * its figures are then left out (unknown).
+   */
+  async refreshMetrics(timeoutMs = 3000): Promise<void> {
+    const gen = this.gen;
+    if (!gen) return;
+    await Promise.all(
+      gen.workers.map(async (w) => {
+        const { sync, source, target } = w.labels;
+        const timeout = new Promise<null>((resolve) => setTimeout(() => resolve(null), timeoutMs).unref());
+        const p = await Promise.race([lanePending(gen.conns, this.cfg.name, sync, source, target).catch(() => null), timeout]);
+        this.metrics.setPending(w.labels, p?.rows ?? null, p?.lagSeconds ?? null);
+      }),
+    );
   }
 
   /** Graceful: no new runs; runs in progress finish; connections close. Idempotent. */

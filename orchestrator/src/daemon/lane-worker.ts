@@ -37,6 +37,11 @@ export class LaneWorker {
     this.log = logger.child({ sync: key.sync.name, source: key.source, target: key.target });
   }
 
+  /** The lane's metric labels. */
+  get labels(): { sync: string; source: string; target: string } {
+    return { sync: this.key.sync.name, source: this.key.source, target: this.key.target };
+  }
+
   start(): void {
     this.loopDone = this.loop();
   }

@@ -28,9 +28,12 @@ export class Recorder {
   constructor(
     private readonly conns: Connections,
     private readonly logger: Logger,
+    /** Told of every run at once (metrics). */
+    private readonly onRecord?: (r: RunRecord) => void,
   ) {}
 
   record(r: RunRecord): void {
+    this.onRecord?.(r);
     this.queue.push(r);
     if (!this.flushing) this.flushing = this.flush().finally(() => (this.flushing = null));
   }

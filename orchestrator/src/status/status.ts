@@ -3,6 +3,7 @@ import { pidfilePath } from '../config/types.js';
 import { receiversOf } from '../config/topology.js';
 import { Connections } from '../db/connections.js';
 import { errorMessage } from '../db/errors.js';
+import { JOB_LOCK_CLASS } from '../daemon/job-lock.js';
 import { isAlive, readPid } from '../daemon/pidfile.js';
 import type { Logger } from '../util/logger.js';
 import { lanePending } from './pending.js';
@@ -40,7 +41,12 @@ export interface SyncStatus {
 
 export interface Status {
   job: string;
-  daemon: { running: boolean; pid: number | null; pidfile: string };
+  /**
+   * running/pid: the daemon of this host's pidfile. activeHolder: whichever
+   * daemon of the job holds its lock (the active one, maybe on another host),
+   * as "pid@host"; null when none is active.
+   */
+  daemon: { running: boolean; pid: number | null; pidfile: string; activeHolder: string | null };
   metadata: { reachable: boolean; error?: string };
   syncs: SyncStatus[];
   healthy: boolean;
@@ -66,9 +72,18 @@ export async function collectStatus(cfg: Config, logger: Logger): Promise<Status
   const conns = new Connections(cfg, 'capra-cli', logger);
   try {
     let laneRows: LaneRow[] = [];
+    let activeHolder: string | null = null;
     const metadata: Status['metadata'] = { reachable: true };
     try {
       laneRows = (await conns.with(Connections.META, (c) => c.query<LaneRow>('SELECT * FROM repl.lane'))).rows;
+      activeHolder = await conns.with(Connections.META, async (c) => {
+        const r = await c.query<{ app: string }>(
+          `SELECT a.application_name AS app FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+            WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::oid AND l.objid = hashtext($2)::oid AND l.objsubid = 2`,
+          [JOB_LOCK_CLASS, cfg.name],
+        );
+        return /^capra-active (.+)$/.exec(r.rows[0]?.app ?? '')?.[1] ?? null;
+      });
     } catch (err) {
       metadata.reachable = false;
       metadata.error = errorMessage(err);
@@ -119,10 +134,10 @@ export async function collectStatus(cfg: Config, logger: Logger): Promise<Status
     }
     return {
       job: cfg.name,
-      daemon: { running, pid: running ? pid : null, pidfile },
+      daemon: { running, pid: running ? pid : null, pidfile, activeHolder },
       metadata,
       syncs,
-      healthy: running && metadata.reachable && syncs.every((s) => s.state === 'ok'),
+      healthy: running && activeHolder !== null && metadata.reachable && syncs.every((s) => s.state === 'ok'),
     };
   } finally {
     await conns.close();
