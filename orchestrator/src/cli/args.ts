@@ -6,11 +6,13 @@ export interface Args {
   json: boolean;
   foreground: boolean;
   syncs: string[];
+  /** --metrics-port N: serve Prometheus metrics (start). */
+  metricsPort?: number;
   help: boolean;
   positional: string[];
 }
 
-const valued = new Set(['--config', '-c', '--sync']);
+const valued = new Set(['--config', '-c', '--sync', '--metrics-port']);
 const flags = new Set(['--verbose', '-v', '--json', '--foreground', '--help', '-h']);
 
 /** `capra [--config FILE] [--verbose] <command> [options]`; options may come anywhere. */
@@ -18,6 +20,11 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env):
   const a: Args = { config: env.CAPRA_CONFIG ?? 'capra.yml', verbose: false, json: false, foreground: false, syncs: [], help: false, positional: [] };
   for (let i = 0; i < argv.length; i++) {
     let arg = argv[i]!;
+    // The VALUE of `config set KEY VALUE` is taken as it is, even "-3".
+    if (a.positional.length === 3 && a.positional[0] === 'config' && a.positional[1] === 'set') {
+      a.positional.push(arg);
+      continue;
+    }
     let value: string | undefined;
     const eq = arg.indexOf('=');
     if (arg.startsWith('--') && eq > 0) {
@@ -28,7 +35,11 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env):
       value ??= argv[++i];
       if (value === undefined) throw new CapraError(`option ${arg} needs a value`);
       if (arg === '--sync') a.syncs.push(value);
-      else a.config = value;
+      else if (arg === '--metrics-port') {
+        const port = Number(value);
+        if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CapraError(`option --metrics-port: expected a port number, got ${JSON.stringify(value)}`);
+        a.metricsPort = port;
+      } else a.config = value;
     } else if (flags.has(arg)) {
       if (arg === '--verbose' || arg === '-v') a.verbose = true;
       else if (arg === '--json') a.json = true;
@@ -51,10 +62,16 @@ export const USAGE = `usage: capra [--config FILE] [--verbose] <command> [option
   drop-triggers       take the capture triggers off [--sync NAME]
   start               run the daemon detached (pidfile and log named after the job)
   start --foreground  run the daemon in this process (systemd, containers)
+  start --metrics-port N   also serve Prometheus metrics on 127.0.0.1:N/metrics
   stop                stop the daemon gracefully (it finishes the runs in progress)
   restart             stop, then start
   reload              the daemon re-reads the config file and table definitions, without losing work
   status [--json]     daemon and per-sync state, pending rows, lag; exits 1 when unhealthy
+  config get [KEY]    print a setting as resolved (defaults filled in, passwords masked); all without KEY
+  config set KEY VALUE
+                      change a setting in the config file, validated first; capra reload applies it
+                      KEY: a dotted path (syncs.shop.kick); quote a part holding dots: tables.keys."public.t"
+                      VALUE: YAML (5000, [b, a], "5000"); text that is not YAML is a string (*/5 * * * * *)
   demo                two embedded PostgreSQL servers, a sync, changes arriving live
 
 FILE defaults to ./capra.yml (or $CAPRA_CONFIG).`;

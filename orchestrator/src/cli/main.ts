@@ -8,6 +8,7 @@ import { addTriggers, dropTriggers } from '../triggers/sync-triggers.js';
 import type { Logger } from '../util/logger.js';
 import { makeLogger } from '../util/make-logger.js';
 import { type Args, USAGE, parseArgs } from './args.js';
+import { configCommand } from './config-command.js';
 import { reloadDaemon, runForeground, startDetached, stopDaemon } from './daemon-control.js';
 import { formatStatus } from './print-status.js';
 
@@ -62,8 +63,9 @@ async function run(args: Args): Promise<number> {
     await runDemo({ print: out });
     return 0;
   }
-  const known = ['install', 'uninstall', 'add-triggers', 'drop-triggers', 'start', 'stop', 'restart', 'reload', 'status'];
+  const known = ['install', 'uninstall', 'add-triggers', 'drop-triggers', 'start', 'stop', 'restart', 'reload', 'status', 'config'];
   if (!known.includes(command)) throw new CapraError(`unknown command ${command} (see capra --help)`);
+  if (command === 'config') return configCommand(args.config, rest, { json: args.json, out });
   if (rest.length > 0) throw new CapraError(`unexpected argument ${rest[0]} for ${command}`);
   const cfg = await loadConfig(args.config);
   switch (command) {
@@ -80,8 +82,8 @@ async function run(args: Args): Promise<number> {
       await triggersCommand(cfg, args, command === 'add-triggers');
       return 0;
     case 'start':
-      if (args.foreground) await runForeground(cfg);
-      else await startDetached(cfg, out);
+      if (args.foreground) await runForeground(cfg, { metricsPort: args.metricsPort });
+      else await startDetached(cfg, out, { metricsPort: args.metricsPort });
       return 0;
     case 'stop':
       await stopDaemon(cfg, out);
@@ -91,7 +93,7 @@ async function run(args: Args): Promise<number> {
       return 0;
     case 'restart':
       await stopDaemon(cfg, out);
-      await startDetached(cfg, out);
+      await startDetached(cfg, out, { metricsPort: args.metricsPort });
       return 0;
     case 'status': {
       const st = await collectStatus(cfg, cliLogger(cfg, args));

@@ -75,6 +75,7 @@ export class LaneWorker {
           const r = await runLane(this.conns, this.key, this.opts.batchRows, this.state);
           rows += r.rows;
           if (r.deltas > 0) this.log.info({ deltas: r.deltas, rows: r.rows, tables: r.tables, more: r.more }, 'applied batch');
+          else this.log.debug('run: nothing to apply');
           if (!r.more || this.stopping) break;
         }
         if (failures > 0) this.log.info({ after: failures }, 'lane recovered');
