@@ -22,6 +22,10 @@ export interface DaemonOptions {
 
 export type DaemonState = 'standby' | 'active' | 'stopped';
 
+/** After a kick, lanes are woken every LINGER_STEP_MS for LINGER_MS (sessions kick at most once per 100 ms). */
+const LINGER_MS = 250;
+const LINGER_STEP_MS = 50;
+
 /** Refuses what this version cannot run. */
 export function checkRunnable(cfg: Config): void {
   for (const sync of Object.values(cfg.syncs)) {
@@ -43,6 +47,8 @@ class Generation {
   private readonly listeners: KickListener[] = [];
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly cronTasks: { stop(): void | Promise<void> }[] = [];
+  /** Workers of a kicked source, and until when to keep waking them. */
+  private readonly linger = new Map<LaneWorker[], number>();
 
   constructor(
     readonly cfg: Config,
@@ -78,10 +84,25 @@ class Generation {
     }
     for (const [source, workers] of bySource) {
       if (workers.length === 0) continue;
-      const l = new KickListener(this.conns, source, `capra_${this.cfg.name}`, () => workers.forEach((w) => w.wake()), this.logger);
+      const onKick = (): void => {
+        workers.forEach((w) => w.wake());
+        this.linger.set(workers, Date.now() + LINGER_MS);
+      };
+      const l = new KickListener(this.conns, source, `capra_${this.cfg.name}`, onKick, this.logger);
       this.listeners.push(l);
       l.start();
     }
+    // A session kicks at most once per 100 ms (see repl.make_kick): after a
+    // kick, look again every LINGER_STEP_MS for LINGER_MS to pick up the commits whose kick was skipped.
+    this.timers.push(
+      setInterval(() => {
+        const now = Date.now();
+        for (const [workers, until] of this.linger) {
+          if (until < now) this.linger.delete(workers);
+          else workers.forEach((w) => w.wake());
+        }
+      }, LINGER_STEP_MS),
+    );
     this.timers.push(setInterval(() => this.workers.forEach((w) => w.wake()), this.cfg.pollSeconds * 1000));
     this.timers.push(setInterval(() => void this.purge([...bySource.keys()]), this.opts.purgeEveryMs ?? 60_000));
     for (const w of this.workers) w.start();
