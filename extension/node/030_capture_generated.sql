@@ -61,7 +61,7 @@ $gen$;
 -- NOTIFY serialises the commits of every notifying transaction on one
 -- database-wide lock, which at 64 busy clients cost 3/4 of the writers'
 -- throughput; so a session kicks at most once per 100 ms (capra.kicked_at,
--- a session setting), and the daemon, after any kick, looks again every 50 ms
+-- a session setting), and the daemon, after any kick, looks again every 25 ms
 -- for 250 ms, which picks up the commits whose kick was skipped.
 -- Regenerated whenever the consumers change (repl.refresh_kicks()).
 CREATE OR REPLACE FUNCTION repl.make_kick(p_rel regclass) RETURNS text

@@ -24,7 +24,7 @@ export type DaemonState = 'standby' | 'active' | 'stopped';
 
 /** After a kick, lanes are woken every LINGER_STEP_MS for LINGER_MS (sessions kick at most once per 100 ms). */
 const LINGER_MS = 250;
-const LINGER_STEP_MS = 50;
+const LINGER_STEP_MS = 25;
 
 /** Refuses what this version cannot run. */
 export function checkRunnable(cfg: Config): void {
