@@ -39,12 +39,8 @@ async function main(): Promise<void> {
     console.log(`capra bench${quick ? ' --quick' : ''}: PostgreSQL ${a.major}, ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB`);
     if (!pgbench) console.log('pgbench not found (set PG_BIN, or apt-get install postgresql-15): TPS figures are skipped');
 
-    const capture: CaptureFigures[] = [];
-    const capUrl = await createDb(a, 'bench_capture');
-    for (const mode of ['none', 'row', 'statement'] as const) {
-      process.stdout.write(`  capture: ${mode}...\n`);
-      capture.push(await benchCapture({ url: capUrl, pgbench, clients: sizes.clients, seconds: sizes.seconds, bulkRows: sizes.bulkRows, scriptDir: dir }, mode));
-    }
+    // Replication first, on servers nothing else has loaded yet: the pgbench phases
+    // below leave autovacuum work behind that competes for the CPUs.
     process.stdout.write('  replication: burst and latency...\n');
     const replication = await benchReplication({
       source: await createDb(a, 'bench_src'),
@@ -53,6 +49,12 @@ async function main(): Promise<void> {
       rows: sizes.burst,
       trials: sizes.trials,
     });
+    const capture: CaptureFigures[] = [];
+    const capUrl = await createDb(a, 'bench_capture');
+    for (const mode of ['none', 'row', 'statement'] as const) {
+      process.stdout.write(`  capture: ${mode}...\n`);
+      capture.push(await benchCapture({ url: capUrl, pgbench, clients: sizes.clients, seconds: sizes.seconds, bulkRows: sizes.bulkRows, scriptDir: dir }, mode));
+    }
 
     const kicks: KickFigures[] = [];
     if (pgbench) {
