@@ -2,62 +2,43 @@ import type pg from 'pg';
 import type { Connections } from '../db/connections.js';
 import { errorMessage } from '../db/errors.js';
 import { quoteIdent } from '../db/ident.js';
-import { backoffMs, sleep } from '../util/backoff.js';
+import { backoffMs } from '../util/backoff.js';
 import type { Logger } from '../util/logger.js';
+import { SessionLoop } from './session-loop.js';
 
 /**
  * LISTENs on one source node for the job's kick channel (capra_<job>), and
- * keeps doing so across restarts of that server: after every reconnect it
+ * keeps doing so across restarts of that server: after every (re)connect it
  * calls onKick once, since notifications sent while it was away are lost.
  */
-export class KickListener {
-  private client: pg.Client | null = null;
-  private stopping = false;
-  private readonly abort = new AbortController();
-  private done: Promise<void> | null = null;
+export class KickListener extends SessionLoop {
+  private reconnecting = false;
 
   constructor(
-    private readonly conns: Connections,
-    private readonly node: string,
+    conns: Connections,
+    node: string,
     private readonly channel: string,
     private readonly onKick: () => void,
-    private readonly logger: Logger,
-  ) {}
-
-  start(): void {
-    this.done = this.loop();
+    logger: Logger,
+  ) {
+    super(conns, node, logger);
   }
 
-  async stop(): Promise<void> {
-    this.stopping = true;
-    this.abort.abort();
-    await this.client?.end().catch(() => {});
-    await this.done;
+  protected async use(client: pg.Client, closed: Promise<void>): Promise<void> {
+    client.on('notification', () => this.onKick());
+    await client.query(`LISTEN ${quoteIdent(this.channel)}`);
+    if (this.reconnecting) this.logger.info({ node: this.node }, 'listening again');
+    this.reconnecting = true;
+    this.onKick();
+    await closed;
+    if (!this.stopping) this.logger.warn({ node: this.node }, 'lost the kick connection; reconnecting');
   }
 
-  private async loop(): Promise<void> {
-    for (let failures = 0; !this.stopping; ) {
-      try {
-        const client = await this.conns.dedicated(this.node);
-        this.client = client;
-        const closed = new Promise<void>((resolve) => {
-          client.once('end', resolve);
-          client.once('error', () => resolve());
-        });
-        client.on('notification', () => this.onKick());
-        await client.query(`LISTEN ${quoteIdent(this.channel)}`);
-        if (failures > 0) this.logger.info({ node: this.node }, 'listening again');
-        failures = 0;
-        this.onKick();
-        await closed;
-        await client.end().catch(() => {});
-        this.client = null;
-        if (!this.stopping) this.logger.warn({ node: this.node }, 'lost the kick connection; reconnecting');
-      } catch (err) {
-        failures++;
-        this.logger.warn({ node: this.node, err: errorMessage(err), attempt: failures }, 'cannot listen for kicks; retrying');
-      }
-      if (!this.stopping) await sleep(backoffMs(Math.max(failures - 1, 0), 500, 10_000), this.abort.signal);
-    }
+  protected retryDelayMs(failures: number): number {
+    return backoffMs(Math.max(failures - 1, 0), 500, 10_000);
+  }
+
+  protected failed(err: unknown, failures: number): void {
+    this.logger.warn({ node: this.node, err: errorMessage(err), attempt: failures }, 'cannot listen for kicks; retrying');
   }
 }
