@@ -1,10 +1,7 @@
 import pg from 'pg';
-import { parseConfigText } from '../orchestrator/src/config/load.js';
 import { Daemon } from '../orchestrator/src/daemon/daemon.js';
-import { Connections } from '../orchestrator/src/db/connections.js';
-import { install } from '../orchestrator/src/install/install.js';
-import { addTriggers } from '../orchestrator/src/triggers/sync-triggers.js';
 import { silentLogger } from '../orchestrator/src/util/logger.js';
+import { benchJob } from './job.js';
 import { pgbenchTps } from './pgbench.js';
 
 /**
@@ -47,23 +44,14 @@ export async function benchKick(opts: {
   let daemon: Daemon | null = null;
   if (opts.mode !== 'none') {
     const kick = opts.mode === 'capture + notify' ? 'notify' : '"*/1 * * * * *"';
-    const cfg = parseConfigText(
-      [
-        `name: kick${opts.mode.replace(/\W/g, '')}`,
-        'databases:',
-        `  a: ${opts.source}`,
-        `  b: ${opts.target}`,
-        'syncs:',
-        `  s: { sources: [a], targets: [b], kick: ${kick}, tables: { include: [public.bench_kick] } }`,
-        `run_dir: ${JSON.stringify(opts.workDir)}`,
-        `log_dir: ${JSON.stringify(opts.workDir)}`,
-      ].join('\n'),
-      `${opts.workDir}/kick.yml`,
-    );
-    await install(cfg, silentLogger);
-    const conns = new Connections(cfg, 'capra-cli', silentLogger);
-    await addTriggers(cfg, cfg.syncs.s!, conns, silentLogger);
-    await conns.close();
+    const cfg = await benchJob({
+      name: `kick${opts.mode.replace(/\W/g, '')}`,
+      source: opts.source,
+      target: opts.target,
+      table: 'bench_kick',
+      workDir: opts.workDir,
+      syncExtra: `kick: ${kick}`,
+    });
     if (opts.mode !== 'capture only') {
       daemon = new Daemon(cfg, silentLogger);
       daemon.start();

@@ -1,10 +1,7 @@
 import pg from 'pg';
-import { parseConfigText } from '../orchestrator/src/config/load.js';
 import { Daemon } from '../orchestrator/src/daemon/daemon.js';
-import { Connections } from '../orchestrator/src/db/connections.js';
-import { install } from '../orchestrator/src/install/install.js';
-import { addTriggers } from '../orchestrator/src/triggers/sync-triggers.js';
 import { silentLogger } from '../orchestrator/src/util/logger.js';
+import { benchJob } from './job.js';
 
 /**
  * One-way replication figures: rows/s from the commit of a burst until the
@@ -48,24 +45,7 @@ export async function benchReplication(opts: { source: string; target: string; w
     await c.query(`INSERT INTO bench_repl SELECT g, 0, repeat('x', 80) FROM generate_series(1, ${opts.rows}) g`);
     await c.end();
   }
-  const cfg = parseConfigText(
-    [
-      'name: bench',
-      'databases:',
-      `  a: ${opts.source}`,
-      `  b: ${opts.target}`,
-      'batch_rows: 100000',
-      'syncs:',
-      '  s: { sources: [a], targets: [b], tables: { include: [public.bench_repl] } }',
-      `run_dir: ${JSON.stringify(opts.workDir)}`,
-      `log_dir: ${JSON.stringify(opts.workDir)}`,
-    ].join('\n'),
-    `${opts.workDir}/capra.yml`,
-  );
-  await install(cfg, silentLogger);
-  const conns = new Connections(cfg, 'capra-cli', silentLogger);
-  await addTriggers(cfg, cfg.syncs.s!, conns, silentLogger);
-  await conns.close();
+  const cfg = await benchJob({ name: 'bench', source: opts.source, target: opts.target, table: 'bench_repl', workDir: opts.workDir, extra: 'batch_rows: 100000' });
   const daemon = new Daemon(cfg, silentLogger);
   daemon.start();
   const a = await connect(opts.source);
