@@ -64,8 +64,30 @@ async function registeredPosition(source: pg.ClientBase, k: LaneKey): Promise<st
   return pos;
 }
 
-async function setReplicaRole(target: pg.ClientBase, state: LaneState): Promise<void> {
-  if (state.replicaRole === false) return;
+/**
+ * Marks the applier's transaction: capra.origin/cascade for the capture
+ * triggers, and session_replication_role = replica where the role may set it.
+ * Whether it may is probed once (in a savepoint); after that all of it is one
+ * round trip. A refusal later (a grant revoked) fails the run, and the next
+ * run probes again.
+ */
+async function markApplier(target: pg.ClientBase, k: LaneKey, state: LaneState): Promise<void> {
+  const marks = `set_config('capra.origin', $1, true), set_config('capra.cascade', $2, true)`;
+  const params = [k.job, k.sync.cascade ? 'on' : 'off'];
+  if (state.replicaRole === true) {
+    try {
+      await target.query(`SELECT ${marks}, set_config('session_replication_role', 'replica', true)`, params);
+    } catch (err) {
+      if (sqlState(err) === SQLSTATE.insufficientPrivilege) delete state.replicaRole;
+      throw err;
+    }
+    return;
+  }
+  await target.query(`SELECT ${marks}`, params);
+  if (state.replicaRole === undefined) await probeReplicaRole(target, state);
+}
+
+async function probeReplicaRole(target: pg.ClientBase, state: LaneState): Promise<void> {
   await target.query('SAVEPOINT capra_role');
   try {
     await target.query(`SELECT set_config('session_replication_role', 'replica', true)`);
@@ -172,8 +194,7 @@ async function runWith(source: pg.ClientBase, target: pg.ClientBase, k: LaneKey,
 
     await target.query('BEGIN');
     try {
-      await target.query(`SELECT set_config('capra.origin', $1, true), set_config('capra.cascade', $2, true)`, [k.job, k.sync.cascade ? 'on' : 'off']);
-      await setReplicaRole(target, state);
+      await markApplier(target, k, state);
       await target.query(
         `INSERT INTO repl.applied (job, sync, source, position) VALUES ($1, $2, $3, $4::pg_snapshot) ON CONFLICT DO NOTHING`,
         [k.job, k.sync.name, k.source, oldText],
