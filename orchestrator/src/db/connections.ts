@@ -13,6 +13,8 @@ export type AppRole = 'capra-sync' | 'capra-cli' | 'capra-clone';
  */
 export class Connections {
   private readonly pools = new Map<string, pg.Pool>();
+  /** Pooled clients that have their own error listener (added once per client). */
+  private readonly guarded = new WeakSet<pg.PoolClient>();
 
   constructor(
     private readonly cfg: Config,
@@ -46,11 +48,20 @@ export class Connections {
 
   /** A checked-out client; connection failures name the database, never its URL. */
   async connect(db: string): Promise<pg.PoolClient> {
+    let client: pg.PoolClient;
     try {
-      return await this.pool(db).connect();
+      client = await this.pool(db).connect();
     } catch (err) {
       throw connectError(db === Connections.META ? 'metadata' : db, this.display(db), err);
     }
+    // The pool listens for errors on idle clients only. A checked-out client
+    // whose server goes away between two queries would otherwise raise an
+    // uncaught 'error' and bring the daemon down; its next query fails instead.
+    if (!this.guarded.has(client)) {
+      client.on('error', (err) => this.logger.warn({ node: db, err: errorMessage(err) }, 'connection lost'));
+      this.guarded.add(client);
+    }
+    return client;
   }
 
   async with<T>(db: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {

@@ -87,6 +87,7 @@ export async function runDemo(opts: { print: (line: string) => void }): Promise<
 
 async function query(url: string, text: string): Promise<Record<string, unknown>[]> {
   const c = new pg.Client({ connectionString: url, application_name: 'capra-demo' });
+  c.on('error', () => {}); // a failure surfaces in the query
   await c.connect();
   try {
     return (await c.query(text)).rows;
