@@ -1,8 +1,7 @@
 import { parseConfigText } from '../orchestrator/src/config/load.js';
 import type { Config } from '../orchestrator/src/config/types.js';
-import { Connections } from '../orchestrator/src/db/connections.js';
 import { install } from '../orchestrator/src/install/install.js';
-import { addTriggers } from '../orchestrator/src/triggers/sync-triggers.js';
+import { addTriggersForSyncs } from '../orchestrator/src/triggers/sync-triggers.js';
 import { silentLogger } from '../orchestrator/src/util/logger.js';
 
 /**
@@ -25,11 +24,6 @@ export async function benchJob(opts: { name: string; source: string; target: str
     `${opts.workDir}/${opts.name}.yml`,
   );
   await install(cfg, silentLogger);
-  const conns = new Connections(cfg, 'capra-cli', silentLogger);
-  try {
-    await addTriggers(cfg, cfg.syncs.s!, conns, silentLogger);
-  } finally {
-    await conns.close();
-  }
+  await addTriggersForSyncs(cfg, silentLogger);
   return cfg;
 }

@@ -6,7 +6,8 @@
 import { randomBytes } from 'node:crypto';
 import t from 'tap';
 import { ROW_TRIGGERS, STATEMENT_TRIGGERS, defaultCaptureMode } from '../orchestrator/src/triggers/ddl.js';
-import { quoteIdent, sql, testClusters, waitFor } from './harness/db.js';
+import { quoteIdent } from '../orchestrator/src/db/ident.js';
+import { sql, testClusters, waitFor } from './harness/db.js';
 import { type Job, makeJob, setUp, startDaemon } from './harness/capra.js';
 
 type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];

@@ -6,8 +6,7 @@ import path from 'node:path';
 import t from 'tap';
 import { parseConfigText } from '../orchestrator/src/config/load.js';
 import { pidfilePath } from '../orchestrator/src/config/types.js';
-import { Connections } from '../orchestrator/src/db/connections.js';
-import { addTriggers } from '../orchestrator/src/triggers/sync-triggers.js';
+import { addTriggersForSyncs } from '../orchestrator/src/triggers/sync-triggers.js';
 import { install } from '../orchestrator/src/install/install.js';
 import { silentLogger } from '../orchestrator/src/util/logger.js';
 import { packageRoot } from '../orchestrator/src/util/paths.js';
@@ -34,9 +33,7 @@ t.test('reload adds a sync while writes keep flowing; nothing is lost', async (t
   const text = (await readFile(job.configPath, 'utf8')) + '\n  s2: { sources: [a], targets: [c], tables: { include: [public.y] } }\n';
   const next = parseConfigText(text, job.configPath);
   await install(next, silentLogger); // c is new to the job
-  const conns = new Connections(next, 'capra-cli', silentLogger);
-  await addTriggers(next, next.syncs.s2!, conns, silentLogger);
-  await conns.close();
+  await addTriggersForSyncs(next, silentLogger, [next.syncs.s2!]);
   await daemon.reload(next);
   t.equal(daemon.workers.length, 2, 'the reloaded daemon runs both lanes');
   await sql(job.urls.a!, 'INSERT INTO y SELECT generate_series(1, 10)');

@@ -9,9 +9,8 @@ import path from 'node:path';
 import { parseConfigText } from '../../orchestrator/src/config/load.js';
 import type { Config } from '../../orchestrator/src/config/types.js';
 import { Daemon, type DaemonOptions } from '../../orchestrator/src/daemon/daemon.js';
-import { Connections } from '../../orchestrator/src/db/connections.js';
 import { install } from '../../orchestrator/src/install/install.js';
-import { addTriggers } from '../../orchestrator/src/triggers/sync-triggers.js';
+import { addTriggersForSyncs } from '../../orchestrator/src/triggers/sync-triggers.js';
 import { type Logger, silentLogger } from '../../orchestrator/src/util/logger.js';
 import { makeLogger } from '../../orchestrator/src/util/make-logger.js';
 import { packageRoot } from '../../orchestrator/src/util/paths.js';
@@ -75,12 +74,7 @@ export async function makeJob(t: TeardownTest, spec: JobSpec): Promise<Job> {
 /** install + add-triggers for every sync, through the library (the CLI has its own tests). */
 export async function setUp(job: Job): Promise<void> {
   await install(job.cfg, silentLogger);
-  const conns = new Connections(job.cfg, 'capra-cli', silentLogger);
-  try {
-    for (const s of Object.values(job.cfg.syncs)) await addTriggers(job.cfg, s, conns, silentLogger);
-  } finally {
-    await conns.close();
-  }
+  await addTriggersForSyncs(job.cfg, silentLogger);
 }
 
 /** A daemon in this process, stopped when the test ends. Retries fast, to keep tests short. */

@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
+import { quoteIdent } from '../../orchestrator/src/db/ident.js';
 
 export interface ClusterInfo {
   name: string;
@@ -42,10 +43,6 @@ export function testClusters(): TestClusters {
 
 export function urlFor(cluster: ClusterInfo, db: string): string {
   return `postgres://${encodeURIComponent(cluster.user)}@${cluster.host}:${cluster.port}/${encodeURIComponent(db)}`;
-}
-
-export function quoteIdent(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
 }
 
 /**

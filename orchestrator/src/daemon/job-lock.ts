@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import type pg from 'pg';
-import type { Connections } from '../db/connections.js';
+import { Connections } from '../db/connections.js';
 import { errorMessage } from '../db/errors.js';
 import type { Logger } from '../util/logger.js';
 import { SessionLoop } from './session-loop.js';
@@ -33,7 +33,7 @@ export class JobLock extends SessionLoop {
     logger: Logger,
     private readonly retryMs = 1000,
   ) {
-    super(conns, '(metadata)', logger);
+    super(conns, Connections.META, logger);
   }
 
   protected async use(client: pg.Client, closed: Promise<void>): Promise<void> {

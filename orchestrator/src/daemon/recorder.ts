@@ -1,4 +1,4 @@
-import type { Connections } from '../db/connections.js';
+import { Connections } from '../db/connections.js';
 import { errorMessage } from '../db/errors.js';
 import type { Logger } from '../util/logger.js';
 
@@ -46,7 +46,7 @@ export class Recorder {
     while (this.queue.length > 0) {
       const batch = this.queue.splice(0, this.queue.length);
       try {
-        await this.conns.with('(metadata)', async (c) => {
+        await this.conns.with(Connections.META, async (c) => {
           for (const r of batch) {
             const ok = r.error === undefined;
             await c.query(

@@ -4,10 +4,9 @@ import path from 'node:path';
 import pg from 'pg';
 import { parseConfigText } from '../config/load.js';
 import { Daemon } from '../daemon/daemon.js';
-import { Connections } from '../db/connections.js';
 import { type Cluster, embeddedBinDir, startCluster } from '../embedded/cluster.js';
 import { install } from '../install/install.js';
-import { addTriggers } from '../triggers/sync-triggers.js';
+import { addTriggersForSyncs } from '../triggers/sync-triggers.js';
 import { sleep } from '../util/backoff.js';
 import { silentLogger } from '../util/logger.js';
 
@@ -51,12 +50,7 @@ export async function runDemo(opts: { print: (line: string) => void }): Promise<
     );
     print('capra install; capra add-triggers; capra start (in this process)...');
     await install(cfg, silentLogger);
-    const conns = new Connections(cfg, 'capra-cli', silentLogger);
-    try {
-      await addTriggers(cfg, cfg.syncs.shop!, conns, silentLogger);
-    } finally {
-      await conns.close();
-    }
+    await addTriggersForSyncs(cfg, silentLogger);
     daemon = new Daemon(cfg, silentLogger);
     daemon.start();
 

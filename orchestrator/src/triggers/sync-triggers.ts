@@ -1,6 +1,6 @@
 import type { Config, SyncConfig } from '../config/types.js';
 import { receiversOf, syncNodes } from '../config/topology.js';
-import type { Connections } from '../db/connections.js';
+import { Connections } from '../db/connections.js';
 import { tableLabel } from '../db/ident.js';
 import { sideInstalled } from '../db/schema-side.js';
 import { CapraError } from '../db/errors.js';
@@ -60,7 +60,7 @@ export async function addTriggers(
       }
     });
   }
-  await conns.with('(metadata)', (c) => publishTables(c, sync.name, tables));
+  await conns.with(Connections.META, (c) => publishTables(c, sync.name, tables));
   logger.info({ sync: sync.name, tables: tables.length }, 'capture triggers in place');
   return tables;
 }
@@ -74,6 +74,20 @@ function nodeDdl(ddl: DdlOptions, conns: Connections, node: string, progress?: T
       await conns.with(node, (c) => c.query('SELECT pg_cancel_backend($1)', [pid]));
     },
   };
+}
+
+/**
+ * add-triggers for several syncs (all of the job's by default) on
+ * connections of its own: what `capra add-triggers` does after
+ * `capra install`, for the demo, benchmarks and tests.
+ */
+export async function addTriggersForSyncs(cfg: Config, logger: Logger, syncs: SyncConfig[] = Object.values(cfg.syncs)): Promise<void> {
+  const conns = new Connections(cfg, 'capra-cli', logger);
+  try {
+    for (const sync of syncs) await addTriggers(cfg, sync, conns, logger);
+  } finally {
+    await conns.close();
+  }
 }
 
 async function untrackOne(
@@ -114,7 +128,7 @@ export async function dropTriggers(
     });
   }
   try {
-    await conns.with('(metadata)', (c) => c.query('DELETE FROM repl.sync_table WHERE sync = $1', [sync.name]));
+    await conns.with(Connections.META, (c) => c.query('DELETE FROM repl.sync_table WHERE sync = $1', [sync.name]));
   } catch (err) {
     logger.warn({ sync: sync.name, err: String(err) }, 'could not clear the table list in the metadata database');
   }
