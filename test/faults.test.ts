@@ -1,6 +1,6 @@
 // Faults: the daemon killed with SIGKILL in the middle of applying a large
 // batch, and a target server that is down for a while.
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -8,34 +8,16 @@ import t from 'tap';
 import { startCluster } from '../orchestrator/src/embedded/cluster.js';
 import { collectStatus } from '../orchestrator/src/status/status.js';
 import { silentLogger } from '../orchestrator/src/util/logger.js';
-import { packageRoot } from '../orchestrator/src/util/paths.js';
 import { type ClusterInfo, sql, testClusters, waitFor } from './harness/db.js';
-import { type Job, digest, makeJob, setUp, startDaemon, waitSame } from './harness/capra.js';
+import { applyingInto, digest, makeJob, setUp, spawnCli, startDaemon, waitSame } from './harness/capra.js';
 
 const { clusters } = testClusters();
 const [c1, c2, c3] = clusters;
-
-function daemonProcess(job: Job): ChildProcess {
-  return spawn(process.execPath, [path.join(packageRoot(), 'bin', 'capra.js'), '--config', job.configPath, 'start', '--foreground'], {
-    stdio: 'ignore',
-  });
-}
 
 async function kill9(child: ChildProcess): Promise<void> {
   const exited = new Promise((resolve) => child.once('exit', resolve));
   child.kill('SIGKILL');
   await exited;
-}
-
-/** The applier's COPY into the user table is running on the target right now. */
-async function applying(url: string, table: string): Promise<boolean> {
-  const rows = await sql(
-    url,
-    `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'capra-sync'
-        AND state = 'active' AND query LIKE $1`,
-    [`COPY "public"."${table}"%FROM STDIN`],
-  );
-  return rows.length > 0;
 }
 
 const count = async (url: string, table: string): Promise<number> => (await sql(url, `SELECT count(*)::int AS n FROM ${table}`))[0]!.n;
@@ -49,12 +31,11 @@ t.test('SIGKILL while applying one large transaction: target unchanged, then ide
   await setUp(job);
   const rows = 400_000;
   await sql(job.urls.a!, `INSERT INTO big SELECT g, repeat(md5(g::text), 3) FROM generate_series(1, ${rows}) g`);
-  const daemon = daemonProcess(job);
-  t.teardown(() => void daemon.kill('SIGKILL'));
-  await waitFor(() => applying(job.urls.b!, 'big'), { what: 'the COPY into big on b', intervalMs: 10 });
+  const daemon = spawnCli(t, job, ['start', '--foreground']).child;
+  await waitFor(() => applyingInto(job.urls.b!, 'big'), { what: 'the COPY into big on b', intervalMs: 10 });
   await kill9(daemon);
   // The server notices the dead client and rolls the transaction back.
-  await waitFor(async () => !(await applying(job.urls.b!, 'big')), { what: 'the aborted COPY to end' });
+  await waitFor(async () => !(await applyingInto(job.urls.b!, 'big')), { what: 'the aborted COPY to end' });
   t.equal(await count(job.urls.b!, 'big'), 0, 'nothing of the half-applied batch is visible');
   t.same(await sql(job.urls.b!, 'SELECT * FROM repl.applied'), [], 'no position was stored');
   startDaemon(t, job);
@@ -72,14 +53,13 @@ t.test('SIGKILL in the middle of a multi-batch backlog: nothing lost, nothing ap
   // 40 transactions of 5,000 inserts, then updates of every row in 20 more.
   for (let tx = 0; tx < 40; tx++) await sql(job.urls.a!, `INSERT INTO log SELECT g, ${tx} FROM generate_series(${tx * 5000 + 1}, ${(tx + 1) * 5000}) g`);
   for (let tx = 0; tx < 20; tx++) await sql(job.urls.a!, `UPDATE log SET n = n + 1 WHERE id % 20 = ${tx}`);
-  const daemon = daemonProcess(job);
-  t.teardown(() => void daemon.kill('SIGKILL'));
-  await waitFor(async () => (await count(job.urls.b!, 'log')) > 0 && (await applying(job.urls.b!, 'log')), {
+  const daemon = spawnCli(t, job, ['start', '--foreground']).child;
+  await waitFor(async () => (await count(job.urls.b!, 'log')) > 0 && (await applyingInto(job.urls.b!, 'log')), {
     what: 'some batches applied and another one in progress',
     intervalMs: 10,
   });
   await kill9(daemon);
-  await waitFor(async () => !(await applying(job.urls.b!, 'log')), { what: 'the aborted COPY to end' });
+  await waitFor(async () => !(await applyingInto(job.urls.b!, 'log')), { what: 'the aborted COPY to end' });
   const partial = await sql<{ tx: number; n: number }>(job.urls.b!, 'SELECT tx, count(*)::int AS n FROM log GROUP BY tx');
   t.ok(partial.length < 40 || partial.some((p) => p.n < 5000) || (await digest(job.urls.b!, 'log')) !== (await digest(job.urls.a!, 'log')), 'killed before the end');
   t.ok(partial.every((p) => p.n === 5000), 'only whole source transactions are on the target');

@@ -2,7 +2,6 @@
 // lock in the metadata database), one standing by; kill -9 the active one
 // and the standby takes over. And the fence: two runs of one lane at once
 // never apply a batch twice.
-import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import t from 'tap';
 import { Connections } from '../orchestrator/src/db/connections.js';
@@ -10,20 +9,12 @@ import { JOB_LOCK_CLASS } from '../orchestrator/src/daemon/job-lock.js';
 import { runLane } from '../orchestrator/src/sync/lane.js';
 import { collectStatus } from '../orchestrator/src/status/status.js';
 import { silentLogger } from '../orchestrator/src/util/logger.js';
-import { packageRoot } from '../orchestrator/src/util/paths.js';
 import { sql, testClusters, waitFor } from './harness/db.js';
-import { type Job, makeJob, setUp, waitSame } from './harness/capra.js';
+import { type Job, makeJob, setUp, spawnCli, waitSame } from './harness/capra.js';
 
 const [c1, c2] = testClusters().clusters;
 const yaml = 'syncs:\n  s:\n    sources: [a]\n    targets: [b]';
 
-function daemon(job: Job, runDir: string): ChildProcess {
-  // Each daemon its own run dir: on one host they would otherwise share the pidfile.
-  return spawn(process.execPath, [path.join(packageRoot(), 'bin', 'capra.js'), '--config', job.configPath, 'start', '--foreground'], {
-    stdio: 'ignore',
-    env: { ...process.env, CAPRA_RUN_DIR: runDir },
-  });
-}
 
 /** The pid of the daemon holding the job lock, from the lock holder's application_name. */
 async function activePid(job: Job): Promise<number | null> {
@@ -40,12 +31,9 @@ async function activePid(job: Job): Promise<number | null> {
 t.test('the standby takes over when the active daemon is killed', async (t) => {
   const job = await makeJob(t, { nodes: { a: c1!, b: c2! }, schema: 'CREATE TABLE x (id int PRIMARY KEY, v text)', yaml });
   await setUp(job);
-  const d1 = daemon(job, path.join(job.dir, 'run1'));
-  const d2 = daemon(job, path.join(job.dir, 'run2'));
-  t.teardown(() => {
-    d1.kill('SIGKILL');
-    d2.kill('SIGKILL');
-  });
+  // Each daemon its own run dir: on one host they would otherwise share the pidfile.
+  const d1 = spawnCli(t, job, ['start', '--foreground'], { CAPRA_RUN_DIR: path.join(job.dir, 'run1') }).child;
+  const d2 = spawnCli(t, job, ['start', '--foreground'], { CAPRA_RUN_DIR: path.join(job.dir, 'run2') }).child;
   await waitFor(async () => (await activePid(job)) !== null, { what: 'one daemon to become active' });
   const first = (await activePid(job))!;
   t.ok([d1.pid, d2.pid].includes(first), 'one of the two daemons holds the job lock');

@@ -1,12 +1,9 @@
 // add-triggers against a busy table: it waits with a short lock_timeout and
 // retries, so other writers are not stuck behind its lock request; Ctrl-C
 // cancels its statement on the server too.
-import { spawn } from 'node:child_process';
-import path from 'node:path';
 import t, { type Test } from 'tap';
-import { packageRoot } from '../orchestrator/src/util/paths.js';
 import { sql, testClusters, waitFor, withClient } from './harness/db.js';
-import { type Job, cli, makeJob } from './harness/capra.js';
+import { type Job, cli, makeJob, spawnCli } from './harness/capra.js';
 
 const [c1, c2] = testClusters().clusters;
 
@@ -20,15 +17,6 @@ async function busyJob(t: Test): Promise<Job> {
   return job;
 }
 
-function addTriggersChild(job: Job): { child: ReturnType<typeof spawn>; output: () => string; exit: Promise<number | null> } {
-  const child = spawn(process.execPath, [path.join(packageRoot(), 'bin', 'capra.js'), '--config', job.configPath, 'add-triggers'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout!.on('data', (d) => (out += d));
-  child.stderr!.on('data', (d) => (out += d));
-  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { child, output: () => out, exit };
-}
-
 const waitingCapra = async (url: string): Promise<number> =>
   (await sql(url, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'capra-cli' AND wait_event_type = 'Lock'`))[0]!.n;
 
@@ -37,8 +25,7 @@ t.test('waits and retries while a writer holds the table, without blocking other
   await withClient(job.urls.a!, async (holder) => {
     await holder.query('BEGIN');
     await holder.query('INSERT INTO x VALUES (1)'); // holds ROW EXCLUSIVE: CREATE TRIGGER must wait
-    const run = addTriggersChild(job);
-    t.teardown(() => void run.child.kill('SIGKILL'));
+    const run = spawnCli(t, job, ['add-triggers']);
     await waitFor(async () => /lock busy, retrying/.test(run.output()), { what: 'add-triggers to report a retry' });
     // Another writer gets through while Capra keeps retrying: its lock request does not queue writers for long.
     await sql(job.urls.a!, 'INSERT INTO x VALUES (2)');
@@ -55,8 +42,7 @@ t.test('Ctrl-C cancels the waiting statement on the server', async (t) => {
   await withClient(job.urls.a!, async (holder) => {
     await holder.query('BEGIN');
     await holder.query('LOCK TABLE x IN ACCESS EXCLUSIVE MODE');
-    const run = addTriggersChild(job);
-    t.teardown(() => void run.child.kill('SIGKILL'));
+    const run = spawnCli(t, job, ['add-triggers']);
     await waitFor(async () => (await waitingCapra(job.urls.a!)) > 0, { what: 'add-triggers to wait for the lock' });
     run.child.kill('SIGINT');
     const code = await run.exit;

@@ -1,17 +1,14 @@
 // reload switches to a new config without losing work; a first SIGTERM lets
 // the run in progress finish, a second one exits at once.
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import path from 'node:path';
 import t from 'tap';
 import { parseConfigText } from '../orchestrator/src/config/load.js';
 import { pidfilePath } from '../orchestrator/src/config/types.js';
 import { addTriggersForSyncs } from '../orchestrator/src/triggers/sync-triggers.js';
 import { install } from '../orchestrator/src/install/install.js';
 import { silentLogger } from '../orchestrator/src/util/logger.js';
-import { packageRoot } from '../orchestrator/src/util/paths.js';
 import { sql, testClusters, waitFor } from './harness/db.js';
-import { makeJob, setUp, startDaemon, waitSame } from './harness/capra.js';
+import { applyingInto, makeJob, setUp, spawnCli, startDaemon, waitSame } from './harness/capra.js';
 import { readFile } from 'node:fs/promises';
 
 const [c1, c2, c3] = testClusters().clusters;
@@ -54,19 +51,12 @@ t.test('a second SIGTERM exits at once instead of waiting for the run', async (t
   });
   await setUp(job);
   await sql(job.urls.a!, `INSERT INTO big SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 400000) g`);
-  const child = spawn(process.execPath, [path.join(packageRoot(), 'bin', 'capra.js'), '--config', job.configPath, 'start', '--foreground'], {
-    stdio: ['ignore', 'pipe', 'ignore'],
-  });
-  let log = '';
-  child.stdout!.on('data', (d) => (log += d));
-  t.teardown(() => void child.kill('SIGKILL'));
-  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const applying = async (): Promise<boolean> =>
-    (await sql(job.urls.b!, `SELECT 1 FROM pg_stat_activity WHERE application_name = 'capra-sync' AND state = 'active' AND query LIKE 'COPY "public"."big"%'`)).length > 0;
+  const { child, output, exit } = spawnCli(t, job, ['start', '--foreground']);
+  const applying = (): Promise<boolean> => applyingInto(job.urls.b!, 'big');
   await waitFor(applying, { what: 'the big batch to be applying', intervalMs: 10 });
   child.kill('SIGTERM');
   // Two signals sent at once merge into one: send the second once the first is handled.
-  await waitFor(async () => log.includes('signal received'), { what: 'the daemon to take the first signal' });
+  await waitFor(async () => output().includes('signal received'), { what: 'the daemon to take the first signal' });
   t.ok(child.exitCode === null, 'after the first signal the daemon is still finishing its run');
   child.kill('SIGTERM');
   t.equal(await exit, 1, 'exited with status 1 on the second signal');

@@ -1,7 +1,7 @@
 // Capra-specific test fixtures: a job over fresh databases on the harness's
 // clusters, its config file, the CLI as a child process, an in-process daemon,
 // and the content barrier tests wait on.
-import { execFile } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -111,6 +111,42 @@ export function cli(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?:
       },
     );
   });
+}
+
+export interface CliChild {
+  child: ChildProcess;
+  /** stdout and stderr so far. */
+  output(): string;
+  /** Resolves with the exit status (null when ended by a signal). */
+  exit: Promise<number | null>;
+}
+
+/**
+ * The real CLI as a long-running child (start --foreground, a waiting
+ * add-triggers): output collected, killed with SIGKILL when the test ends.
+ */
+export function spawnCli(t: TeardownTest, job: Job, args: string[], env: NodeJS.ProcessEnv = {}): CliChild {
+  const child = spawn(process.execPath, [path.join(packageRoot(), 'bin', 'capra.js'), '--config', job.configPath, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => void (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => void (out += d.toString()));
+  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  t.teardown(() => void child.kill('SIGKILL'));
+  return { child, output: () => out, exit };
+}
+
+/** The applier's COPY into public.<table> is running on this database right now. */
+export async function applyingInto(url: string, table: string): Promise<boolean> {
+  const rows = await sql(
+    url,
+    `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'capra-sync'
+        AND state = 'active' AND query LIKE $1`,
+    [`COPY "public"."${table}"%FROM STDIN`],
+  );
+  return rows.length > 0;
 }
 
 /**
