@@ -11,7 +11,7 @@ import type { TableMeta } from './table-meta.js';
  * batch may be applied twice without harm. Data moves as COPY text from the
  * source's connection straight into the target's; no row is parsed here.
  *
- * The source query reads the batch through GUCs set by the run
+ * The source query reads the batch through GUCs set by startBatch
  * (capra.batch_old/new/job), because COPY takes no bind parameters.
  */
 export const BATCH_CONDITION = `d.txid >= pg_snapshot_xmin(current_setting('capra.batch_old')::pg_snapshot)
@@ -35,15 +35,21 @@ function keysQuery(t: TableMeta): string {
 }
 
 /**
- * COPY's text format is the session's display format: a source database set
- * to DateStyle 'SQL, DMY', IntervalStyle sql_standard or a low
- * extra_float_digits would write dates, time zone abbreviations, intervals
- * and floats that the target reads back as other values. For this
- * transaction only, the source writes formats every server reads exactly.
+ * Prepares the source's transaction for a batch, in one statement: the batch
+ * bounds for BATCH_CONDITION, and output formats every server reads back
+ * exactly. COPY's text format is the session's display format: a source
+ * database set to DateStyle 'SQL, DMY', IntervalStyle sql_standard or a low
+ * extra_float_digits would write dates, time zone abbreviations, intervals and
+ * floats that the target reads as other values. Call it before applyKeys or
+ * applyTruncate; it lasts until the transaction ends.
  */
-async function pinOutputFormats(source: pg.ClientBase): Promise<void> {
-  await source.query(`SELECT set_config('datestyle', 'ISO', true), set_config('intervalstyle', 'postgres', true),
-                             set_config('extra_float_digits', '3', true), set_config('bytea_output', 'hex', true)`);
+export async function startBatch(source: pg.ClientBase, oldPosition: string, endPosition: string, job: string): Promise<void> {
+  await source.query(
+    `SELECT set_config('capra.batch_old', $1, true), set_config('capra.batch_new', $2, true), set_config('capra.batch_job', $3, true),
+            set_config('datestyle', 'ISO', true), set_config('intervalstyle', 'postgres', true),
+            set_config('extra_float_digits', '3', true), set_config('bytea_output', 'hex', true)`,
+    [oldPosition, endPosition, job],
+  );
 }
 
 async function copyBetween(source: pg.ClientBase, target: pg.ClientBase, selectSql: string, copyInSql: string): Promise<number> {
@@ -55,7 +61,6 @@ async function copyBetween(source: pg.ClientBase, target: pg.ClientBase, selectS
 
 /** Applies the keys of one table in the batch. Returns the number of rows written. */
 export async function applyKeys(source: pg.ClientBase, target: pg.ClientBase, t: TableMeta, tempName: string): Promise<number> {
-  await pinOutputFormats(source);
   const keyList = t.keyCols.map(quoteIdent).join(', ');
   const temp = quoteIdent(tempName);
   await target.query(`CREATE TEMP TABLE ${temp} ON COMMIT DROP AS SELECT ${keyList} FROM ${quoteTable(t)} WITH NO DATA`);
@@ -80,7 +85,6 @@ export async function applyKeys(source: pg.ClientBase, target: pg.ClientBase, t:
  * earlier batch.
  */
 export async function applyTruncate(source: pg.ClientBase, target: pg.ClientBase, t: TableMeta): Promise<number> {
-  await pinOutputFormats(source);
   const cols = t.columns.map(quoteIdent).join(', ');
   await target.query(`TRUNCATE ONLY ${quoteTable(t)}`);
   return copyBetween(source, target, `SELECT ${cols} FROM ONLY ${quoteTable(t)}`, `COPY ${quoteTable(t)} (${cols}) FROM STDIN`);

@@ -3,7 +3,7 @@ import type { SyncConfig } from '../config/types.js';
 import type { Connections } from '../db/connections.js';
 import { CapraError, SQLSTATE, errorMessage, isConnectionError, sqlState } from '../db/errors.js';
 import { tableLabel } from '../db/ident.js';
-import { BATCH_CONDITION, applyKeys, applyTruncate } from './apply.js';
+import { BATCH_CONDITION, applyKeys, applyTruncate, startBatch } from './apply.js';
 import { type Snap, boundedSnapshot, formatSnapshot, parseSnapshot } from './snapshot.js';
 import { matchOnTarget, sourceTables } from './table-meta.js';
 
@@ -152,14 +152,17 @@ async function runWith(source: pg.ClientBase, target: pg.ClientBase, k: LaneKey,
   await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   try {
     const oldText = known ?? (await registeredPosition(source, k));
-    const curText = (await source.query<{ s: string }>('SELECT pg_current_snapshot()::text AS s')).rows[0]!.s;
-    const old = parseSnapshot(oldText);
-    const cur = parseSnapshot(curText);
-    const tracked = await source.query<{ relid: number; key_cols: string[] }>(
-      'SELECT relid::int AS relid, key_cols FROM repl.consumer_table WHERE job = $1 AND sync = $2',
+    // The run's snapshot and the tables registered in it, in one round trip.
+    const head = await source.query<{ s: string; tracked: { relid: number; key_cols: string[] }[] }>(
+      `SELECT pg_current_snapshot()::text AS s,
+              coalesce((SELECT json_agg(json_build_object('relid', relid::int, 'key_cols', key_cols))
+                          FROM repl.consumer_table WHERE job = $1 AND sync = $2), '[]') AS tracked`,
       [k.job, k.sync.name],
     );
-    const keys = new Map(tracked.rows.map((r) => [r.relid, r.key_cols]));
+    const curText = head.rows[0]!.s;
+    const old = parseSnapshot(oldText);
+    const cur = parseSnapshot(curText);
+    const keys = new Map(head.rows[0]!.tracked.map((r) => [r.relid, r.key_cols]));
     const txidRows = await source.query<{ txid: string }>(
       `SELECT d.txid::text AS txid FROM repl.delta d
         WHERE d.txid >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(d.txid, $1::pg_snapshot)
@@ -179,10 +182,7 @@ async function runWith(source: pg.ClientBase, target: pg.ClientBase, k: LaneKey,
     }
     const { end, more } = batchEnd(old, cur, txidRows.rows.map((r) => BigInt(r.txid)), batchRows);
     const endText = formatSnapshot(end);
-    await source.query(
-      `SELECT set_config('capra.batch_old', $1, true), set_config('capra.batch_new', $2, true), set_config('capra.batch_job', $3, true)`,
-      [oldText, endText, k.job],
-    );
+    await startBatch(source, oldText, endText, k.job);
     const perTable = await source.query<{ relid: number; truncated: boolean; n: string }>(
       `SELECT d.relid::int AS relid, bool_or(d.op = 'T') AS truncated, count(*) AS n FROM repl.delta d
         WHERE ${BATCH_CONDITION} AND d.relid = ANY ($1::oid[]) GROUP BY d.relid`,
