@@ -200,7 +200,9 @@ async function runWith(source: pg.ClientBase, target: pg.ClientBase, k: LaneKey,
         [k.job, k.sync.name, k.source, oldText],
       );
       const locked = await readPosition(target, k, true);
-      if (locked !== oldText) throw new CapraError(`sync ${k.sync.name}: the position of ${k.source} on ${k.target} moved during the run (another daemon?)`);
+      if (locked !== oldText) throw new CapraError(
+          `sync ${k.sync.name}: another run applied ${k.source}'s changes to ${k.target} meanwhile (a second daemon of this job?); this run was dropped and will be retried`,
+        );
       const metas = await matchOnTarget(target, new Map(live.map((r) => [r.relid, srcMeta.get(r.relid)!])), keys, k.target);
       let rows = 0;
       for (const [i, t] of metas.entries()) {

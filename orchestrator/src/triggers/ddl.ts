@@ -99,7 +99,10 @@ async function lockRetryLoop(client: pg.ClientBase, t: TableName, opts: DdlOptio
       if (opts.signal?.aborted) throw new CapraError(`cancelled while waiting for the lock on ${tableLabel(t)}`, { cause: err });
       if (sqlState(err) !== SQLSTATE.lockNotAvailable) throw err;
       if (attempt + 1 >= opts.maxAttempts) {
-        throw new CapraError(`table ${tableLabel(t)}: could not get its lock in ${opts.maxAttempts} attempts (lock_timeout ${opts.lockTimeoutMs} ms): ${errorMessage(err)}`, { cause: err });
+        throw new CapraError(
+          `table ${tableLabel(t)}: could not get its lock in ${opts.maxAttempts} attempts (lock_timeout ${opts.lockTimeoutMs} ms): ${errorMessage(err)}; run the command again when the table is less busy`,
+          { cause: err },
+        );
       }
       const wait = backoffMs(attempt, 200, 5000);
       opts.onRetry?.(t, attempt + 1, wait);

@@ -84,6 +84,7 @@ export async function checkTableOn(client: pg.ClientBase, t: TrackedTable, dbNam
     [rows[0].oid, t.keyCols],
   );
   if (cols.rows.length !== t.keyCols.length) {
-    throw new CapraError(`table ${tableLabel(t)} on ${dbName} lacks key column(s) ${t.keyCols.filter((k) => !cols.rows.some((c) => c.name === k)).join(', ')}`);
+    const missing = t.keyCols.filter((k) => !cols.rows.some((c) => c.name === k)).join(', ');
+    throw new CapraError(`table ${tableLabel(t)} on ${dbName} lacks key column(s) ${missing}: the key must exist on every node of the sync`);
   }
 }
