@@ -26,7 +26,8 @@ t.test('SIGKILL while applying one large transaction: target unchanged, then ide
   const job = await makeJob(t, {
     nodes: { a: c1!, b: c2! },
     schema: 'CREATE TABLE big (id int PRIMARY KEY, payload text)',
-    yaml: 'syncs:\n  s:\n    sources: [a]\n    targets: [b]',
+    // The rows exist before the first start: copy_data would clone them; this test is about the lane.
+    yaml: 'syncs:\n  s:\n    sources: [a]\n    targets: [b]\n    copy_data: never',
   });
   await setUp(job);
   const rows = 400_000;
@@ -47,7 +48,7 @@ t.test('SIGKILL in the middle of a multi-batch backlog: nothing lost, nothing ap
   const job = await makeJob(t, {
     nodes: { a: c1!, b: c2! },
     schema: 'CREATE TABLE log (id int PRIMARY KEY, tx int, n int DEFAULT 0)',
-    yaml: 'batch_rows: 20000\nsyncs:\n  s:\n    sources: [a]\n    targets: [b]',
+    yaml: 'batch_rows: 20000\nsyncs:\n  s:\n    sources: [a]\n    targets: [b]\n    copy_data: never',
   });
   await setUp(job);
   // 40 transactions of 5,000 inserts, then updates of every row in 20 more.

@@ -1,4 +1,5 @@
 import { CapraError } from '../db/errors.js';
+import { type CloneOptions, splitList } from './clone-command.js';
 
 export interface Args {
   config: string;
@@ -10,14 +11,31 @@ export interface Args {
   metricsPort?: number;
   help: boolean;
   positional: string[];
+  /** capra clone's options. */
+  clone: Omit<CloneOptions, 'sync'>;
 }
 
-const valued = new Set(['--config', '-c', '--sync', '--metrics-port']);
-const flags = new Set(['--verbose', '-v', '--json', '--foreground', '--help', '-h']);
+const valued = new Set(['--config', '-c', '--sync', '--metrics-port', '--tables', '--dbs', '--start', '--cancel', '--watch']);
+const flags = new Set(['--verbose', '-v', '--json', '--foreground', '--help', '-h', '--only-empty', '--drop-indexes', '--wait', '--list']);
+
+function cloneId(option: string, value: string): number {
+  const id = Number(value);
+  if (!Number.isSafeInteger(id) || id <= 0) throw new CapraError(`option ${option}: expected a clone id, got ${JSON.stringify(value)}`);
+  return id;
+}
 
 /** `capra [--config FILE] [--verbose] <command> [options]`; options may come anywhere. */
 export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): Args {
-  const a: Args = { config: env.CAPRA_CONFIG ?? 'capra.yml', verbose: false, json: false, foreground: false, syncs: [], help: false, positional: [] };
+  const a: Args = {
+    config: env.CAPRA_CONFIG ?? 'capra.yml',
+    verbose: false,
+    json: false,
+    foreground: false,
+    syncs: [],
+    help: false,
+    positional: [],
+    clone: { onlyEmpty: false, dropIndexes: false, wait: false, list: false },
+  };
   for (let i = 0; i < argv.length; i++) {
     let arg = argv[i]!;
     // The VALUE of `config set KEY VALUE` is taken as it is, even "-3".
@@ -39,11 +57,20 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env):
         const port = Number(value);
         if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CapraError(`option --metrics-port: expected a port number, got ${JSON.stringify(value)}`);
         a.metricsPort = port;
-      } else a.config = value;
+      } else if (arg === '--tables') a.clone.tables = [...(a.clone.tables ?? []), ...splitList(value)];
+      else if (arg === '--dbs') a.clone.dbs = value;
+      else if (arg === '--start') a.clone.start = value;
+      else if (arg === '--cancel') a.clone.cancel = cloneId(arg, value);
+      else if (arg === '--watch') a.clone.watch = cloneId(arg, value);
+      else a.config = value;
     } else if (flags.has(arg)) {
       if (arg === '--verbose' || arg === '-v') a.verbose = true;
       else if (arg === '--json') a.json = true;
       else if (arg === '--foreground') a.foreground = true;
+      else if (arg === '--only-empty') a.clone.onlyEmpty = true;
+      else if (arg === '--drop-indexes') a.clone.dropIndexes = true;
+      else if (arg === '--wait') a.clone.wait = true;
+      else if (arg === '--list') a.clone.list = true;
       else a.help = true;
     } else if (arg.startsWith('-') && arg !== '-') {
       throw new CapraError(`unknown option ${arg} (see capra --help)`);
@@ -72,6 +99,11 @@ export const USAGE = `usage: capra [--config FILE] [--verbose] <command> [option
                       change a setting in the config file, validated first; capra reload applies it
                       KEY: a dotted path (syncs.shop.kick); quote a part holding dots: tables.keys."public.t"
                       VALUE: YAML (5000, [b, a], "5000"); text that is not YAML is a string (*/5 * * * * *)
+  clone [--sync NAME] [--tables T,...] [--dbs a:source,b:target] [--start INTERVAL] [--only-empty] [--drop-indexes] [--wait]
+                      queue a one-time copy of tables (as SELECT repl.clone(...) does); --wait shows its progress
+  clone --watch ID    show a queued or running clone's progress until it ends
+  clone --cancel ID   cancel a clone (a running one rolls back the table it is copying)
+  clone --list        the latest clones and their states
   demo                two embedded PostgreSQL servers, a sync, changes arriving live
 
 FILE defaults to ./capra.yml (or $CAPRA_CONFIG).`;

@@ -8,6 +8,7 @@ import { addTriggers, dropTriggers } from '../triggers/sync-triggers.js';
 import type { Logger } from '../util/logger.js';
 import { makeLogger } from '../util/make-logger.js';
 import { type Args, USAGE, parseArgs } from './args.js';
+import { cloneCommand } from './clone-command.js';
 import { configCommand } from './config-command.js';
 import { reloadDaemon, runForeground, startDetached, stopDaemon } from './daemon-control.js';
 import { formatStatus } from './print-status.js';
@@ -63,7 +64,7 @@ async function run(args: Args): Promise<number> {
     await runDemo({ print: out });
     return 0;
   }
-  const known = ['install', 'uninstall', 'add-triggers', 'drop-triggers', 'start', 'stop', 'restart', 'reload', 'status', 'config'];
+  const known = ['install', 'uninstall', 'add-triggers', 'drop-triggers', 'start', 'stop', 'restart', 'reload', 'status', 'config', 'clone'];
   if (!known.includes(command)) throw new CapraError(`unknown command ${command} (see capra --help)`);
   if (command === 'config') return configCommand(args.config, rest, { json: args.json, out });
   if (rest.length > 0) throw new CapraError(`unexpected argument ${rest[0]} for ${command}`);
@@ -95,6 +96,10 @@ async function run(args: Args): Promise<number> {
       await stopDaemon(cfg, out);
       await startDetached(cfg, out, { metricsPort: args.metricsPort });
       return 0;
+    case 'clone': {
+      if (args.syncs.length > 1) throw new CapraError('clone takes one --sync (queue one clone per sync)');
+      return cloneCommand(cfg, { ...args.clone, sync: args.syncs[0] }, { out, progress: process.stderr }, cliLogger(cfg, args));
+    }
     case 'status': {
       const st = await collectStatus(cfg, cliLogger(cfg, args));
       out(args.json ? JSON.stringify(st, null, 2) : formatStatus(st));

@@ -6,6 +6,7 @@ import { CapraError, errorMessage } from '../db/errors.js';
 import { purgeDeltas } from '../sync/purge.js';
 import type { Logger } from '../util/logger.js';
 import { JobLock } from './job-lock.js';
+import { CloneRunner } from './clone-runner.js';
 import { LaneWorker } from './lane-worker.js';
 import { KickListener } from './listener.js';
 import { lanePending } from '../status/pending.js';
@@ -18,6 +19,8 @@ export interface DaemonOptions {
   purgeEveryMs?: number;
   /** How often a standby tries to take the job lock. */
   standbyRetryMs?: number;
+  /** How often the clone queue is checked when no NOTIFY arrives. */
+  cloneCheckMs?: number;
 }
 
 export type DaemonState = 'standby' | 'active' | 'stopped';
@@ -44,6 +47,7 @@ class Generation {
   readonly conns: Connections;
   readonly workers: LaneWorker[] = [];
   private readonly recorder: Recorder;
+  private readonly clones: CloneRunner;
   private readonly listeners: KickListener[] = [];
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly cronTasks: { stop(): void | Promise<void> }[] = [];
@@ -60,6 +64,7 @@ class Generation {
     this.recorder = new Recorder(this.conns, logger, (r) =>
       metrics.runFinished({ sync: r.sync, source: r.source, target: r.target }, { rows: r.rows, error: r.error }),
     );
+    this.clones = new CloneRunner(this.conns, cfg, logger, opts.cloneCheckMs);
   }
 
   start(): void {
@@ -106,6 +111,7 @@ class Generation {
     this.timers.push(setInterval(() => this.workers.forEach((w) => w.wake()), this.cfg.pollSeconds * 1000));
     this.timers.push(setInterval(() => void this.purge([...bySource.keys()]), this.opts.purgeEveryMs ?? 60_000));
     for (const w of this.workers) w.start();
+    this.clones.start();
     this.logger.info({ lanes: this.workers.length }, 'lanes started');
   }
 
@@ -124,7 +130,7 @@ class Generation {
   async stop(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
     await Promise.all(this.cronTasks.map((t) => t.stop()));
-    await Promise.all([...this.workers.map((w) => w.stop()), ...this.listeners.map((l) => l.stop())]);
+    await Promise.all([...this.workers.map((w) => w.stop()), ...this.listeners.map((l) => l.stop()), this.clones.stop()]);
     await this.recorder.drain();
     await this.conns.close();
   }

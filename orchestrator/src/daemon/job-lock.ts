@@ -13,6 +13,16 @@ export function lockHolderName(pid: number = process.pid): string {
   return `capra-active ${pid}@${hostname()}`.slice(0, 63);
 }
 
+/** Which daemon holds the job's lock (pid@host), from the metadata database; null: none is active. */
+export async function activeHolder(meta: pg.ClientBase, job: string): Promise<string | null> {
+  const r = await meta.query<{ app: string }>(
+    `SELECT a.application_name AS app FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+      WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::oid AND l.objid = hashtext($2)::oid AND l.objsubid = 2`,
+    [JOB_LOCK_CLASS, job],
+  );
+  return /^capra-active (.+)$/.exec(r.rows[0]?.app ?? '')?.[1] ?? null;
+}
+
 /**
  * High availability: of all daemons of one job (one metadata database), the
  * one holding the job's advisory lock there is active; the others stand by,

@@ -1,5 +1,6 @@
 import type { Connections } from '../db/connections.js';
 import { errorMessage, errorTable } from '../db/errors.js';
+import { seedLane } from '../clone/seed.js';
 import { type LaneKey, type LaneState, runLane } from '../sync/lane.js';
 import { backoffMs, sleep } from '../util/backoff.js';
 import type { Logger } from '../util/logger.js';
@@ -25,6 +26,8 @@ export class LaneWorker {
   private readonly state: LaneState = {};
   private loopDone: Promise<void> | null = null;
   private warnedRole = false;
+  /** copy_data has been seen to for this lane's tables (see seedLane). */
+  private seeded = false;
   private readonly log: Logger;
 
   constructor(
@@ -71,6 +74,10 @@ export class LaneWorker {
       const started = new Date();
       let rows = 0;
       try {
+        if (!this.seeded) {
+          await seedLane(this.conns, this.key, this.log, this.abort.signal);
+          this.seeded = true;
+        }
         for (;;) {
           const r = await runLane(this.conns, this.key, this.opts.batchRows, this.state);
           rows += r.rows;

@@ -3,7 +3,7 @@ import { pidfilePath } from '../config/types.js';
 import { receiversOf } from '../config/topology.js';
 import { Connections } from '../db/connections.js';
 import { errorMessage } from '../db/errors.js';
-import { JOB_LOCK_CLASS } from '../daemon/job-lock.js';
+import { activeHolder as lockHolder } from '../daemon/job-lock.js';
 import { isAlive, readPid } from '../daemon/pidfile.js';
 import type { Logger } from '../util/logger.js';
 import { lanePending } from './pending.js';
@@ -76,14 +76,7 @@ export async function collectStatus(cfg: Config, logger: Logger): Promise<Status
     const metadata: Status['metadata'] = { reachable: true };
     try {
       laneRows = (await conns.with(Connections.META, (c) => c.query<LaneRow>('SELECT * FROM repl.lane'))).rows;
-      activeHolder = await conns.with(Connections.META, async (c) => {
-        const r = await c.query<{ app: string }>(
-          `SELECT a.application_name AS app FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-            WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::oid AND l.objid = hashtext($2)::oid AND l.objsubid = 2`,
-          [JOB_LOCK_CLASS, cfg.name],
-        );
-        return /^capra-active (.+)$/.exec(r.rows[0]?.app ?? '')?.[1] ?? null;
-      });
+      activeHolder = await conns.with(Connections.META, (c) => lockHolder(c, cfg.name));
     } catch (err) {
       metadata.reachable = false;
       metadata.error = errorMessage(err);

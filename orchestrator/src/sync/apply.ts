@@ -46,11 +46,14 @@ function keysQuery(t: TableMeta): string {
 export async function startBatch(source: pg.ClientBase, oldPosition: string, endPosition: string, job: string): Promise<void> {
   await source.query(
     `SELECT set_config('capra.batch_old', $1, true), set_config('capra.batch_new', $2, true), set_config('capra.batch_job', $3, true),
-            set_config('datestyle', 'ISO', true), set_config('intervalstyle', 'postgres', true),
-            set_config('extra_float_digits', '3', true), set_config('bytea_output', 'hex', true)`,
+            ${PIN_OUTPUT_FORMATS}`,
     [oldPosition, endPosition, job],
   );
 }
+
+/** Select-list items that pin, for the transaction, the output formats COPY text must be written in (see startBatch). */
+export const PIN_OUTPUT_FORMATS = `set_config('datestyle', 'ISO', true), set_config('intervalstyle', 'postgres', true),
+            set_config('extra_float_digits', '3', true), set_config('bytea_output', 'hex', true)`;
 
 async function copyBetween(source: pg.ClientBase, target: pg.ClientBase, selectSql: string, copyInSql: string): Promise<number> {
   const out = source.query(copyTo(`COPY (${selectSql}) TO STDOUT`));

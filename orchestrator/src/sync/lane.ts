@@ -1,8 +1,9 @@
 import type pg from 'pg';
 import type { SyncConfig } from '../config/types.js';
 import type { Connections } from '../db/connections.js';
-import { CapraError, SQLSTATE, errorMessage, isConnectionError, sqlState } from '../db/errors.js';
+import { CapraError, errorMessage, isConnectionError } from '../db/errors.js';
 import { tableLabel } from '../db/ident.js';
+import { type ApplierRole, markApplier } from './applier-session.js';
 import { BATCH_CONDITION, applyKeys, applyTruncate, startBatch } from './apply.js';
 import { type Snap, boundedSnapshot, formatSnapshot, parseSnapshot } from './snapshot.js';
 import { matchOnTarget, sourceTables } from './table-meta.js';
@@ -37,9 +38,7 @@ export interface RunResult {
   more: boolean;
 }
 
-export interface LaneState {
-  /** Whether the target accepted session_replication_role = replica (undefined: not tried yet). */
-  replicaRole?: boolean;
+export interface LaneState extends ApplierRole {
   /** When the position was last advanced over a stretch with nothing to apply. */
   idleAdvancedAt?: number;
 }
@@ -54,50 +53,19 @@ async function readPosition(target: pg.ClientBase, k: LaneKey, lock: boolean): P
   return r.rows[0]?.position ?? null;
 }
 
-async function registeredPosition(source: pg.ClientBase, k: LaneKey): Promise<string> {
+/** Where a lane starts when the target has no position yet: what add-triggers registered on the source (null: nothing). */
+export async function registeredPosition(source: pg.ClientBase, job: string, sync: string, target: string): Promise<string | null> {
   const r = await source.query<{ position: string }>(
     'SELECT position::text AS position FROM repl.consumer WHERE job = $1 AND sync = $2 AND target = $3',
-    [k.job, k.sync.name, k.target],
+    [job, sync, target],
   );
-  const pos = r.rows[0]?.position;
+  return r.rows[0]?.position ?? null;
+}
+
+async function startPosition(source: pg.ClientBase, k: LaneKey): Promise<string> {
+  const pos = await registeredPosition(source, k.job, k.sync.name, k.target);
   if (!pos) throw new CapraError(`sync ${k.sync.name}: ${k.source} has no consumer registered for ${k.target}: run capra add-triggers`);
   return pos;
-}
-
-/**
- * Marks the applier's transaction: capra.origin/cascade for the capture
- * triggers, and session_replication_role = replica where the role may set it.
- * Whether it may is probed once (in a savepoint); after that all of it is one
- * round trip. A refusal later (a grant revoked) fails the run, and the next
- * run probes again.
- */
-async function markApplier(target: pg.ClientBase, k: LaneKey, state: LaneState): Promise<void> {
-  const marks = `set_config('capra.origin', $1, true), set_config('capra.cascade', $2, true)`;
-  const params = [k.job, k.sync.cascade ? 'on' : 'off'];
-  if (state.replicaRole === true) {
-    try {
-      await target.query(`SELECT ${marks}, set_config('session_replication_role', 'replica', true)`, params);
-    } catch (err) {
-      if (sqlState(err) === SQLSTATE.insufficientPrivilege) delete state.replicaRole;
-      throw err;
-    }
-    return;
-  }
-  await target.query(`SELECT ${marks}`, params);
-  if (state.replicaRole === undefined) await probeReplicaRole(target, state);
-}
-
-async function probeReplicaRole(target: pg.ClientBase, state: LaneState): Promise<void> {
-  await target.query('SAVEPOINT capra_role');
-  try {
-    await target.query(`SELECT set_config('session_replication_role', 'replica', true)`);
-    await target.query('RELEASE SAVEPOINT capra_role');
-    state.replicaRole = true;
-  } catch (err) {
-    if (sqlState(err) !== SQLSTATE.insufficientPrivilege) throw err;
-    await target.query('ROLLBACK TO SAVEPOINT capra_role');
-    state.replicaRole = false;
-  }
 }
 
 async function storePosition(target: pg.ClientBase, k: LaneKey, pos: string): Promise<void> {
@@ -151,7 +119,7 @@ async function runWith(source: pg.ClientBase, target: pg.ClientBase, k: LaneKey,
   const known = await readPosition(target, k, false);
   await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   try {
-    const oldText = known ?? (await registeredPosition(source, k));
+    const oldText = known ?? (await startPosition(source, k));
     // The run's snapshot and the tables registered in it, in one round trip.
     const head = await source.query<{ s: string; tracked: { relid: number; key_cols: string[] }[] }>(
       `SELECT pg_current_snapshot()::text AS s,
@@ -194,7 +162,7 @@ async function runWith(source: pg.ClientBase, target: pg.ClientBase, k: LaneKey,
 
     await target.query('BEGIN');
     try {
-      await markApplier(target, k, state);
+      await markApplier(target, k.job, k.sync.cascade, state);
       await target.query(
         `INSERT INTO repl.applied (job, sync, source, position) VALUES ($1, $2, $3, $4::pg_snapshot) ON CONFLICT DO NOTHING`,
         [k.job, k.sync.name, k.source, oldText],

@@ -1,0 +1,52 @@
+import { Connections, inTransaction } from '../db/connections.js';
+import { CapraError, errorMessage, errorTable } from '../db/errors.js';
+import type { TableName } from '../db/ident.js';
+import type { LaneKey } from '../sync/lane.js';
+import type { Logger } from '../util/logger.js';
+import { executeClone } from './execute.js';
+import { finishClone, startSeedClone } from './request.js';
+
+/**
+ * copy_data: before a lane first applies a table (the sync's first start, or
+ * a table added later), the table is copied from the source to the target
+ * once: always (the target emptied first), only where the target's table is
+ * empty (empty), or never. It runs as a clone (origin copy_data), so its
+ * progress and history are in repl.clone like any other; which tables are
+ * done is kept in repl.seeded. A cancelled initial copy counts as done: the
+ * lane goes on without it.
+ */
+export async function seedLane(conns: Connections, k: LaneKey, logger: Logger, signal?: AbortSignal): Promise<void> {
+  if (k.sync.copyData === 'never') return;
+  const pending = await conns.with(Connections.META, async (c) => {
+    const r = await c.query<TableName>(
+      `SELECT st.schema_name AS schema, st.table_name AS table FROM repl.sync_table st
+        WHERE st.sync = $1 AND NOT EXISTS (
+          SELECT 1 FROM repl.seeded s WHERE s.sync = st.sync AND s.schema_name = st.schema_name AND s.table_name = st.table_name AND s.target = $2)
+        ORDER BY 1, 2`,
+      [k.sync.name, k.target],
+    );
+    return r.rows;
+  });
+  if (pending.length === 0) return;
+  const req = await conns.with(Connections.META, (c) => startSeedClone(c, k.sync.name, pending, k.source, k.target, k.sync.copyData === 'empty'));
+  logger.info({ clone: req.id, tables: pending.length, copy_data: k.sync.copyData }, 'initial copy (copy_data) started');
+  let outcome;
+  try {
+    outcome = await executeClone(conns, k.job, req, logger, { signal, cascade: k.sync.cascade });
+  } catch (err) {
+    const msg = errorMessage(err);
+    await conns.with(Connections.META, (c) => finishClone(c, req.id, 'failed', msg)).catch(() => {});
+    throw new CapraError(`initial copy (clone ${req.id}) failed: ${msg}`, { cause: err, table: errorTable(err) });
+  }
+  await conns.with(Connections.META, (c) =>
+    inTransaction(c, async () => {
+      await c.query(
+        `INSERT INTO repl.seeded (sync, schema_name, table_name, target, clone_id)
+         SELECT $1, s, t, $2, $3 FROM unnest($4::text[], $5::text[]) AS u(s, t) ON CONFLICT DO NOTHING`,
+        [k.sync.name, k.target, req.id, pending.map((t) => t.schema), pending.map((t) => t.table)],
+      );
+      await finishClone(c, req.id, outcome, outcome === 'cancelled' ? 'cancelled' : undefined);
+    }),
+  );
+  logger.info({ clone: req.id, outcome }, 'initial copy (copy_data) ended');
+}

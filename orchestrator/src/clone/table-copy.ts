@@ -1,0 +1,208 @@
+import type pg from 'pg';
+import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import type { Connections } from '../db/connections.js';
+import { CapraError, errorMessage, isConnectionError, sqlState } from '../db/errors.js';
+import { type TableName, quoteIdent, quoteTable, tableLabel } from '../db/ident.js';
+import { type ApplierRole, markApplier } from '../sync/applier-session.js';
+import { PIN_OUTPUT_FORMATS } from '../sync/apply.js';
+import { matchOnTarget, sourceTables } from '../sync/table-meta.js';
+import type { Logger } from '../util/logger.js';
+import { fanOut } from './fan-out.js';
+import { type LaneRef, lockLanes } from './lane-locks.js';
+import type { CloneProgress } from './progress.js';
+import { type CloneRequest, receiversOf, sourcesOf } from './request.js';
+
+export interface TableCopyContext {
+  conns: Connections;
+  job: string;
+  req: CloneRequest;
+  /** Marks the receivers' sessions with capra.cascade (the clone's sync cascades). */
+  cascade: boolean;
+  lanes: (t: TableName, receiver: string) => LaneRef[];
+  progress: CloneProgress;
+  signal: AbortSignal;
+  logger: Logger;
+  /** Per receiving database: whether it takes session_replication_role = replica. */
+  roles: Map<string, ApplierRole>;
+}
+
+interface Side {
+  db: string;
+  client: pg.PoolClient;
+  /** The client's state is unknown (an aborted COPY): do not reuse it. */
+  broken?: Error;
+}
+
+interface Receiver extends Side {
+  truncate: boolean;
+  indexes: string[];
+}
+
+/** SQLSTATE of "cannot truncate a table referenced in a foreign key constraint". */
+const FEATURE_NOT_SUPPORTED = '0A000';
+
+/**
+ * Copies one table from the clone's source(s) into every receiving database,
+ * one transaction per receiver: emptied (targets, one source) and filled by
+ * COPY, or left as it was when anything fails. Each source is read once, in
+ * one snapshot taken after the lanes into the receivers are locked (see
+ * lockLanes), and its COPY stream feeds every receiver at once.
+ */
+export async function copyTable(ctx: TableCopyContext, t: TableName): Promise<void> {
+  const { conns, req } = ctx;
+  const label = tableLabel(t);
+  const receivers: Receiver[] = [];
+  const sources: Side[] = [];
+  // A statement waiting on a lock (TRUNCATE behind a long reader) or in a slow trigger does not see the
+  // signal: cancel it on the server, so a cancel or a stop takes effect at once.
+  const onAbort = (): void => {
+    for (const s of [...receivers, ...sources]) void cancelBackend(conns, s).catch(() => {});
+  };
+  ctx.signal.addEventListener('abort', onAbort);
+  try {
+    ctx.signal.throwIfAborted();
+    const multi = sourcesOf(req).length > 1;
+    for (const r of receiversOf(req)) {
+      const client = await conns.connect(r.db);
+      receivers.push({ db: r.db, client, truncate: r.role === 'target' && !multi, indexes: [] });
+    }
+    // Lock the lanes first: the sources' snapshots must come after.
+    for (const r of receivers) {
+      await r.client.query('BEGIN');
+      const role = ctx.roles.get(r.db) ?? {};
+      ctx.roles.set(r.db, role);
+      await markApplier(r.client, ctx.job, ctx.cascade, role);
+      await lockLanes(r.client, r.db, conns, ctx.job, ctx.lanes(t, r.db));
+    }
+    for (const db of sourcesOf(req)) {
+      sources.push({ db, client: await conns.connect(db) });
+    }
+    let columns: string[] | null = null;
+    let estRows: number | null = null;
+    for (const s of sources) {
+      await s.client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      const head = await s.client.query<{ relid: number | null; est: number }>(
+        `SELECT to_regclass($1)::oid::int AS relid, (SELECT reltuples::float8 FROM pg_class WHERE oid = to_regclass($1)) AS est, ${PIN_OUTPUT_FORMATS}`,
+        [quoteTable(t)],
+      );
+      const relid = head.rows[0]!.relid;
+      if (relid === null) throw new CapraError(`table ${label} does not exist on ${s.db}`, { table: label });
+      const meta = await sourceTables(s.client, [relid]);
+      columns ??= meta.get(relid)!.columns;
+      if (head.rows[0]!.est >= 0) estRows = (estRows ?? 0) + head.rows[0]!.est;
+      // Every receiver must have the same columns (the check names what differs).
+      for (const r of receivers) await matchOnTarget(r.client, meta, new Map(), r.db);
+    }
+    const cols = columns!.map(quoteIdent).join(', ');
+
+    const active: Receiver[] = [];
+    for (const r of receivers) {
+      if (req.onlyEmpty) {
+        const has = await r.client.query(`SELECT 1 FROM ONLY ${quoteTable(t)} LIMIT 1`);
+        if (has.rowCount) {
+          await r.client.query('COMMIT');
+          ctx.progress.set(t, r.db, { state: 'skipped', note: 'not empty', ended: new Date() });
+          ctx.logger.info({ table: label, target: r.db }, 'clone: table not empty, skipped');
+          continue;
+        }
+      }
+      ctx.progress.set(t, r.db, { state: 'running', started: new Date(), estRows: estRows === null ? null : Math.round(estRows), rows: 0, bytes: 0 });
+      if (r.truncate) await emptyTable(r.client, t);
+      if (req.dropIndexes) r.indexes = await dropIndexes(r.client, t);
+      active.push(r);
+    }
+
+    for (const s of sources) {
+      const into = active.filter((r) => r.db !== s.db);
+      if (into.length === 0) continue;
+      const out = s.client.query(copyTo(`COPY ${quoteTable(t)} (${cols}) TO STDOUT`));
+      const ins = into.map((r) => r.client.query(copyFrom(`COPY ${quoteTable(t)} (${cols}) FROM STDIN`)));
+      const entries = into.map((r) => ctx.progress.entry(t, r.db));
+      try {
+        await fanOut(
+          out,
+          ins,
+          (bytes, rows) => {
+            for (const e of entries) {
+              e.bytes += bytes;
+              e.rows += rows;
+            }
+          },
+          ctx.signal,
+        );
+      } catch (err) {
+        s.broken = err as Error;
+        for (const r of into) r.broken = err as Error;
+        throw err;
+      }
+    }
+
+    for (const r of active) {
+      for (const def of r.indexes) await r.client.query(def);
+      await r.client.query('COMMIT');
+      ctx.progress.set(t, r.db, { state: 'done', ended: new Date() });
+    }
+    for (const s of sources) await s.client.query('COMMIT');
+    // Fresh statistics for the planner; outside the copy's transaction, so it cannot undo it.
+    for (const r of active) await r.client.query(`ANALYZE ${quoteTable(t)}`);
+  } catch (err) {
+    for (const r of receivers) {
+      if (ctx.progress.entry(t, r.db).state === 'running') {
+        ctx.progress.set(t, r.db, { state: ctx.signal.aborted ? 'cancelled' : 'failed', ended: new Date(), note: errorMessage(err) });
+      }
+    }
+    await Promise.all([...receivers, ...sources].map(rollback));
+    if (err instanceof CapraError || isConnectionError(err) || ctx.signal.aborted) throw err;
+    throw new CapraError(`table ${label}: ${errorMessage(err)}`, { cause: err, table: label });
+  } finally {
+    ctx.signal.removeEventListener('abort', onAbort);
+    for (const s of [...receivers, ...sources]) s.client.release(s.broken);
+  }
+}
+
+async function cancelBackend(conns: Connections, s: Side): Promise<void> {
+  const pid = (s.client as unknown as { processID?: number }).processID;
+  if (pid) await conns.with(s.db, (c) => c.query('SELECT pg_cancel_backend($1)', [pid]));
+}
+
+async function rollback(s: Side): Promise<void> {
+  try {
+    await s.client.query('ROLLBACK');
+  } catch (err) {
+    s.broken ??= err as Error;
+  }
+}
+
+/**
+ * TRUNCATE, or DELETE when other tables' foreign keys refer to this one
+ * (TRUNCATE refuses then; DELETE under session_replication_role = replica
+ * does not check them).
+ */
+async function emptyTable(client: pg.ClientBase, t: TableName): Promise<void> {
+  await client.query('SAVEPOINT capra_empty');
+  try {
+    await client.query(`TRUNCATE ONLY ${quoteTable(t)}`);
+    await client.query('RELEASE SAVEPOINT capra_empty');
+  } catch (err) {
+    if (sqlState(err) !== FEATURE_NOT_SUPPORTED) throw err;
+    await client.query('ROLLBACK TO SAVEPOINT capra_empty');
+    await client.query(`DELETE FROM ONLY ${quoteTable(t)}`);
+  }
+}
+
+/**
+ * Drops the table's indexes that back no constraint (primary keys, unique
+ * and exclusion constraints, and indexes foreign keys rely on stay); returns
+ * their definitions, to be run again after the copy in the same transaction.
+ */
+async function dropIndexes(client: pg.ClientBase, t: TableName): Promise<string[]> {
+  const r = await client.query<{ name: string; def: string }>(
+    `SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS def
+       FROM pg_index i
+      WHERE i.indrelid = to_regclass($1) AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
+      ORDER BY 1`,
+    [quoteTable(t)],
+  );
+  for (const ix of r.rows) await client.query(`DROP INDEX ${ix.name}`);
+  return r.rows.map((ix) => ix.def);
+}
