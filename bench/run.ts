@@ -7,14 +7,15 @@ import pg from 'pg';
 import { type Cluster, embeddedBinDir, startCluster } from '../orchestrator/src/embedded/cluster.js';
 import { packageRoot } from '../orchestrator/src/util/paths.js';
 import { type CaptureFigures, benchCapture } from './capture.js';
-import { findPgbench } from './pgbench.js';
+import { type CloneFigures, benchClone } from './clone.js';
+import { findPgTool, findPgbench } from './pgbench.js';
 import { type KickFigures, benchKick } from './kick.js';
 import { benchReplication } from './replication.js';
 
 const quick = process.argv.includes('--quick');
 const sizes = quick
-  ? { clients: 4, seconds: 3, bulkRows: 20_000, burst: 20_000, trials: 15, kickClients: 64, kickSeconds: 3 }
-  : { clients: 4, seconds: 10, bulkRows: 100_000, burst: 100_000, trials: 40, kickClients: 64, kickSeconds: 10 };
+  ? { clients: 4, seconds: 3, bulkRows: 20_000, burst: 20_000, trials: 15, kickClients: 64, kickSeconds: 3, cloneScale: 2, cloneRuns: 3 }
+  : { clients: 4, seconds: 10, bulkRows: 100_000, burst: 100_000, trials: 40, kickClients: 64, kickSeconds: 10, cloneScale: 10, cloneRuns: 3 };
 
 async function createDb(c: Cluster, name: string): Promise<string> {
   const client = new pg.Client({ connectionString: c.url('postgres') });
@@ -22,6 +23,17 @@ async function createDb(c: Cluster, name: string): Promise<string> {
   await client.query(`CREATE DATABASE ${name}`);
   await client.end();
   return c.url(name);
+}
+
+/** The clone section: the raw pipe, the clone a -> b (and its share of the pipe's rate), and a -> b and c. */
+function printClone(c: CloneFigures): void {
+  const line = (label: string, text: string): string => `  ${label.padEnd(38)}${text}`;
+  const figure = (s: number, mbps: number): string => `${s.toFixed(2).padStart(6)} s  ${mbps.toFixed(1).padStart(6)} MB/s`;
+  console.log(`\nClone of pgbench_accounts (${c.rows.toLocaleString('en-US')} rows, ${(c.bytes / 1e6).toFixed(1)} MB of COPY text; median of ${c.runs})`);
+  console.log(line('raw pipe psql | psql:', c.pipeSeconds === null ? 'skipped (psql not found)' : figure(c.pipeSeconds, c.pipeMBps!)));
+  const share = c.cloneVsPipe === null ? '' : `  (${Math.round(c.cloneVsPipe * 100)}% of the pipe)`;
+  console.log(line('capra clone (a -> b):', figure(c.cloneSeconds, c.cloneMBps) + share));
+  console.log(line('capra clone (a -> b and c, one read):', `${figure(c.twoTargetSeconds, c.twoTargetMBps)} per target`));
 }
 
 function row(cells: (string | number | null)[], widths: number[]): string {
@@ -32,12 +44,14 @@ async function main(): Promise<void> {
   const dir = await mkdtemp(path.join(tmpdir(), 'capra-bench-'));
   const bin = process.env.PG_BIN ?? embeddedBinDir();
   const pgbench = findPgbench();
+  const psql = findPgTool('psql');
   const clusters: Cluster[] = [];
   try {
     clusters.push(...(await Promise.all(['a', 'b'].map((n) => startCluster({ binDir: bin, dataDir: path.join(dir, n) })))));
     const [a, b] = clusters as [Cluster, Cluster];
     console.log(`capra bench${quick ? ' --quick' : ''}: PostgreSQL ${a.major}, ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB`);
     if (!pgbench) console.log('pgbench not found (set PG_BIN, or apt-get install postgresql-15): TPS figures are skipped');
+    if (!psql) console.log('psql not found (set PG_BIN, or apt-get install postgresql-15): the raw pipe figure of the clone is skipped');
 
     // Replication first, on servers nothing else has loaded yet: the pgbench phases
     // below leave autovacuum work behind that competes for the CPUs.
@@ -48,6 +62,18 @@ async function main(): Promise<void> {
       workDir: dir,
       rows: sizes.burst,
       trials: sizes.trials,
+    });
+    // Before the pgbench phases too, for the same reason.
+    process.stdout.write(`  clone: ${(sizes.cloneScale * 100_000).toLocaleString('en-US')} rows, raw pipe and capra clone...\n`);
+    const clone = await benchClone({
+      source: await createDb(a, 'clone_src'),
+      target: await createDb(b, 'clone_dst'),
+      target2: await createDb(b, 'clone_dst2'),
+      workDir: dir,
+      scale: sizes.cloneScale,
+      runs: sizes.cloneRuns,
+      pgbench,
+      psql,
     });
     const capture: CaptureFigures[] = [];
     const capUrl = await createDb(a, 'bench_capture');
@@ -102,11 +128,12 @@ async function main(): Promise<void> {
     console.log(`\nOne-way replication`);
     console.log(`  ${replication.burstRows}-row update in one transaction: applied in ${replication.burstSeconds} s = ${replication.burstRowsPerSecond} rows/s`);
     console.log(`  single-row insert until visible on the target (${replication.latencyTrials} trials): p50 ${replication.latencyP50Ms} ms, p95 ${replication.latencyP95Ms} ms`);
+    printClone(clone);
 
     const out = path.join(packageRoot(), 'bench', 'results');
     await mkdir(out, { recursive: true });
     const file = path.join(out, `${new Date().toISOString().replace(/[:.]/g, '-')}${quick ? '-quick' : ''}.json`);
-    await writeFile(file, JSON.stringify({ date: new Date().toISOString(), quick, postgres: a.major, cores: cpus().length, sizes, capture, kicks, replication }, null, 2));
+    await writeFile(file, JSON.stringify({ date: new Date().toISOString(), quick, postgres: a.major, cores: cpus().length, sizes, capture, kicks, replication, clone }, null, 2));
     console.log(`\nwritten to ${path.relative(process.cwd(), file)}`);
   } finally {
     await Promise.all(clusters.map((c) => c.stop()));

@@ -61,10 +61,10 @@ export async function copyTable(ctx: TableCopyContext, t: TableName): Promise<vo
   ctx.signal.addEventListener('abort', onAbort);
   try {
     ctx.signal.throwIfAborted();
-    const multi = sourcesOf(req).length > 1;
     for (const r of receiversOf(req)) {
       const client = await conns.connect(r.db);
-      receivers.push({ db: r.db, client, truncate: r.role === 'target' && !multi, indexes: [] });
+      // Targets are emptied; sources receiving the other sources' rows are not.
+      receivers.push({ db: r.db, client, truncate: r.role === 'target', indexes: [] });
     }
     // Lock the lanes first: the sources' snapshots must come after.
     for (const r of receivers) {
