@@ -1,5 +1,5 @@
 import type { Connections } from '../db/connections.js';
-import { errorMessage, errorTable } from '../db/errors.js';
+import { CapraError, errorMessage, errorTable } from '../db/errors.js';
 import { seedLane } from '../clone/seed.js';
 import { type LaneKey, type LaneState, runLane } from '../sync/lane.js';
 import { backoffMs, sleep } from '../util/backoff.js';
@@ -74,12 +74,23 @@ export class LaneWorker {
       const started = new Date();
       let rows = 0;
       try {
-        if (!this.seeded) {
-          await seedLane(this.conns, this.key, this.log, this.abort.signal);
-          this.seeded = true;
-        }
-        for (;;) {
+        for (let seededNow = false; ; ) {
+          if (!this.seeded) {
+            const relids = await seedLane(this.conns, this.key, this.log, this.abort.signal);
+            if (relids) this.state.seededRelids = relids;
+            this.seeded = seededNow = true;
+          }
           const r = await runLane(this.conns, this.key, this.opts.batchRows, this.state);
+          if (r.unseeded) {
+            // A table was added (add-triggers) since the lane's initial copies: copy it first.
+            if (seededNow) {
+              throw new CapraError(
+                `sync ${this.key.sync.name}: a table tracked on ${this.key.source} is not registered in the metadata database (is capra add-triggers still running? if it failed, run it again)`,
+              );
+            }
+            this.seeded = false;
+            continue;
+          }
           rows += r.rows;
           if (r.deltas > 0) this.log.info({ deltas: r.deltas, rows: r.rows, tables: r.tables, more: r.more }, 'applied batch');
           else this.log.debug('run: nothing to apply');

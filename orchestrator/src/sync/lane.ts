@@ -36,9 +36,17 @@ export interface RunResult {
   tables: string[];
   /** The batch was cut short: run again at once. */
   more: boolean;
+  /** Nothing was applied: a table is tracked that copy_data has not seen to yet (see LaneState.seededRelids). */
+  unseeded?: boolean;
 }
 
 export interface LaneState extends ApplierRole {
+  /**
+   * Tables (source relids) whose initial copy (copy_data) is done; a run that
+   * finds another table tracked applies nothing and says so (unseeded), so its
+   * rows are copied before any change is applied. Undefined: no such check.
+   */
+  seededRelids?: Set<number>;
   /** When the position was last advanced over a stretch with nothing to apply. */
   idleAdvancedAt?: number;
 }
@@ -131,6 +139,10 @@ async function runWith(source: pg.ClientBase, target: pg.ClientBase, k: LaneKey,
     const old = parseSnapshot(oldText);
     const cur = parseSnapshot(curText);
     const keys = new Map(head.rows[0]!.tracked.map((r) => [r.relid, r.key_cols]));
+    if (state.seededRelids && [...keys.keys()].some((relid) => !state.seededRelids!.has(relid))) {
+      await source.query('COMMIT');
+      return { deltas: 0, rows: 0, tables: [], more: false, unseeded: true };
+    }
     const txidRows = await source.query<{ txid: string }>(
       `SELECT d.txid::text AS txid FROM repl.delta d
         WHERE d.txid >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(d.txid, $1::pg_snapshot)
