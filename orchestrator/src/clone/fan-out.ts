@@ -8,9 +8,11 @@ function countNewlines(buf: Buffer): number {
 
 /**
  * Streams one COPY TO STDOUT into one or more COPY FROM STDIN streams: one
- * read of the source feeds every receiver, at the pace of the slowest. Any
- * failure (a stream's error, the signal) destroys every stream (the
- * receivers send CopyFail, so their COPY is undone) and rejects.
+ * read of the source feeds every receiver (Readable.pipe to each, so the
+ * source goes at the pace of the slowest), and resolves once every receiver
+ * has finished its COPY. Any failure (a stream's error, the signal) destroys
+ * every stream (the receivers send CopyFail, so their COPY is undone) and
+ * rejects.
  */
 export async function fanOut(
   src: Readable,
@@ -19,33 +21,24 @@ export async function fanOut(
   onData: (bytes: number, rows: number) => void,
   signal: AbortSignal,
 ): Promise<void> {
-  let fail!: (err: unknown) => void;
-  const failed = new Promise<never>((_, reject) => (fail = reject));
-  failed.catch(() => {}); // observed through the race below
-  const onError = (err: unknown): void => fail(err);
-  const onAbort = (): void => fail(signal.reason ?? new Error('aborted'));
   const streams = [src, ...dests];
+  let onAbort!: () => void;
+  let onError!: (err: unknown) => void;
+  const failed = new Promise<never>((_, reject) => {
+    onError = reject;
+    onAbort = () => reject(signal.reason ?? new Error('aborted'));
+  });
+  failed.catch(() => {}); // observed through the race below
   for (const s of streams) s.on('error', onError);
   signal.addEventListener('abort', onAbort);
   if (signal.aborted) onAbort();
-
-  const pump = async (): Promise<void> => {
-    for await (const chunk of src) {
-      const buf = chunk as Buffer;
-      onData(buf.length, countNewlines(buf));
-      let waiting: Promise<void>[] | null = null;
-      for (const d of dests) {
-        if (!d.write(buf)) (waiting ??= []).push(new Promise<void>((resolve) => d.once('drain', resolve)));
-      }
-      if (waiting) await Promise.race([Promise.all(waiting), failed]);
-    }
-    await Promise.all(dests.map((d) => new Promise<void>((resolve, reject) => d.end((err?: Error | null) => (err ? reject(err) : resolve())))));
-  };
-  const pumped = pump();
-  pumped.catch(() => {}); // after a failure it may reject too; the failure is what counts
+  const finished = Promise.all(dests.map((d) => new Promise<void>((resolve) => d.once('finish', resolve))));
+  src.on('data', (chunk: Buffer) => onData(chunk.length, countNewlines(chunk)));
+  for (const d of dests) src.pipe(d);
   try {
-    await Promise.race([pumped, failed]);
+    await Promise.race([finished, failed]);
   } catch (err) {
+    for (const d of dests) src.unpipe(d);
     src.destroy();
     for (const d of dests) if (!d.destroyed) d.destroy(err instanceof Error ? err : new Error(String(err)));
     throw err;

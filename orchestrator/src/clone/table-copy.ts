@@ -35,6 +35,8 @@ interface Side {
 
 interface Receiver extends Side {
   truncate: boolean;
+  /** Emptied by TRUNCATE in this transaction: COPY may write the rows frozen. */
+  freeze: boolean;
   indexes: string[];
 }
 
@@ -64,7 +66,7 @@ export async function copyTable(ctx: TableCopyContext, t: TableName): Promise<vo
     for (const r of receiversOf(req)) {
       const client = await conns.connect(r.db);
       // Targets are emptied; sources receiving the other sources' rows are not.
-      receivers.push({ db: r.db, client, truncate: r.role === 'target', indexes: [] });
+      receivers.push({ db: r.db, client, truncate: r.role === 'target', freeze: false, indexes: [] });
     }
     // Lock the lanes first: the sources' snapshots must come after.
     for (const r of receivers) {
@@ -107,7 +109,7 @@ export async function copyTable(ctx: TableCopyContext, t: TableName): Promise<vo
         }
       }
       ctx.progress.set(t, r.db, { state: 'running', started: new Date(), estRows: estRows === null ? null : Math.round(estRows), rows: 0, bytes: 0 });
-      if (r.truncate) await emptyTable(r.client, t);
+      if (r.truncate) r.freeze = await emptyTable(r.client, t);
       if (req.dropIndexes) r.indexes = await dropIndexes(r.client, t);
       active.push(r);
     }
@@ -116,7 +118,7 @@ export async function copyTable(ctx: TableCopyContext, t: TableName): Promise<vo
       const into = active.filter((r) => r.db !== s.db);
       if (into.length === 0) continue;
       const out = s.client.query(copyTo(`COPY ${quoteTable(t)} (${cols}) TO STDOUT`));
-      const ins = into.map((r) => r.client.query(copyFrom(`COPY ${quoteTable(t)} (${cols}) FROM STDIN`)));
+      const ins = into.map((r) => r.client.query(copyFrom(`COPY ${quoteTable(t)} (${cols}) FROM STDIN${r.freeze ? ' WITH (FREEZE)' : ''}`)));
       const entries = into.map((r) => ctx.progress.entry(t, r.db));
       try {
         await fanOut(
@@ -176,17 +178,21 @@ async function rollback(s: Side): Promise<void> {
 /**
  * TRUNCATE, or DELETE when other tables' foreign keys refer to this one
  * (TRUNCATE refuses then; DELETE under session_replication_role = replica
- * does not check them).
+ * does not check them). True when truncated: a COPY in the same transaction
+ * may then write its rows frozen (COPY FREEZE), which spares the table's
+ * first readers, ANALYZE and VACUUM the work of setting hint bits.
  */
-async function emptyTable(client: pg.ClientBase, t: TableName): Promise<void> {
+async function emptyTable(client: pg.ClientBase, t: TableName): Promise<boolean> {
   await client.query('SAVEPOINT capra_empty');
   try {
     await client.query(`TRUNCATE ONLY ${quoteTable(t)}`);
     await client.query('RELEASE SAVEPOINT capra_empty');
+    return true;
   } catch (err) {
     if (sqlState(err) !== FEATURE_NOT_SUPPORTED) throw err;
     await client.query('ROLLBACK TO SAVEPOINT capra_empty');
     await client.query(`DELETE FROM ONLY ${quoteTable(t)}`);
+    return false;
   }
 }
 
