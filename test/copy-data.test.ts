@@ -4,7 +4,8 @@
 import { readFile } from 'node:fs/promises';
 import t from 'tap';
 import { parseConfigText } from '../orchestrator/src/config/load.js';
-import { addTriggersForSyncs } from '../orchestrator/src/triggers/sync-triggers.js';
+import { Connections } from '../orchestrator/src/db/connections.js';
+import { addTriggersForSyncs, dropTriggers } from '../orchestrator/src/triggers/sync-triggers.js';
 import { silentLogger } from '../orchestrator/src/util/logger.js';
 import { type Job, digest, makeJob, setUp, startDaemon, waitSame } from './harness/capra.js';
 import { sql, testClusters, waitFor } from './harness/db.js';
@@ -105,4 +106,13 @@ t.test('a table added later is copied before its first change is applied, once; 
   await waitFor(async () => (await sql(job.urls.b!, 'SELECT v FROM x WHERE id = 100'))[0]!.v === 'after restart', { what: 'the change after the restart' });
   t.equal(await count(job.urls.b!, 'x'), 190, 'no second copy after the restart');
   t.equal((await copyClones(job)).length, 2, 'two initial copies in all: x, then y');
+
+  // Taking the sync's triggers off forgets its initial copies: added again, it copies again.
+  const conns = new Connections(next, 'capra-cli', silentLogger);
+  try {
+    await dropTriggers(next, next.syncs.s!, conns, silentLogger);
+  } finally {
+    await conns.close();
+  }
+  t.same(await seeded(job), [], 'drop-triggers forgets the initial copies');
 });

@@ -128,7 +128,7 @@ export async function dropTriggers(
     });
   }
   try {
-    await conns.with(Connections.META, (c) => c.query('DELETE FROM repl.sync_table WHERE sync = $1', [sync.name]));
+    await conns.with(Connections.META, (c) => publishTables(c, sync.name, []));
   } catch (err) {
     logger.warn({ sync: sync.name, err: String(err) }, 'could not clear the table list in the metadata database');
   }
