@@ -4,6 +4,9 @@
 import t from 'tap';
 import { progressLine, readClone, summaryLine } from '../orchestrator/src/clone/watch.js';
 import { splitList } from '../orchestrator/src/cli/clone-command.js';
+import { formatStatus } from '../orchestrator/src/cli/print-status.js';
+import { collectStatus } from '../orchestrator/src/status/status.js';
+import { silentLogger } from '../orchestrator/src/util/logger.js';
 import { type Job, cli, digest, makeJob, setUp, startDaemon, waitSame } from './harness/capra.js';
 import { sql, testClusters, waitFor, withClient } from './harness/db.js';
 
@@ -222,6 +225,7 @@ t.test('a table that fails leaves every receiver as it was; tables before it sta
   t.equal(await digest(job.urls.b!, 'x'), beforeB, 'b is as it was (the table fails as a whole)');
   t.equal(await digest(job.urls.c!, 'x'), beforeC, 'c is as it was');
   for (const n of ['b', 'c']) t.equal(await count(job.urls[n]!, 'other'), 50, `${n}: the table copied before stays copied`);
+  t.match(formatStatus(await collectStatus(job.cfg, silentLogger)), new RegExp(`^clone ${id}: failed: table public\\.x`, 'm'), 'capra status lists the failed clone');
   const states = await tableStates(job, id);
   t.equal(states['x@c']!.state, 'failed');
   t.equal(states['other@b']!.state, 'done');
@@ -253,6 +257,8 @@ t.test('progress is readable from SQL while a clone runs; a cancel rolls the tab
   t.equal(v.estRows, 60_000, 'the total to expect');
   t.ok(v.rows > 0 && v.rows < 60_000 * 1.01, `rows so far: ${v.rows}`);
   t.match(progressLine(v), /^clone \d+: \[[#.]{24}\] +\d+%  [\d,]+\/60,000 rows  [\d.]+ MB  [\d,]+ rows\/s( +ETA \S+)?  public\.x -> b$/);
+
+  t.match(formatStatus(await collectStatus(job.cfg, silentLogger)), new RegExp(`^clone ${id}: \\[[#.]+\\] .* public\\.x -> b$`, 'm'), 'capra status shows the running clone');
 
   const cancel = await cli(['--config', job.configPath, 'clone', '--cancel', String(id)]);
   t.equal(cancel.code, 0, cancel.stderr);

@@ -1,3 +1,4 @@
+import { progressLine } from '../clone/watch.js';
 import type { Status } from '../status/status.js';
 
 function ago(iso: string | null, now: number): string {
@@ -32,6 +33,9 @@ export function formatStatus(st: Status, now = Date.now()): string {
       }
       lines.push(line);
     }
+  }
+  for (const c of st.clones) {
+    lines.push(c.state === 'failed' ? `clone ${c.id}: failed: ${c.error ?? 'no reason recorded'}` : progressLine(c));
   }
   return lines.join('\n');
 }

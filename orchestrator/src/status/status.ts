@@ -7,6 +7,7 @@ import { activeHolder as lockHolder } from '../daemon/job-lock.js';
 import { isAlive, readPid } from '../daemon/pidfile.js';
 import type { Logger } from '../util/logger.js';
 import { lanePending } from './pending.js';
+import { type CloneView, readClone } from '../clone/watch.js';
 
 export interface LaneStatus {
   source: string;
@@ -49,6 +50,8 @@ export interface Status {
   daemon: { running: boolean; pid: number | null; pidfile: string; activeHolder: string | null };
   metadata: { reachable: boolean; error?: string };
   syncs: SyncStatus[];
+  /** Clones queued or running, and those that failed in the last day (a failed clone does not make the job unhealthy). */
+  clones: CloneView[];
   healthy: boolean;
 }
 
@@ -73,10 +76,17 @@ export async function collectStatus(cfg: Config, logger: Logger): Promise<Status
   try {
     let laneRows: LaneRow[] = [];
     let activeHolder: string | null = null;
+    let clones: CloneView[] = [];
     const metadata: Status['metadata'] = { reachable: true };
     try {
       laneRows = (await conns.with(Connections.META, (c) => c.query<LaneRow>('SELECT * FROM repl.lane'))).rows;
       activeHolder = await conns.with(Connections.META, (c) => lockHolder(c, cfg.name));
+      clones = await conns.with(Connections.META, async (c) => {
+        const ids = await c.query<{ id: string }>(
+          `SELECT id FROM repl.clone WHERE state IN ('queued', 'running') OR (state = 'failed' AND ended > now() - interval '1 day') ORDER BY id`,
+        );
+        return Promise.all(ids.rows.map((r) => readClone(c, Number(r.id))));
+      });
     } catch (err) {
       metadata.reachable = false;
       metadata.error = errorMessage(err);
@@ -130,6 +140,7 @@ export async function collectStatus(cfg: Config, logger: Logger): Promise<Status
       daemon: { running, pid: running ? pid : null, pidfile, activeHolder },
       metadata,
       syncs,
+      clones,
       healthy: running && activeHolder !== null && metadata.reachable && syncs.every((s) => s.state === 'ok'),
     };
   } finally {
