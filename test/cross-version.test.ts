@@ -3,7 +3,7 @@
 // running the same server version.
 import { createHash } from 'node:crypto';
 import t from 'tap';
-import { sql, testClusters } from './harness/db.js';
+import { sql, testClusters, waitFor } from './harness/db.js';
 import { digest, makeJob, setUp, startDaemon, waitSame } from './harness/capra.js';
 
 const { clusters, other, otherSkipReason } = testClusters();
@@ -73,4 +73,16 @@ t.test('a sync from the newer to the older major version and one back', {
     ], `${dir}: typed values`);
     t.same(await sql(url, `SELECT ta[4] IS NULL AS real_null FROM ${table} WHERE id = 1`), [{ real_null: false }], `${dir}: the string 'NULL' is not a NULL`);
   }
+
+  // A clone each way: COPY streams between the versions, TRUNCATE + COPY FREEZE on either.
+  await sql(a, `UPDATE back SET n = 0`); // a's copy of back now differs from b's
+  await sql(b, `DELETE FROM fwd`); // as does b's copy of fwd
+  const meta = job.cfg.metadata;
+  const ids = await sql<{ up: string; down: string }>(meta, `SELECT repl.clone(sync => 'up') AS up, repl.clone(sync => 'down') AS down`);
+  await waitFor(
+    async () => (await sql(meta, `SELECT count(*)::int AS n FROM repl.clone WHERE state = 'done' AND id IN ($1, $2)`, [ids[0]!.up, ids[0]!.down]))[0]!.n === 2,
+    { what: 'both clones' },
+  );
+  t.equal(await digest(b, 'fwd', 'id'), await digest(a, 'fwd', 'id'), `clone PG ${c1!.major} -> PG ${other.major}`);
+  t.equal(await digest(a, 'back', 'id'), await digest(b, 'back', 'id'), `clone PG ${other.major} -> PG ${c1!.major}`);
 });
