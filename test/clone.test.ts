@@ -221,7 +221,7 @@ t.test('a table that fails leaves every receiver as it was; tables before it sta
   const id = await queue(job, `sync => 's'`);
   const row = await waitEnded(job, id);
   t.equal(row.state, 'failed');
-  t.match(row.error, /table public\.x.*no_poison/, 'the error names the table and the cause');
+  t.match(row.error, /^table public\.x on c: .*no_poison/, 'the error names the table, the target and the cause');
   t.equal(await digest(job.urls.b!, 'x'), beforeB, 'b is as it was (the table fails as a whole)');
   t.equal(await digest(job.urls.c!, 'x'), beforeC, 'c is as it was');
   for (const n of ['b', 'c']) t.equal(await count(job.urls[n]!, 'other'), 50, `${n}: the table copied before stays copied`);

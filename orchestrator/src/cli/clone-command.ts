@@ -1,3 +1,4 @@
+import type pg from 'pg';
 import type { Config } from '../config/types.js';
 import { isFinished, progressLine, readClone, summaryLine } from '../clone/watch.js';
 import { Connections } from '../db/connections.js';
@@ -99,7 +100,7 @@ export async function cloneCommand(cfg: Config, o: CloneOptions, io: CloneIo, lo
   }
 }
 
-async function watch(meta: import('pg').ClientBase, id: number, io: CloneIo): Promise<number> {
+async function watch(meta: pg.ClientBase, id: number, io: CloneIo): Promise<number> {
   const tty = io.progress.isTTY === true;
   const interrupted = new AbortController();
   const onInt = (): void => interrupted.abort();

@@ -55,6 +55,8 @@ export async function copyTable(ctx: TableCopyContext, t: TableName): Promise<vo
   const label = tableLabel(t);
   const receivers: Receiver[] = [];
   const sources: Side[] = [];
+  /** The receiver whose COPY failed first, to name it. */
+  let failedOn: string | undefined;
   // A statement waiting on a lock (TRUNCATE behind a long reader) or in a slow trigger does not see the
   // signal: cancel it on the server, so a cancel or a stop takes effect at once.
   const onAbort = (): void => {
@@ -120,6 +122,7 @@ export async function copyTable(ctx: TableCopyContext, t: TableName): Promise<vo
       const out = s.client.query(copyTo(`COPY ${quoteTable(t)} (${cols}) TO STDOUT`));
       const ins = into.map((r) => r.client.query(copyFrom(`COPY ${quoteTable(t)} (${cols}) FROM STDIN${r.freeze ? ' WITH (FREEZE)' : ''}`)));
       const entries = into.map((r) => ctx.progress.entry(t, r.db));
+      ins.forEach((stream, i) => stream.once('error', () => (failedOn ??= into[i]!.db)));
       try {
         await fanOut(
           out,
@@ -146,7 +149,11 @@ export async function copyTable(ctx: TableCopyContext, t: TableName): Promise<vo
     }
     for (const s of sources) await s.client.query('COMMIT');
     // Fresh statistics for the planner; outside the copy's transaction, so it cannot undo it.
-    for (const r of active) await r.client.query(`ANALYZE ${quoteTable(t)}`);
+    for (const r of active) {
+      await r.client.query(`ANALYZE ${quoteTable(t)}`).catch((err: unknown) => {
+        ctx.logger.warn({ table: label, target: r.db, err: errorMessage(err) }, 'clone: ANALYZE after the copy failed');
+      });
+    }
   } catch (err) {
     for (const r of receivers) {
       if (ctx.progress.entry(t, r.db).state === 'running') {
@@ -155,7 +162,7 @@ export async function copyTable(ctx: TableCopyContext, t: TableName): Promise<vo
     }
     await Promise.all([...receivers, ...sources].map(rollback));
     if (err instanceof CapraError || isConnectionError(err) || ctx.signal.aborted) throw err;
-    throw new CapraError(`table ${label}: ${errorMessage(err)}`, { cause: err, table: label });
+    throw new CapraError(`table ${label}${failedOn ? ` on ${failedOn}` : ''}: ${errorMessage(err)}`, { cause: err, table: label });
   } finally {
     ctx.signal.removeEventListener('abort', onAbort);
     for (const s of [...receivers, ...sources]) s.client.release(s.broken);

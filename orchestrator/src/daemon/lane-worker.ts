@@ -104,6 +104,8 @@ export class LaneWorker {
         }
         this.record(started, rows, { replicaRole: this.state.replicaRole });
       } catch (err) {
+        // An initial copy cut short by the stop is no failure of the lane: the next start copies again.
+        if (this.stopping) break;
         failures++;
         const msg = errorMessage(err);
         const table = errorTable(err);
