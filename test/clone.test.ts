@@ -289,6 +289,8 @@ t.test('a daemon stopped during a clone queues it again; the next one finishes i
   const row = await cloneRow(job, id);
   t.equal(row.state, 'queued', 'queued again');
   t.match(row.error, /interrupted/);
+  const st = (await tableStates(job, id))['x@b']!;
+  t.same([st.state, st.note], ['queued', 'interrupted: the daemon stopped'], 'its table is queued again too');
   t.equal(await digest(job.urls.b!, 'x'), before, 'b is as it was');
   await stall.release();
   released = true;

@@ -5,7 +5,7 @@ import type { ApplierRole } from '../sync/applier-session.js';
 import type { Logger } from '../util/logger.js';
 import { lanesInto } from './lane-locks.js';
 import { CloneProgress } from './progress.js';
-import { type CloneRequest, receiversOf } from './request.js';
+import { CloneCancelled, type CloneRequest, receiversOf } from './request.js';
 import { copyTable } from './table-copy.js';
 
 export interface ExecuteOptions {
@@ -19,13 +19,6 @@ export interface ExecuteOptions {
 
 /** How a clone that did not fail ended. */
 export type CloneOutcome = 'done' | 'cancelled';
-
-export class CloneCancelled extends Error {
-  constructor(id: number) {
-    super(`clone ${id} was cancelled`);
-    this.name = 'CloneCancelled';
-  }
-}
 
 /**
  * Carries out a clone, table after table (see copyTable), writing its
@@ -76,8 +69,11 @@ export async function executeClone(conns: Connections, job: string, req: CloneRe
     return outcome;
   } finally {
     clearInterval(timer);
-    const note = outcome === 'cancelled' ? 'cancelled' : 'not attempted: an earlier table failed';
-    for (const e of progress.all()) if (e.state === 'queued') Object.assign(e, { state: 'cancelled', note });
+    // Tables not reached: cancelled with the clone, or after a failure; left queued when the daemon stops (it runs again).
+    if (outcome === 'cancelled' || !opts.signal?.aborted) {
+      const note = outcome === 'cancelled' ? 'cancelled' : 'not attempted: an earlier table failed';
+      for (const e of progress.all()) if (e.state === 'queued') Object.assign(e, { state: 'cancelled', note });
+    }
     opts.signal?.removeEventListener('abort', onStop);
     await flushing;
     await flush();

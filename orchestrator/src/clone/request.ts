@@ -24,6 +24,14 @@ export interface CloneRequest {
 
 export type CloneState = 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
 
+/** Why a clone's copy was aborted when a cancel was asked for (repl.clone_cancel). */
+export class CloneCancelled extends Error {
+  constructor(id: number) {
+    super(`clone ${id} was cancelled`);
+    this.name = 'CloneCancelled';
+  }
+}
+
 interface Row {
   id: string;
   sync: string | null;

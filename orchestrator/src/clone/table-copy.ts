@@ -10,7 +10,7 @@ import type { Logger } from '../util/logger.js';
 import { fanOut } from './fan-out.js';
 import { type LaneRef, lockLanes } from './lane-locks.js';
 import type { CloneProgress } from './progress.js';
-import { type CloneRequest, receiversOf, sourcesOf } from './request.js';
+import { CloneCancelled, type CloneRequest, receiversOf, sourcesOf } from './request.js';
 
 export interface TableCopyContext {
   conns: Connections;
@@ -157,7 +157,9 @@ export async function copyTable(ctx: TableCopyContext, t: TableName): Promise<vo
   } catch (err) {
     for (const r of receivers) {
       if (ctx.progress.entry(t, r.db).state === 'running') {
-        ctx.progress.set(t, r.db, { state: ctx.signal.aborted ? 'cancelled' : 'failed', ended: new Date(), note: errorMessage(err) });
+        const stopped = ctx.signal.aborted && !(ctx.signal.reason instanceof CloneCancelled);
+        const state = stopped ? 'queued' : ctx.signal.aborted ? 'cancelled' : 'failed';
+        ctx.progress.set(t, r.db, { state, ended: stopped ? null : new Date(), note: stopped ? 'interrupted: the daemon stopped' : errorMessage(err) });
       }
     }
     await Promise.all([...receivers, ...sources].map(rollback));

@@ -1,6 +1,6 @@
 import type { Config } from '../config/types.js';
-import { CloneCancelled, executeClone } from '../clone/execute.js';
-import { claimNextClone, finishClone, nextDueInSeconds, recoverInterrupted } from '../clone/request.js';
+import { executeClone } from '../clone/execute.js';
+import { CloneCancelled, claimNextClone, finishClone, nextDueInSeconds, recoverInterrupted } from '../clone/request.js';
 import { Connections } from '../db/connections.js';
 import { errorMessage } from '../db/errors.js';
 import { sleep } from '../util/backoff.js';
