@@ -38,6 +38,9 @@ for (const granted of [false, true]) {
     await sql(job.urls.a!, table);
     await setUp(job);
     startDaemon(t, job);
+    // After the initial copy (copy_data: empty), so that only the lane writes
+    // these rows: a copy taken after them would fire the trigger too.
+    await waitFor(async () => (await sql(job.cfg.metadata, 'SELECT 1 FROM repl.seeded')).length === 1, { what: 'the initial copy' });
     await sql(job.urls.a!, `INSERT INTO items VALUES (1, 'x'), (2, 'y')`);
     await waitSame(job, 'items', ['a', 'b']);
     const fired = (await sql(bAsRole, 'SELECT count(*)::int AS n FROM audit'))[0]!.n;
