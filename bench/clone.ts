@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import pg from 'pg';
+import { to as copyTo } from 'pg-copy-streams';
 import { executeClone } from '../orchestrator/src/clone/execute.js';
 import { claimNextClone, finishClone } from '../orchestrator/src/clone/request.js';
 import { parseConfigText } from '../orchestrator/src/config/load.js';
@@ -16,15 +17,21 @@ import { pgbenchInit } from './pgbench.js';
  * from a source database to an empty table on another server, by the raw
  * pipe `psql -c "COPY ... TO STDOUT" | psql -c "COPY ... FROM STDIN"` and
  * by a Capra clone (repl.clone, carried out by executeClone as the daemon
- * would), then by one Capra clone into two targets from one read. Times are
- * medians of `runs` wall-clock runs, interleaved so that the methods share
- * whatever the machine is doing; MB/s is the COPY text size (as the clone
- * counts it, repl.clone_table.bytes) over that time, the same for all.
+ * would), then by one Capra clone into two targets from one read. The pipe
+ * runs in text (the default) and in binary format; the clone picks binary
+ * where it can (see chooseFormat), as it does here. Times are medians of
+ * `runs` wall-clock runs, interleaved so that the methods share whatever the
+ * machine is doing; MB/s is the table's size in COPY text over that time,
+ * the same for all whatever format they used.
  */
 export interface CloneFigures {
   rows: number;
   /** Bytes of COPY text in one copy of the table. */
   bytes: number;
+  /** Bytes the clone streamed per copy (repl.clone_table.bytes), in the format it chose. */
+  cloneBytes: number;
+  /** That format: the text size when text. */
+  cloneFormat: 'text' | 'binary';
   runs: number;
   /** How the source was filled: pgbench -i, or SQL when there is no pgbench. */
   filledBy: 'pgbench' | 'sql';
@@ -32,11 +39,17 @@ export interface CloneFigures {
   pipeSeconds: number | null;
   pipeMBps: number | null;
   pipeRunSeconds: number[];
+  /** The same pipe in binary format. */
+  binaryPipeSeconds: number | null;
+  binaryPipeMBps: number | null;
+  binaryPipeRunSeconds: number[];
   cloneSeconds: number;
   cloneMBps: number;
   cloneRunSeconds: number[];
-  /** The clone's rate over the pipe's (1 = as fast). */
+  /** The clone's rate over the text pipe's (1 = as fast). */
   cloneVsPipe: number | null;
+  /** The clone's rate over the binary pipe's. */
+  cloneVsBinaryPipe: number | null;
   twoTargetSeconds: number;
   /** Per target: one copy's bytes over the time both targets took. */
   twoTargetMBps: number;
@@ -102,6 +115,19 @@ async function fingerprint(url: string): Promise<string> {
   return `${r[0]!.n}/${r[0]!.h}`;
 }
 
+/** The table's size in COPY text, read once through this process. */
+async function textSize(url: string): Promise<number> {
+  const c = new pg.Client({ connectionString: url, application_name: 'capra-bench' });
+  await c.connect();
+  try {
+    let n = 0;
+    for await (const chunk of c.query(copyTo(`COPY ${TABLE} TO STDOUT`))) n += (chunk as Buffer).length;
+    return n;
+  } finally {
+    await c.end();
+  }
+}
+
 async function expectRows(url: string, rows: number, what: string): Promise<void> {
   const n = await rowCount(url);
   if (n !== rows) throw new Error(`${what}: the target has ${n} rows of ${TABLE}, expected ${rows}`);
@@ -149,11 +175,12 @@ function exited(child: ChildProcess, what: string): Promise<void> {
  * first one's stdout as the second one's stdin (no shell, nothing passes
  * through this process). Seconds from the spawn until both have exited.
  */
-async function pipeOnce(psql: string, source: string, target: string): Promise<number> {
+async function pipeOnce(psql: string, source: string, target: string, format: 'text' | 'binary'): Promise<number> {
   await query(target, `TRUNCATE ${TABLE}`);
+  const opt = format === 'binary' ? ' (FORMAT binary)' : '';
   const t0 = process.hrtime.bigint();
-  const out = spawn(psql, ['-X', '-q', '-d', source, '-c', `COPY ${TABLE} TO STDOUT`], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const into = spawn(psql, ['-X', '-q', '-d', target, '-c', `COPY ${TABLE} FROM STDIN`], { stdio: [out.stdout!, 'ignore', 'pipe'] });
+  const out = spawn(psql, ['-X', '-q', '-d', source, '-c', `COPY ${TABLE} TO STDOUT${opt}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const into = spawn(psql, ['-X', '-q', '-d', target, '-c', `COPY ${TABLE} FROM STDIN${opt}`], { stdio: [out.stdout!, 'ignore', 'pipe'] });
   await Promise.all([exited(out, 'psql COPY TO STDOUT'), exited(into, 'psql COPY FROM STDIN')]);
   return seconds(t0);
 }
@@ -249,25 +276,29 @@ export async function benchClone(opts: CloneBenchOptions): Promise<CloneFigures>
   const two = await twoTargetJob(opts);
   const servers = [opts.source, opts.target];
 
+  const bytes = await textSize(opts.source);
   const pipe: number[] = [];
+  const binaryPipe: number[] = [];
   const clone: number[] = [];
   const both: number[] = [];
-  let bytes = 0;
+  let cloneBytes = 0;
   for (let i = 0; i < opts.runs; i++) {
     if (opts.psql) {
-      await checkpoint(servers);
-      pipe.push(await pipeOnce(opts.psql, opts.source, opts.target));
-      await expectRows(opts.target, rows, 'raw pipe');
+      for (const [format, times] of [['text', pipe], ['binary', binaryPipe]] as const) {
+        await checkpoint(servers);
+        times.push(await pipeOnce(opts.psql, opts.source, opts.target, format));
+        await expectRows(opts.target, rows, `raw pipe (${format})`);
+      }
     }
     await checkpoint(servers);
     const c = await cloneOnce(one, `SELECT repl.clone(sync => 's') AS id`);
-    bytes = checkRun(c, ['b'], rows);
+    cloneBytes = checkRun(c, ['b'], rows);
     clone.push(c.seconds);
     await expectRows(opts.target, rows, 'capra clone');
 
     await checkpoint(servers);
     const t = await cloneOnce(two, `SELECT repl.clone(tables => '{${TABLE}}', dbs => 'a:source,b:target,c:target') AS id`);
-    if (checkRun(t, ['b', 'c'], rows) !== bytes) throw new Error('clone: the two-target clone read a different number of bytes');
+    if (checkRun(t, ['b', 'c'], rows) !== cloneBytes) throw new Error('clone: the two-target clone read a different number of bytes');
     both.push(t.seconds);
     await expectRows(opts.target, rows, 'capra clone into two targets');
     await expectRows(opts.target2, rows, 'capra clone into two targets');
@@ -277,20 +308,27 @@ export async function benchClone(opts: CloneBenchOptions): Promise<CloneFigures>
   for (const url of [opts.target, opts.target2]) if ((await fingerprint(url)) !== want) throw new Error('clone: a target differs from the source');
 
   const pipeSeconds = pipe.length > 0 ? median(pipe) : null;
+  const binaryPipeSeconds = binaryPipe.length > 0 ? median(binaryPipe) : null;
   const cloneSeconds = median(clone);
   const twoTargetSeconds = median(both);
   return {
     rows,
     bytes,
+    cloneBytes,
+    cloneFormat: cloneBytes === bytes ? 'text' : 'binary',
     runs: opts.runs,
     filledBy: opts.pgbench ? 'pgbench' : 'sql',
     pipeSeconds: pipeSeconds === null ? null : round3(pipeSeconds),
     pipeMBps: pipeSeconds === null ? null : mbps(bytes, pipeSeconds),
     pipeRunSeconds: pipe.map(round3),
+    binaryPipeSeconds: binaryPipeSeconds === null ? null : round3(binaryPipeSeconds),
+    binaryPipeMBps: binaryPipeSeconds === null ? null : mbps(bytes, binaryPipeSeconds),
+    binaryPipeRunSeconds: binaryPipe.map(round3),
     cloneSeconds: round3(cloneSeconds),
     cloneMBps: mbps(bytes, cloneSeconds),
     cloneRunSeconds: clone.map(round3),
     cloneVsPipe: pipeSeconds === null ? null : Math.round((pipeSeconds / cloneSeconds) * 1000) / 1000,
+    cloneVsBinaryPipe: binaryPipeSeconds === null ? null : Math.round((binaryPipeSeconds / cloneSeconds) * 1000) / 1000,
     twoTargetSeconds: round3(twoTargetSeconds),
     twoTargetMBps: mbps(bytes, twoTargetSeconds),
     twoTargetRunSeconds: both.map(round3),

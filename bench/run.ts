@@ -29,10 +29,12 @@ async function createDb(c: Cluster, name: string): Promise<string> {
 function printClone(c: CloneFigures): void {
   const line = (label: string, text: string): string => `  ${label.padEnd(38)}${text}`;
   const figure = (s: number, mbps: number): string => `${s.toFixed(2).padStart(6)} s  ${mbps.toFixed(1).padStart(6)} MB/s`;
-  console.log(`\nClone of pgbench_accounts (${c.rows.toLocaleString('en-US')} rows, ${(c.bytes / 1e6).toFixed(1)} MB of COPY text; median of ${c.runs})`);
-  console.log(line('raw pipe psql | psql:', c.pipeSeconds === null ? 'skipped (psql not found)' : figure(c.pipeSeconds, c.pipeMBps!)));
-  const share = c.cloneVsPipe === null ? '' : `  (${Math.round(c.cloneVsPipe * 100)}% of the pipe)`;
-  console.log(line('capra clone (a -> b):', figure(c.cloneSeconds, c.cloneMBps) + share));
+  console.log(`\nClone of pgbench_accounts (${c.rows.toLocaleString('en-US')} rows, ${(c.bytes / 1e6).toFixed(1)} MB of COPY text; median of ${c.runs}; MB/s of COPY text)`);
+  console.log(line('raw pipe psql | psql, text:', c.pipeSeconds === null ? 'skipped (psql not found)' : figure(c.pipeSeconds, c.pipeMBps!)));
+  console.log(line('raw pipe psql | psql, binary:', c.binaryPipeSeconds === null ? 'skipped (psql not found)' : figure(c.binaryPipeSeconds, c.binaryPipeMBps!)));
+  const pct = (x: number | null): string => (x === null ? 'n/a' : `${Math.round(x * 100)}%`);
+  const share = c.cloneVsPipe === null ? '' : `  (${pct(c.cloneVsPipe)} of the text pipe, ${pct(c.cloneVsBinaryPipe)} of the binary one)`;
+  console.log(line(`capra clone (a -> b, ${c.cloneFormat}):`, figure(c.cloneSeconds, c.cloneMBps) + share));
   console.log(line('capra clone (a -> b and c, one read):', `${figure(c.twoTargetSeconds, c.twoTargetMBps)} per target`));
 }
 

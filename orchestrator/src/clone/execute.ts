@@ -56,9 +56,9 @@ export async function executeClone(conns: Connections, job: string, req: CloneRe
     for (const t of req.tables) {
       if (abort.signal.aborted) break;
       const started = Date.now();
-      await copyTable({ conns, job, req, cascade: opts.cascade ?? false, lanes, progress, signal: abort.signal, logger: log, roles }, t);
+      const format = await copyTable({ conns, job, req, cascade: opts.cascade ?? false, lanes, progress, signal: abort.signal, logger: log, roles }, t);
       const done = progress.all().filter((e) => e.schema === t.schema && e.table === t.table && e.state === 'done');
-      log.info({ table: tableLabel(t), rows: Math.max(0, ...done.map((e) => e.rows)), ms: Date.now() - started }, 'clone: table copied');
+      log.info({ table: tableLabel(t), rows: Math.max(0, ...done.map((e) => e.rows)), format, ms: Date.now() - started }, 'clone: table copied');
     }
     if (!cancelled && abort.signal.aborted) throw abort.signal.reason;
     outcome = cancelled ? 'cancelled' : 'done';

@@ -1,11 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
 
-function countNewlines(buf: Buffer): number {
-  let n = 0;
-  for (let i = buf.indexOf(10); i !== -1; i = buf.indexOf(10, i + 1)) n++;
-  return n;
-}
-
 /**
  * Streams one COPY TO STDOUT into one or more COPY FROM STDIN streams: one
  * read of the source feeds every receiver (Readable.pipe to each, so the
@@ -17,8 +11,8 @@ function countNewlines(buf: Buffer): number {
 export async function fanOut(
   src: Readable,
   dests: Writable[],
-  /** Told of every chunk read: its bytes and COPY text rows (each ends with a newline; newlines in values are escaped). */
-  onData: (bytes: number, rows: number) => void,
+  /** Told of every chunk read (for progress). */
+  onData: (chunk: Buffer) => void,
   signal: AbortSignal,
 ): Promise<void> {
   const streams = [src, ...dests];
@@ -33,7 +27,7 @@ export async function fanOut(
   signal.addEventListener('abort', onAbort);
   if (signal.aborted) onAbort();
   const finished = Promise.all(dests.map((d) => new Promise<void>((resolve) => d.once('finish', resolve))));
-  src.on('data', (chunk: Buffer) => onData(chunk.length, countNewlines(chunk)));
+  src.on('data', onData);
   for (const d of dests) src.pipe(d);
   try {
     await Promise.race([finished, failed]);

@@ -7,10 +7,12 @@ import { type ApplierRole, markApplier } from '../sync/applier-session.js';
 import { PIN_OUTPUT_FORMATS } from '../sync/apply.js';
 import { matchOnTarget, sourceTables } from '../sync/table-meta.js';
 import type { Logger } from '../util/logger.js';
+import { type ColumnTypes, type CopyFormat, chooseFormat, columnTypes } from './copy-format.js';
 import { fanOut } from './fan-out.js';
 import { type LaneRef, lockLanes } from './lane-locks.js';
 import type { CloneProgress } from './progress.js';
 import { CloneCancelled, type CloneRequest, receiversOf, sourcesOf } from './request.js';
+import { binaryRowCounter, textRowCounter } from './row-count.js';
 
 export interface TableCopyContext {
   conns: Connections;
@@ -48,9 +50,10 @@ const FEATURE_NOT_SUPPORTED = '0A000';
  * one transaction per receiver: emptied (targets, one source) and filled by
  * COPY, or left as it was when anything fails. Each source is read once, in
  * one snapshot taken after the lanes into the receivers are locked (see
- * lockLanes), and its COPY stream feeds every receiver at once.
+ * lockLanes), and its COPY stream feeds every receiver at once, in binary
+ * where every side can take it (see chooseFormat). Returns that format.
  */
-export async function copyTable(ctx: TableCopyContext, t: TableName): Promise<void> {
+export async function copyTable(ctx: TableCopyContext, t: TableName): Promise<CopyFormat> {
   const { conns, req } = ctx;
   const label = tableLabel(t);
   const receivers: Receiver[] = [];
@@ -83,6 +86,7 @@ export async function copyTable(ctx: TableCopyContext, t: TableName): Promise<vo
     }
     let columns: string[] | null = null;
     let estRows: number | null = null;
+    const types: ColumnTypes[] = [];
     for (const s of sources) {
       await s.client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       const head = await s.client.query<{ relid: number | null; est: number }>(
@@ -96,7 +100,10 @@ export async function copyTable(ctx: TableCopyContext, t: TableName): Promise<vo
       if (head.rows[0]!.est >= 0) estRows = (estRows ?? 0) + head.rows[0]!.est;
       // Every receiver must have the same columns (the check names what differs).
       for (const r of receivers) await matchOnTarget(r.client, meta, new Map(), r.db);
+      types.push(await columnTypes(s.client, t));
     }
+    for (const r of receivers) types.push(await columnTypes(r.client, t));
+    const format = chooseFormat(columns!, types);
     const cols = columns!.map(quoteIdent).join(', ');
 
     const active: Receiver[] = [];
@@ -119,17 +126,23 @@ export async function copyTable(ctx: TableCopyContext, t: TableName): Promise<vo
     for (const s of sources) {
       const into = active.filter((r) => r.db !== s.db);
       if (into.length === 0) continue;
-      const out = s.client.query(copyTo(`COPY ${quoteTable(t)} (${cols}) TO STDOUT`));
-      const ins = into.map((r) => r.client.query(copyFrom(`COPY ${quoteTable(t)} (${cols}) FROM STDIN${r.freeze ? ' WITH (FREEZE)' : ''}`)));
+      const binary = format === 'binary' ? ' (FORMAT binary)' : '';
+      const out = s.client.query(copyTo(`COPY ${quoteTable(t)} (${cols}) TO STDOUT${binary}`));
+      const ins = into.map((r) => {
+        const options = [...(format === 'binary' ? ['FORMAT binary'] : []), ...(r.freeze ? ['FREEZE'] : [])];
+        return r.client.query(copyFrom(`COPY ${quoteTable(t)} (${cols}) FROM STDIN${options.length > 0 ? ` WITH (${options.join(', ')})` : ''}`));
+      });
       const entries = into.map((r) => ctx.progress.entry(t, r.db));
       ins.forEach((stream, i) => stream.once('error', () => (failedOn ??= into[i]!.db)));
+      const countRows = format === 'binary' ? binaryRowCounter() : textRowCounter();
       try {
         await fanOut(
           out,
           ins,
-          (bytes, rows) => {
+          (chunk) => {
+            const rows = countRows(chunk);
             for (const e of entries) {
-              e.bytes += bytes;
+              e.bytes += chunk.length;
               e.rows += rows;
             }
           },
@@ -154,6 +167,7 @@ export async function copyTable(ctx: TableCopyContext, t: TableName): Promise<vo
         ctx.logger.warn({ table: label, target: r.db, err: errorMessage(err) }, 'clone: ANALYZE after the copy failed');
       });
     }
+    return format;
   } catch (err) {
     for (const r of receivers) {
       if (ctx.progress.entry(t, r.db).state === 'running') {
