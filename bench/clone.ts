@@ -133,9 +133,20 @@ async function expectRows(url: string, rows: number, what: string): Promise<void
   if (n !== rows) throw new Error(`${what}: the target has ${n} rows of ${TABLE}, expected ${rows}`);
 }
 
-/** A checkpoint on every server, so no run flushes what the one before it wrote. */
+/**
+ * A checkpoint on every server, so no run flushes what the one before it
+ * wrote, after waiting (up to 30 s) for autovacuum workers to finish, so no
+ * run shares the CPUs with the vacuum of an earlier phase's tables.
+ */
 async function checkpoint(urls: string[]): Promise<void> {
-  for (const url of urls) await query(url, 'CHECKPOINT');
+  for (const url of urls) {
+    for (let waited = 0; waited < 30_000; waited += 200) {
+      const busy = await query<{ n: number }>(url, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'`);
+      if (busy[0]!.n === 0) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await query(url, 'CHECKPOINT');
+  }
 }
 
 function median(xs: number[]): number {

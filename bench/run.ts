@@ -15,7 +15,7 @@ import { benchReplication } from './replication.js';
 const quick = process.argv.includes('--quick');
 const sizes = quick
   ? { clients: 4, seconds: 3, bulkRows: 20_000, burst: 20_000, trials: 15, kickClients: 64, kickSeconds: 3, cloneScale: 2, cloneRuns: 3 }
-  : { clients: 4, seconds: 10, bulkRows: 100_000, burst: 100_000, trials: 40, kickClients: 64, kickSeconds: 10, cloneScale: 10, cloneRuns: 5 };
+  : { clients: 4, seconds: 10, bulkRows: 100_000, burst: 100_000, trials: 40, kickClients: 64, kickSeconds: 10, cloneScale: 10, cloneRuns: 7 };
 
 async function createDb(c: Cluster, name: string): Promise<string> {
   const client = new pg.Client({ connectionString: c.url('postgres') });
