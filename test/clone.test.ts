@@ -2,7 +2,10 @@
 // copies tables by streaming COPY from the source(s) into every receiver,
 // atomically per table, and never loses a change a running sync applies.
 import t from 'tap';
+import { executeClone } from '../orchestrator/src/clone/execute.js';
+import { claimNextClone, finishClone } from '../orchestrator/src/clone/request.js';
 import { progressLine, readClone, summaryLine } from '../orchestrator/src/clone/watch.js';
+import { Connections } from '../orchestrator/src/db/connections.js';
 import { splitList } from '../orchestrator/src/cli/clone-command.js';
 import { formatStatus } from '../orchestrator/src/cli/print-status.js';
 import { collectStatus } from '../orchestrator/src/status/status.js';
@@ -267,6 +270,76 @@ t.test('progress is readable from SQL while a clone runs; a cancel rolls the tab
   t.equal(row.state, 'cancelled', 'cancelled while the COPY was still blocked (its statement was cancelled on the server)');
   t.equal(await digest(job.urls.b!, 'x'), before, 'b is as it was');
   t.equal((await tableStates(job, id))['x@b']!.state, 'cancelled');
+});
+
+// A table small enough that the source has sent all of it (its COPY is over
+// on the server) while the stalled target holds the stream back: the
+// cancelled clone must still end the source's transaction, or a TRUNCATE or
+// ALTER of that table on the source would wait behind it for ever.
+t.test('a clone cancelled after the source sent everything ends the source transaction', async (t) => {
+  const job = await makeJob(t, {
+    nodes: { a: c1!, b: c2! },
+    schema: xSchema,
+    yaml: 'syncs:\n  s:\n    sources: [a]\n    targets: [b]\n    tables: { include: [public.x] }\n    copy_data: never',
+  });
+  await sql(job.urls.a!, fill(1, 3000));
+  await sql(job.urls.b!, stallAt(1));
+  await setUp(job);
+  const stall = await holdStall(job.urls.b!);
+  t.teardown(() => stall.release());
+  startDaemon(t, job);
+  const id = await queue(job, `sync => 's'`);
+  const sourceCopyDone = async (): Promise<boolean> =>
+    (await sql(job.urls.a!, `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle in transaction' AND query LIKE 'COPY %'`)).length === 1;
+  await waitFor(sourceCopyDone, { what: "the source to have sent the whole table" });
+  await sql(job.cfg.metadata, 'SELECT repl.clone_cancel($1)', [id]);
+  t.equal((await waitEnded(job, id, 20_000)).state, 'cancelled');
+  await waitFor(async () => !(await sourceCopyDone()), { what: "the source's transaction to end", timeoutMs: 10_000 });
+  await sql(job.urls.a!, `SET lock_timeout = '5s'; ALTER TABLE x ADD COLUMN later int`);
+  t.pass('the table on the source can be altered again');
+});
+
+// A stop can come at any instant, also while the source's COPY has been
+// sent and not yet answered: the clone must still end (a ROLLBACK queued
+// behind a COPY nobody reads would wait for ever) and leave nothing open.
+t.test('a clone aborted at any instant ends, leaving the target as it was and no transaction open', async (t) => {
+  const job = await makeJob(t, {
+    nodes: { a: c1!, b: c2! },
+    schema: xSchema,
+    yaml: 'syncs:\n  s:\n    sources: [a]\n    targets: [b]\n    tables: { include: [public.x] }\n    copy_data: never',
+  });
+  await sql(job.urls.b!, fill(1, 10, 'before'));
+  await setUp(job);
+  const before = await digest(job.urls.b!, 'x');
+  const ended: string[] = [];
+  for (const rows of [0, 20_000]) {
+    await sql(job.urls.a!, `TRUNCATE x; ${fill(1, rows)}`);
+    for (let ms = 0; ms < 10; ms++) {
+      const conns = new Connections(job.cfg, 'capra-clone', silentLogger);
+      try {
+        await sql(job.cfg.metadata, `SELECT repl.clone(sync => 's')`);
+        const req = (await conns.with(Connections.META, claimNextClone))!;
+        const stop = new AbortController();
+        const run = executeClone(conns, job.name, req, silentLogger, { signal: stop.signal }).then(
+          (outcome) => outcome,
+          () => 'stopped',
+        );
+        setTimeout(() => stop.abort(new Error('daemon stopping')), ms);
+        const outcome = await Promise.race([run, new Promise<string>((r) => setTimeout(() => r('hung'), 10_000))]);
+        ended.push(outcome);
+        if (outcome === 'done') await sql(job.urls.b!, `TRUNCATE x; ${fill(1, 10, 'before')}`);
+        await conns.with(Connections.META, (c) => finishClone(c, req.id, 'cancelled'));
+      } finally {
+        await conns.close();
+      }
+    }
+  }
+  t.notOk(ended.includes('hung'), `every clone ended (${ended.join(', ')})`);
+  t.equal(await digest(job.urls.b!, 'x'), before, 'b is as it was');
+  const open = async (): Promise<number> =>
+    (await sql(job.urls.a!, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND xact_start IS NOT NULL AND pid <> pg_backend_pid()`))[0]!.n;
+  await waitFor(async () => (await open()) === 0, { what: 'no transaction left open on the source', timeoutMs: 10_000 });
+  t.pass('no transaction left open on the source');
 });
 
 t.test('a daemon stopped during a clone queues it again; the next one finishes it', async (t) => {

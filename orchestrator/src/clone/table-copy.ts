@@ -176,7 +176,12 @@ export async function copyTable(ctx: TableCopyContext, t: TableName): Promise<Co
         ctx.progress.set(t, r.db, { state, ended: stopped ? null : new Date(), note: stopped ? 'interrupted: the daemon stopped' : errorMessage(err) });
       }
     }
-    await Promise.all([...receivers, ...sources].map(rollback));
+    // A source whose COPY TO stream was torn down takes no more queries: its
+    // client never reads the rest of the COPY, so a ROLLBACK would wait for
+    // ever (and its open transaction would block a TRUNCATE of the table).
+    // Released broken below, its connection is closed, which ends the
+    // transaction on the server.
+    await Promise.all([...receivers, ...sources.filter((s) => !s.broken)].map(rollback));
     if (err instanceof CapraError || isConnectionError(err) || ctx.signal.aborted) throw err;
     throw new CapraError(`table ${label}${failedOn ? ` on ${failedOn}` : ''}: ${errorMessage(err)}`, { cause: err, table: label });
   } finally {
