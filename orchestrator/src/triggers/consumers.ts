@@ -58,6 +58,30 @@ export async function forgetSync(client: pg.ClientBase, job: string, sync: strin
   await client.query('DELETE FROM repl.consumer WHERE job = $1 AND sync = $2', [job, sync]);
   await client.query('DELETE FROM repl.applied WHERE job = $1 AND sync = $2', [job, sync]);
   await client.query('SELECT repl.refresh_kicks()');
+  await dropUnreadDeltas(client);
+}
+
+/**
+ * Deletes the deltas no remaining consumer will read: those below every
+ * remaining position, or all of them when none remains (the node is no
+ * longer anyone's source; the daemons' purge only looks at positions, so
+ * they would stay for ever). Under a SHARE lock on repl.consumer, so that no
+ * consumer registers meanwhile: it would start at a snapshot that needs the
+ * deltas committed after it.
+ */
+async function dropUnreadDeltas(client: pg.ClientBase): Promise<void> {
+  await client.query('BEGIN');
+  try {
+    await client.query('LOCK TABLE repl.consumer IN SHARE MODE');
+    await client.query(
+      `DELETE FROM repl.delta
+        WHERE NOT EXISTS (SELECT 1 FROM repl.consumer) OR txid < (SELECT min(pg_snapshot_xmin(position)) FROM repl.consumer)`,
+    );
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  }
 }
 
 /** Records that a job uses this node (install), whatever its role. */
@@ -72,6 +96,7 @@ export async function forgetJob(client: pg.ClientBase, job: string): Promise<boo
   await client.query('DELETE FROM repl.consumer WHERE job = $1', [job]);
   await client.query('DELETE FROM repl.applied WHERE job = $1', [job]);
   await client.query('SELECT repl.refresh_kicks()');
+  await dropUnreadDeltas(client);
   const r = await client.query(
     `SELECT EXISTS (SELECT 1 FROM repl.job) OR EXISTS (SELECT 1 FROM repl.consumer) OR EXISTS (SELECT 1 FROM repl.consumer_table)
             OR EXISTS (SELECT 1 FROM repl.applied) AS used`,
