@@ -10,6 +10,8 @@
 -- Creates or replaces repl.capture_<oid>(), the row-level AFTER INSERT,
 -- UPDATE, DELETE trigger function of `rel`: one repl.delta row per change,
 -- two for an update that changes the key (old and new key). Returns its name.
+-- The rows carry rel's oid, not TG_RELID: on a partitioned table the trigger
+-- runs as a clone on each partition, and the change belongs to the parent.
 CREATE OR REPLACE FUNCTION repl.make_capture(p_rel regclass, p_keys text[]) RETURNS text
 LANGUAGE plpgsql AS $gen$
 DECLARE
@@ -35,17 +37,17 @@ BEGIN
     RETURN NULL;
   END IF;
   IF TG_OP = 'INSERT' THEN
-    INSERT INTO repl.delta (relid, op, pk, origin) VALUES (TG_RELID, 'I', %1$s, v_origin);
+    INSERT INTO repl.delta (relid, op, pk, origin) VALUES (%4$s, 'I', %1$s, v_origin);
   ELSIF TG_OP = 'DELETE' THEN
-    INSERT INTO repl.delta (relid, op, pk, origin) VALUES (TG_RELID, 'D', %2$s, v_origin);
+    INSERT INTO repl.delta (relid, op, pk, origin) VALUES (%4$s, 'D', %2$s, v_origin);
   ELSE
-    INSERT INTO repl.delta (relid, op, pk, origin) VALUES (TG_RELID, 'U', %1$s, v_origin);
+    INSERT INTO repl.delta (relid, op, pk, origin) VALUES (%4$s, 'U', %1$s, v_origin);
     IF %3$s THEN
-      INSERT INTO repl.delta (relid, op, pk, origin) VALUES (TG_RELID, 'U', %2$s, v_origin);
+      INSERT INTO repl.delta (relid, op, pk, origin) VALUES (%4$s, 'U', %2$s, v_origin);
     END IF;
   END IF;
   RETURN NULL;
-END$b$, v_new, v_old, v_changed);
+END$b$, v_new, v_old, v_changed, p_rel::oid);
   -- CREATE OR REPLACE of one function from two sessions at once fails; serialise.
   PERFORM pg_advisory_xact_lock(1130459250, 3);
   EXECUTE format('CREATE OR REPLACE FUNCTION repl.%I() RETURNS trigger LANGUAGE plpgsql AS %L', v_name, v_body);

@@ -31,6 +31,8 @@ export interface TableCopyContext {
 interface Side {
   db: string;
   client: pg.PoolClient;
+  /** The table is partitioned here: read or written through its parent, all partitions at once. */
+  partitioned?: boolean;
   /** The client's state is unknown (an aborted COPY): do not reuse it. */
   broken?: Error;
 }
@@ -89,15 +91,23 @@ export async function copyTable(ctx: TableCopyContext, t: TableName): Promise<Co
     const types: ColumnTypes[] = [];
     for (const s of sources) {
       await s.client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-      const head = await s.client.query<{ relid: number | null; est: number }>(
-        `SELECT to_regclass($1)::oid::int AS relid, (SELECT reltuples::float8 FROM pg_class WHERE oid = to_regclass($1)) AS est, ${PIN_OUTPUT_FORMATS}`,
+      // A partitioned table's estimate is its leaf partitions'.
+      const head = await s.client.query<{ relid: number | null; partitioned: boolean | null; est: number | null }>(
+        `SELECT c.oid::int AS relid, c.relkind = 'p' AS partitioned,
+                CASE WHEN c.relkind = 'p'
+                     THEN (SELECT sum(greatest(l.reltuples, 0))::float8 FROM pg_partition_tree(c.oid) p JOIN pg_class l ON l.oid = p.relid WHERE p.isleaf)
+                     ELSE c.reltuples::float8 END AS est,
+                ${PIN_OUTPUT_FORMATS}
+           FROM (SELECT to_regclass($1) AS oid) r LEFT JOIN pg_class c ON c.oid = r.oid`,
         [quoteTable(t)],
       );
       const relid = head.rows[0]!.relid;
+      s.partitioned = head.rows[0]!.partitioned === true;
       if (relid === null) throw new CapraError(`table ${label} does not exist on ${s.db}`, { table: label });
       const meta = await sourceTables(s.client, [relid]);
       columns ??= meta.get(relid)!.columns;
-      if (head.rows[0]!.est >= 0) estRows = (estRows ?? 0) + head.rows[0]!.est;
+      const est = head.rows[0]!.est;
+      if (est !== null && est >= 0) estRows = (estRows ?? 0) + est;
       // Every receiver must have the same columns (the check names what differs).
       for (const r of receivers) await matchOnTarget(r.client, meta, new Map(), r.db);
       types.push(await columnTypes(s.client, t));
@@ -108,8 +118,10 @@ export async function copyTable(ctx: TableCopyContext, t: TableName): Promise<Co
 
     const active: Receiver[] = [];
     for (const r of receivers) {
+      const kind = await r.client.query<{ partitioned: boolean }>(`SELECT relkind = 'p' AS partitioned FROM pg_class WHERE oid = to_regclass($1)`, [quoteTable(t)]);
+      r.partitioned = kind.rows[0]?.partitioned === true;
       if (req.onlyEmpty) {
-        const has = await r.client.query(`SELECT 1 FROM ONLY ${quoteTable(t)} LIMIT 1`);
+        const has = await r.client.query(`SELECT 1 FROM ${only(r)}${quoteTable(t)} LIMIT 1`);
         if (has.rowCount) {
           await r.client.query('COMMIT');
           ctx.progress.set(t, r.db, { state: 'skipped', note: 'not empty', ended: new Date() });
@@ -118,7 +130,7 @@ export async function copyTable(ctx: TableCopyContext, t: TableName): Promise<Co
         }
       }
       ctx.progress.set(t, r.db, { state: 'running', started: new Date(), estRows: estRows === null ? null : Math.round(estRows), rows: 0, bytes: 0 });
-      if (r.truncate) r.freeze = await emptyTable(r.client, t);
+      if (r.truncate) r.freeze = await emptyTable(r, t);
       if (req.dropIndexes) r.indexes = await dropIndexes(r.client, t);
       active.push(r);
     }
@@ -127,7 +139,9 @@ export async function copyTable(ctx: TableCopyContext, t: TableName): Promise<Co
       const into = active.filter((r) => r.db !== s.db);
       if (into.length === 0) continue;
       const binary = format === 'binary' ? ' (FORMAT binary)' : '';
-      const out = s.client.query(copyTo(`COPY ${quoteTable(t)} (${cols}) TO STDOUT${binary}`));
+      // COPY TO reads a partitioned table only through a query.
+      const what = s.partitioned ? `(SELECT ${cols} FROM ${quoteTable(t)})` : `${quoteTable(t)} (${cols})`;
+      const out = s.client.query(copyTo(`COPY ${what} TO STDOUT${binary}`));
       const ins = into.map((r) => {
         const options = [...(format === 'binary' ? ['FORMAT binary'] : []), ...(r.freeze ? ['FREEZE'] : [])];
         return r.client.query(copyFrom(`COPY ${quoteTable(t)} (${cols}) FROM STDIN${options.length > 0 ? ` WITH (${options.join(', ')})` : ''}`));
@@ -203,23 +217,27 @@ async function rollback(s: Side): Promise<void> {
   }
 }
 
+/** The table alone, not its inheritance children; but a partitioned table with its partitions (it has no rows of its own). */
+const only = (side: Side): string => (side.partitioned ? '' : 'ONLY ');
+
 /**
  * TRUNCATE, or DELETE when other tables' foreign keys refer to this one
  * (TRUNCATE refuses then; DELETE under session_replication_role = replica
- * does not check them). True when truncated: a COPY in the same transaction
- * may then write its rows frozen (COPY FREEZE), which spares the table's
- * first readers, ANALYZE and VACUUM the work of setting hint bits.
+ * does not check them). True when a plain table was truncated: a COPY in the
+ * same transaction may then write its rows frozen (COPY FREEZE, which a
+ * partitioned table refuses), which spares the table's first readers,
+ * ANALYZE and VACUUM the work of setting hint bits.
  */
-async function emptyTable(client: pg.ClientBase, t: TableName): Promise<boolean> {
-  await client.query('SAVEPOINT capra_empty');
+async function emptyTable(r: Receiver, t: TableName): Promise<boolean> {
+  await r.client.query('SAVEPOINT capra_empty');
   try {
-    await client.query(`TRUNCATE ONLY ${quoteTable(t)}`);
-    await client.query('RELEASE SAVEPOINT capra_empty');
-    return true;
+    await r.client.query(`TRUNCATE ${only(r)}${quoteTable(t)}`);
+    await r.client.query('RELEASE SAVEPOINT capra_empty');
+    return !r.partitioned;
   } catch (err) {
     if (sqlState(err) !== FEATURE_NOT_SUPPORTED) throw err;
-    await client.query('ROLLBACK TO SAVEPOINT capra_empty');
-    await client.query(`DELETE FROM ONLY ${quoteTable(t)}`);
+    await r.client.query('ROLLBACK TO SAVEPOINT capra_empty');
+    await r.client.query(`DELETE FROM ${only(r)}${quoteTable(t)}`);
     return false;
   }
 }

@@ -62,6 +62,9 @@ async function copyBetween(source: pg.ClientBase, target: pg.ClientBase, selectS
   return into.rowCount ?? 0;
 }
 
+/** ONLY the table, not inheritance children; a partitioned table's rows are all in its partitions. */
+const only = (partitioned: boolean): string => (partitioned ? '' : 'ONLY ');
+
 /** Applies the keys of one table in the batch. Returns the number of rows written. */
 export async function applyKeys(source: pg.ClientBase, target: pg.ClientBase, t: TableMeta, tempName: string): Promise<number> {
   const keyList = t.keyCols.map(quoteIdent).join(', ');
@@ -76,7 +79,7 @@ export async function applyKeys(source: pg.ClientBase, target: pg.ClientBase, t:
   return copyBetween(
     source,
     target,
-    `SELECT ${srcCols} FROM ONLY ${quoteTable(t)} s WHERE (${keyTuple}) IN (${keysQuery(t)})`,
+    `SELECT ${srcCols} FROM ${only(t.partitioned)}${quoteTable(t)} s WHERE (${keyTuple}) IN (${keysQuery(t)})`,
     `COPY ${quoteTable(t)} (${cols}) FROM STDIN`,
   );
 }
@@ -89,6 +92,6 @@ export async function applyKeys(source: pg.ClientBase, target: pg.ClientBase, t:
  */
 export async function applyTruncate(source: pg.ClientBase, target: pg.ClientBase, t: TableMeta): Promise<number> {
   const cols = t.columns.map(quoteIdent).join(', ');
-  await target.query(`TRUNCATE ONLY ${quoteTable(t)}`);
-  return copyBetween(source, target, `SELECT ${cols} FROM ONLY ${quoteTable(t)}`, `COPY ${quoteTable(t)} (${cols}) FROM STDIN`);
+  await target.query(`TRUNCATE ${only(t.targetPartitioned)}${quoteTable(t)}`);
+  return copyBetween(source, target, `SELECT ${cols} FROM ${only(t.partitioned)}${quoteTable(t)}`, `COPY ${quoteTable(t)} (${cols}) FROM STDIN`);
 }

@@ -13,6 +13,9 @@ export interface TableMeta extends TableName {
   keyTypes: string[];
   /** Columns to copy, in the target's order: not dropped, not generated. */
   columns: string[];
+  /** Partitioned on the source / on the target: read or emptied through the parent with its partitions, not ONLY the parent. */
+  partitioned: boolean;
+  targetPartitioned: boolean;
 }
 
 interface Row {
@@ -20,6 +23,7 @@ interface Row {
   schema: string;
   table: string;
   columns: string[];
+  partitioned: boolean;
   /** Source side only: every column's type, by name. */
   types?: Record<string, string>;
 }
@@ -31,7 +35,7 @@ const columnsSql = `ARRAY(SELECT a.attname::text FROM pg_attribute a
 /** Source side: tables by relid, as registered for the consumer. */
 export async function sourceTables(client: pg.ClientBase, relids: number[]): Promise<Map<number, Row>> {
   const { rows } = await client.query<Row>(
-    `SELECT c.oid::int AS relid, n.nspname AS schema, c.relname AS table, ${columnsSql},
+    `SELECT c.oid::int AS relid, n.nspname AS schema, c.relname AS table, c.relkind = 'p' AS partitioned, ${columnsSql},
             (SELECT jsonb_object_agg(a.attname, format_type(a.atttypid, a.atttypmod)) FROM pg_attribute a
               WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS types
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY ($1::oid[])`,
@@ -49,7 +53,7 @@ export async function matchOnTarget(
 ): Promise<TableMeta[]> {
   const src = [...source.values()];
   const { rows } = await client.query<Row & { name: string }>(
-    `SELECT u.name, c.oid::int AS relid, n.nspname AS schema, c.relname AS table, ${columnsSql}
+    `SELECT u.name, c.oid::int AS relid, n.nspname AS schema, c.relname AS table, c.relkind = 'p' AS partitioned, ${columnsSql}
        FROM unnest($1::text[]) AS u(name)
        JOIN pg_class c ON c.oid = to_regclass(u.name)
        JOIN pg_namespace n ON n.oid = c.relnamespace`,
@@ -75,6 +79,15 @@ export async function matchOnTarget(
       if (type === undefined) throw new CapraError(`table ${tableLabel(s)}: key column ${JSON.stringify(k)} does not exist on the source`);
       return type;
     });
-    return { schema: s.schema, table: s.table, relid: s.relid, keyCols, keyTypes, columns: t.columns };
+    return {
+      schema: s.schema,
+      table: s.table,
+      relid: s.relid,
+      keyCols,
+      keyTypes,
+      columns: t.columns,
+      partitioned: s.partitioned,
+      targetPartitioned: t.partitioned,
+    };
   });
 }
