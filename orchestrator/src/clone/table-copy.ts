@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import type { Connections } from '../db/connections.js';
 import { CapraError, errorMessage, isConnectionError, sqlState } from '../db/errors.js';
-import { type TableName, quoteIdent, quoteTable, tableLabel } from '../db/ident.js';
+import { type TableName, onlyUnlessPartitioned, quoteIdent, quoteTable, tableLabel } from '../db/ident.js';
 import { type ApplierRole, markApplier } from '../sync/applier-session.js';
 import { PIN_OUTPUT_FORMATS } from '../sync/apply.js';
 import { matchOnTarget, sourceTables } from '../sync/table-meta.js';
@@ -121,7 +121,7 @@ export async function copyTable(ctx: TableCopyContext, t: TableName): Promise<Co
       const kind = await r.client.query<{ partitioned: boolean }>(`SELECT relkind = 'p' AS partitioned FROM pg_class WHERE oid = to_regclass($1)`, [quoteTable(t)]);
       r.partitioned = kind.rows[0]?.partitioned === true;
       if (req.onlyEmpty) {
-        const has = await r.client.query(`SELECT 1 FROM ${only(r)}${quoteTable(t)} LIMIT 1`);
+        const has = await r.client.query(`SELECT 1 FROM ${onlyUnlessPartitioned(r.partitioned)}${quoteTable(t)} LIMIT 1`);
         if (has.rowCount) {
           await r.client.query('COMMIT');
           ctx.progress.set(t, r.db, { state: 'skipped', note: 'not empty', ended: new Date() });
@@ -217,9 +217,6 @@ async function rollback(s: Side): Promise<void> {
   }
 }
 
-/** The table alone, not its inheritance children; but a partitioned table with its partitions (it has no rows of its own). */
-const only = (side: Side): string => (side.partitioned ? '' : 'ONLY ');
-
 /**
  * TRUNCATE, or DELETE when other tables' foreign keys refer to this one
  * (TRUNCATE refuses then; DELETE under session_replication_role = replica
@@ -231,13 +228,13 @@ const only = (side: Side): string => (side.partitioned ? '' : 'ONLY ');
 async function emptyTable(r: Receiver, t: TableName): Promise<boolean> {
   await r.client.query('SAVEPOINT capra_empty');
   try {
-    await r.client.query(`TRUNCATE ${only(r)}${quoteTable(t)}`);
+    await r.client.query(`TRUNCATE ${onlyUnlessPartitioned(r.partitioned)}${quoteTable(t)}`);
     await r.client.query('RELEASE SAVEPOINT capra_empty');
     return !r.partitioned;
   } catch (err) {
     if (sqlState(err) !== FEATURE_NOT_SUPPORTED) throw err;
     await r.client.query('ROLLBACK TO SAVEPOINT capra_empty');
-    await r.client.query(`DELETE FROM ${only(r)}${quoteTable(t)}`);
+    await r.client.query(`DELETE FROM ${onlyUnlessPartitioned(r.partitioned)}${quoteTable(t)}`);
     return false;
   }
 }

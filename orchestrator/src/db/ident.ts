@@ -26,3 +26,10 @@ export function quoteLiteral(value: string): string {
   if (value.includes('\0')) throw new Error('string literal contains a NUL byte');
   return "'" + value.replace(/'/g, "''") + "'";
 }
+
+/**
+ * `ONLY ` for a plain table (its own rows, not inheritance children's), and
+ * nothing for a partitioned one: it has no rows of its own, all are in its
+ * partitions (and TRUNCATE ONLY refuses it).
+ */
+export const onlyUnlessPartitioned = (partitioned: boolean | undefined): string => (partitioned ? '' : 'ONLY ');

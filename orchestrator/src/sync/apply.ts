@@ -1,7 +1,7 @@
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
-import { quoteIdent, quoteTable } from '../db/ident.js';
+import { onlyUnlessPartitioned, quoteIdent, quoteTable } from '../db/ident.js';
 import type { TableMeta } from './table-meta.js';
 
 /**
@@ -62,9 +62,6 @@ async function copyBetween(source: pg.ClientBase, target: pg.ClientBase, selectS
   return into.rowCount ?? 0;
 }
 
-/** ONLY the table, not inheritance children; a partitioned table's rows are all in its partitions. */
-const only = (partitioned: boolean): string => (partitioned ? '' : 'ONLY ');
-
 /** Applies the keys of one table in the batch. Returns the number of rows written. */
 export async function applyKeys(source: pg.ClientBase, target: pg.ClientBase, t: TableMeta, tempName: string): Promise<number> {
   const keyList = t.keyCols.map(quoteIdent).join(', ');
@@ -79,7 +76,7 @@ export async function applyKeys(source: pg.ClientBase, target: pg.ClientBase, t:
   return copyBetween(
     source,
     target,
-    `SELECT ${srcCols} FROM ${only(t.partitioned)}${quoteTable(t)} s WHERE (${keyTuple}) IN (${keysQuery(t)})`,
+    `SELECT ${srcCols} FROM ${onlyUnlessPartitioned(t.partitioned)}${quoteTable(t)} s WHERE (${keyTuple}) IN (${keysQuery(t)})`,
     `COPY ${quoteTable(t)} (${cols}) FROM STDIN`,
   );
 }
@@ -92,6 +89,6 @@ export async function applyKeys(source: pg.ClientBase, target: pg.ClientBase, t:
  */
 export async function applyTruncate(source: pg.ClientBase, target: pg.ClientBase, t: TableMeta): Promise<number> {
   const cols = t.columns.map(quoteIdent).join(', ');
-  await target.query(`TRUNCATE ${only(t.targetPartitioned)}${quoteTable(t)}`);
-  return copyBetween(source, target, `SELECT ${cols} FROM ${only(t.partitioned)}${quoteTable(t)}`, `COPY ${quoteTable(t)} (${cols}) FROM STDIN`);
+  await target.query(`TRUNCATE ${onlyUnlessPartitioned(t.targetPartitioned)}${quoteTable(t)}`);
+  return copyBetween(source, target, `SELECT ${cols} FROM ${onlyUnlessPartitioned(t.partitioned)}${quoteTable(t)}`, `COPY ${quoteTable(t)} (${cols}) FROM STDIN`);
 }
