@@ -92,8 +92,8 @@ export async function copyTable(ctx: TableCopyContext, t: TableName): Promise<Co
     for (const s of sources) {
       await s.client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       // A partitioned table's estimate is its leaf partitions'.
-      const head = await s.client.query<{ relid: number | null; partitioned: boolean | null; est: number | null }>(
-        `SELECT c.oid::int AS relid, c.relkind = 'p' AS partitioned,
+      const head = await s.client.query<{ relid: number | null; est: number | null }>(
+        `SELECT c.oid::int AS relid,
                 CASE WHEN c.relkind = 'p'
                      THEN (SELECT sum(greatest(l.reltuples, 0))::float8 FROM pg_partition_tree(c.oid) p JOIN pg_class l ON l.oid = p.relid WHERE p.isleaf)
                      ELSE c.reltuples::float8 END AS est,
@@ -102,14 +102,14 @@ export async function copyTable(ctx: TableCopyContext, t: TableName): Promise<Co
         [quoteTable(t)],
       );
       const relid = head.rows[0]!.relid;
-      s.partitioned = head.rows[0]!.partitioned === true;
       if (relid === null) throw new CapraError(`table ${label} does not exist on ${s.db}`, { table: label });
       const meta = await sourceTables(s.client, [relid]);
+      s.partitioned = meta.get(relid)!.partitioned;
       columns ??= meta.get(relid)!.columns;
       const est = head.rows[0]!.est;
       if (est !== null && est >= 0) estRows = (estRows ?? 0) + est;
       // Every receiver must have the same columns (the check names what differs).
-      for (const r of receivers) await matchOnTarget(r.client, meta, new Map(), r.db);
+      for (const r of receivers) r.partitioned = (await matchOnTarget(r.client, meta, new Map(), r.db))[0]!.targetPartitioned;
       types.push(await columnTypes(s.client, t));
     }
     for (const r of receivers) types.push(await columnTypes(r.client, t));
@@ -118,8 +118,6 @@ export async function copyTable(ctx: TableCopyContext, t: TableName): Promise<Co
 
     const active: Receiver[] = [];
     for (const r of receivers) {
-      const kind = await r.client.query<{ partitioned: boolean }>(`SELECT relkind = 'p' AS partitioned FROM pg_class WHERE oid = to_regclass($1)`, [quoteTable(t)]);
-      r.partitioned = kind.rows[0]?.partitioned === true;
       if (req.onlyEmpty) {
         const has = await r.client.query(`SELECT 1 FROM ${onlyUnlessPartitioned(r.partitioned)}${quoteTable(t)} LIMIT 1`);
         if (has.rowCount) {
