@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { type TableName, quoteTable } from '../db/ident.js';
+import { purgeDeltas } from '../sync/purge.js';
 
 // Node-side registry of who consumes the delta log (repl.consumer*) and how
 // far each receiving node has applied (repl.applied).
@@ -62,21 +63,19 @@ export async function forgetSync(client: pg.ClientBase, job: string, sync: strin
 }
 
 /**
- * Deletes the deltas no remaining consumer will read: those below every
- * remaining position, or all of them when none remains (the node is no
- * longer anyone's source; the daemons' purge only looks at positions, so
- * they would stay for ever). Under a SHARE lock on repl.consumer, so that no
- * consumer registers meanwhile: it would start at a snapshot that needs the
- * deltas committed after it.
+ * Deletes the deltas no remaining consumer will read: what purgeDeltas
+ * deletes, or all of them when no consumer remains (the node is no longer
+ * anyone's source, and no daemon purges it any more). Under a SHARE lock on
+ * repl.consumer, so that no consumer registers meanwhile: it would start at
+ * a snapshot that needs the deltas committed after it.
  */
 async function dropUnreadDeltas(client: pg.ClientBase): Promise<void> {
   await client.query('BEGIN');
   try {
     await client.query('LOCK TABLE repl.consumer IN SHARE MODE');
-    await client.query(
-      `DELETE FROM repl.delta
-        WHERE NOT EXISTS (SELECT 1 FROM repl.consumer) OR txid < (SELECT min(pg_snapshot_xmin(position)) FROM repl.consumer)`,
-    );
+    const { rowCount } = await client.query('SELECT 1 FROM repl.consumer LIMIT 1');
+    if (rowCount) await purgeDeltas(client);
+    else await client.query('DELETE FROM repl.delta');
     await client.query('COMMIT');
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {});
