@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
+import { type CopyFormat, chooseFormat, columnTypes } from '../orchestrator/src/clone/copy-format.js';
 import { executeClone } from '../orchestrator/src/clone/execute.js';
 import { claimNextClone, finishClone } from '../orchestrator/src/clone/request.js';
 import { parseConfigText } from '../orchestrator/src/config/load.js';
@@ -30,8 +31,8 @@ export interface CloneFigures {
   bytes: number;
   /** Bytes the clone streamed per copy (repl.clone_table.bytes), in the format it chose. */
   cloneBytes: number;
-  /** That format: the text size when text. */
-  cloneFormat: 'text' | 'binary';
+  /** The COPY format the clone chose (chooseFormat, as the daemon decides it). */
+  cloneFormat: CopyFormat;
   runs: number;
   /** How the source was filled: pgbench -i, or SQL when there is no pgbench. */
   filledBy: 'pgbench' | 'sql';
@@ -263,6 +264,22 @@ async function cloneOnce(cfg: Config, queue: string): Promise<CloneRun> {
   }
 }
 
+/** The format a clone of the table from source to target uses, decided as the daemon decides it. */
+async function cloneFormatOf(source: string, target: string): Promise<CopyFormat> {
+  const table = { schema: 'public', table: 'pgbench_accounts' };
+  const sides = [];
+  for (const url of [source, target]) {
+    const c = new pg.Client({ connectionString: url, application_name: 'capra-bench' });
+    await c.connect();
+    try {
+      sides.push(await columnTypes(c, table));
+    } finally {
+      await c.end();
+    }
+  }
+  return chooseFormat([...sides[0]!.types.keys()], sides);
+}
+
 /** Checks that every receiver got all rows and the same bytes; returns those bytes. */
 function checkRun(run: CloneRun, receivers: string[], rows: number): number {
   const bytes = run.bytes.get(receivers[0]!) ?? 0;
@@ -326,7 +343,7 @@ export async function benchClone(opts: CloneBenchOptions): Promise<CloneFigures>
     rows,
     bytes,
     cloneBytes,
-    cloneFormat: cloneBytes === bytes ? 'text' : 'binary',
+    cloneFormat: await cloneFormatOf(opts.source, opts.target),
     runs: opts.runs,
     filledBy: opts.pgbench ? 'pgbench' : 'sql',
     pipeSeconds: pipeSeconds === null ? null : round3(pipeSeconds),
