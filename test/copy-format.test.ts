@@ -12,8 +12,9 @@ const { clusters, other } = testClusters();
 const [c1, c2] = clusters;
 
 // Built-in types only, with the values that are hard in one format or the other.
-const builtin = `CREATE TABLE y (id int PRIMARY KEY, t text, b bytea, n numeric(30,10), f float8, ts timestamptz, iv interval,
-    j jsonb, ia int[], ta text[], r int8range, u uuid, ip inet, ok bool, c char(5));
+const yTable = `CREATE TABLE y (id int PRIMARY KEY, t text, b bytea, n numeric(30,10), f float8, ts timestamptz, iv interval,
+    j jsonb, ia int[], ta text[], r int8range, u uuid, ip inet, ok bool, c char(5))`;
+const builtin = `${yTable};
   INSERT INTO y VALUES
     (1, E'tab\\there\\nnewline \\\\ ü 😀', '\\x00ff0a', 12345678901234567890.0123456789, 'NaN', '2024-02-29 23:59:59.999999+05:45',
      '1 year 2 days 00:00:01.5', '{"a": [1, null]}', '{1,NULL,3}', '{"a,b","c\\"d",NULL}', '[1,10)', gen_random_uuid(), '10.0.0.1/8', true, 'ab'),
@@ -67,7 +68,7 @@ t.test('binary only where every side has the same built-in type, and the same ma
   const a = await freshDb(t, c1!, 'fa');
   const b = await freshDb(t, c2!, 'fb');
   await sql(a, `${builtin}; ${userTypes('int')}`);
-  await sql(b, `${builtin.split(';')[0]}; ${userTypes('bigint')}`);
+  await sql(b, `${yTable}; ${userTypes('bigint')}`);
   const side = (url: string, table: string) => withClient(url, (c) => columnTypes(c, { schema: 'public', table }));
   const yCols = ['id', 't', 'b', 'n', 'f', 'ts', 'iv', 'j', 'ia', 'ta', 'r', 'u', 'ip', 'ok', 'c'];
   t.equal(chooseFormat(yCols, [await side(a, 'y'), await side(b, 'y')]), 'binary', 'built-in types, the same on both sides');
@@ -77,7 +78,7 @@ t.test('binary only where every side has the same built-in type, and the same ma
   t.equal(chooseFormat(['id'], [za, { ...za, major: za.major - 1 }]), 'text', 'another major version: text');
   if (other) {
     const o = await freshDb(t, other, 'fo');
-    await sql(o, builtin.split(';')[0]!);
+    await sql(o, yTable);
     t.equal(chooseFormat(yCols, [await side(a, 'y'), await side(o, 'y')]), other.major === c1!.major ? 'binary' : 'text', `PostgreSQL ${c1!.major} and ${other.major}`);
   }
 });
@@ -89,7 +90,7 @@ t.test('a clone copies both kinds of table exactly', async (t) => {
   });
   await sql(job.urls.a!, `${builtin}; ${userTypes('int')};
     INSERT INTO z SELECT g, (ARRAY['sad', 'ok', 'happy'])[g % 3 + 1]::mood, '{ok,NULL,happy}', g, 'y'::regclass FROM generate_series(1, 500) g`);
-  await sql(job.urls.b!, `${builtin.split(';')[0]}; ${userTypes('bigint')}; INSERT INTO y (id) VALUES (99999)`);
+  await sql(job.urls.b!, `${yTable}; ${userTypes('bigint')}; INSERT INTO y (id) VALUES (99999)`);
   await setUp(job);
   startDaemon(t, job);
   const id = Number((await sql(job.cfg.metadata, `SELECT repl.clone(sync => 's') AS id`))[0]!.id);
