@@ -11,7 +11,7 @@ import { formatStatus } from '../orchestrator/src/cli/print-status.js';
 import { collectStatus } from '../orchestrator/src/status/status.js';
 import { silentLogger } from '../orchestrator/src/util/logger.js';
 import { type Job, cli, digest, makeJob, setUp, startDaemon, waitSame } from './harness/capra.js';
-import { sql, testClusters, waitFor, withClient } from './harness/db.js';
+import { type TeardownTest, sql, testClusters, waitFor, withClient } from './harness/db.js';
 
 const [c1, c2, c3] = testClusters().clusters;
 
@@ -86,6 +86,14 @@ const xSchema = 'CREATE TABLE x (id int PRIMARY KEY, v text, b bytea, j jsonb, n
 const fill = (from: number, to: number, tag = 'src'): string =>
   `INSERT INTO x SELECT g, '${tag} ' || g || E'\\t\\\\ \\n ü', decode(md5(g::text), 'hex'), jsonb_build_object('g', g), g / 7.0
      FROM generate_series(${from}, ${to}) g`;
+
+/** a -> b over x (and other), with no initial copy: the clones under test are the only ones. */
+const oneWayJob = (t: TeardownTest): Promise<Job> =>
+  makeJob(t, {
+    nodes: { a: c1!, b: c2! },
+    schema: xSchema,
+    yaml: 'syncs:\n  s:\n    sources: [a]\n    targets: [b]\n    tables: { include: [public.x] }\n    copy_data: never',
+  });
 
 t.test('repl.clone checks its arguments in the calling session and queues what it is asked', async (t) => {
   const job = await makeJob(t, {
@@ -235,11 +243,7 @@ t.test('a table that fails leaves every receiver as it was; tables before it sta
 });
 
 t.test('progress is readable from SQL while a clone runs; a cancel rolls the table back', async (t) => {
-  const job = await makeJob(t, {
-    nodes: { a: c1!, b: c2! },
-    schema: xSchema,
-    yaml: 'syncs:\n  s:\n    sources: [a]\n    targets: [b]\n    tables: { include: [public.x] }\n    copy_data: never',
-  });
+  const job = await oneWayJob(t);
   await sql(job.urls.a!, `${fill(1, 60_000)}; ANALYZE x`);
   await sql(job.urls.b!, `${stallAt(40_000)}; ${fill(1, 10, 'before')}`);
   await setUp(job);
@@ -277,11 +281,7 @@ t.test('progress is readable from SQL while a clone runs; a cancel rolls the tab
 // cancelled clone must still end the source's transaction, or a TRUNCATE or
 // ALTER of that table on the source would wait behind it for ever.
 t.test('a clone cancelled after the source sent everything ends the source transaction', async (t) => {
-  const job = await makeJob(t, {
-    nodes: { a: c1!, b: c2! },
-    schema: xSchema,
-    yaml: 'syncs:\n  s:\n    sources: [a]\n    targets: [b]\n    tables: { include: [public.x] }\n    copy_data: never',
-  });
+  const job = await oneWayJob(t);
   await sql(job.urls.a!, fill(1, 3000));
   await sql(job.urls.b!, stallAt(1));
   await setUp(job);
@@ -307,11 +307,7 @@ t.test('a clone cancelled after the source sent everything ends the source trans
 // sent and not yet answered: the clone must still end (a ROLLBACK queued
 // behind a COPY nobody reads would wait for ever) and leave nothing open.
 t.test('a clone aborted at any instant ends, leaving the target as it was and no transaction open', async (t) => {
-  const job = await makeJob(t, {
-    nodes: { a: c1!, b: c2! },
-    schema: xSchema,
-    yaml: 'syncs:\n  s:\n    sources: [a]\n    targets: [b]\n    tables: { include: [public.x] }\n    copy_data: never',
-  });
+  const job = await oneWayJob(t);
   await sql(job.urls.b!, fill(1, 10, 'before'));
   await setUp(job);
   const before = await digest(job.urls.b!, 'x');
@@ -350,11 +346,7 @@ t.test('a clone aborted at any instant ends, leaving the target as it was and no
 });
 
 t.test('a daemon stopped during a clone queues it again; the next one finishes it', async (t) => {
-  const job = await makeJob(t, {
-    nodes: { a: c1!, b: c2! },
-    schema: xSchema,
-    yaml: 'syncs:\n  s:\n    sources: [a]\n    targets: [b]\n    tables: { include: [public.x] }\n    copy_data: never',
-  });
+  const job = await oneWayJob(t);
   await sql(job.urls.a!, fill(1, 20_000));
   await sql(job.urls.b!, `${stallAt(10_000)}; ${fill(1, 10, 'before')}`);
   await setUp(job);
@@ -422,11 +414,7 @@ t.test('a clone waits for the lane applying to the same target, and live writes 
 });
 
 t.test('capra clone on the command line', async (t) => {
-  const job = await makeJob(t, {
-    nodes: { a: c1!, b: c2! },
-    schema: xSchema,
-    yaml: 'syncs:\n  s:\n    sources: [a]\n    targets: [b]\n    tables: { include: [public.x] }\n    copy_data: never',
-  });
+  const job = await oneWayJob(t);
   await sql(job.urls.a!, fill(1, 5000));
   await setUp(job);
   startDaemon(t, job);
