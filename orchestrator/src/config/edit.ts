@@ -3,7 +3,7 @@ import { type Node, isCollection, isMap, isNode, isSeq, parseDocument, stringify
 import { CapraError, errorMessage } from '../db/errors.js';
 import { describeUrl } from '../db/url.js';
 import { parseConfigText } from './load.js';
-import type { Config } from './types.js';
+import type { Config, ConflictRule, ConflictStrategy, HandlerRef } from './types.js';
 
 // `capra config get/set`: settings addressed by a dotted KEY, read from the
 // resolved Config and changed in the YAML text, which stays the one source
@@ -103,10 +103,14 @@ export function resolvedView(cfg: Config, mask = true): Record<string, unknown> 
           sources: s.sources,
           targets: s.targets,
           tables: { include: s.tables.include, exclude: s.tables.exclude, keys: s.tables.keys },
-          conflict: { default: s.conflict.default, tables: s.conflict.tables },
+          conflict: {
+            default: ruleText(s.conflict.default),
+            tables: Object.fromEntries(Object.entries(s.conflict.tables).map(([t, r]) => [t, ruleText(r)])),
+          },
           copy_data: s.copyData,
           kick: { notify: s.kick.notify, cron: s.kick.cron },
           cascade: s.cascade,
+          exception_handlers: s.exceptionHandlers.map(handlerText),
         },
       ]),
     ),
@@ -116,6 +120,15 @@ export function resolvedView(cfg: Config, mask = true): Record<string, unknown> 
     batch_rows: cfg.batchRows,
     poll_seconds: cfg.pollSeconds,
   };
+}
+
+/** A handler as the config file writes it. */
+export function handlerText(h: HandlerRef): string {
+  return 'sql' in h ? `sql:${h.sql}` : h.module;
+}
+
+function ruleText(r: ConflictRule): ConflictStrategy | string[] | { handler: string } {
+  return typeof r === 'object' && !Array.isArray(r) ? { handler: handlerText(r.handler) } : r;
 }
 
 /** Maps whose keys the user names (databases, syncs, tables), as opposed to fixed settings. */

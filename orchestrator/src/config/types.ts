@@ -1,11 +1,20 @@
 // The one typed config, resolved once from file, environment and defaults.
 
-export type ConflictStrategy = 'source' | 'target' | 'skip' | 'latest' | 'abort' | 'random' | 'handler';
+export type ConflictStrategy = 'source' | 'target' | 'skip' | 'latest' | 'abort' | 'random';
+
+/**
+ * User code: an SQL function (schema.name, taking and returning jsonb) or a
+ * JavaScript module (absolute path; its default export is the function).
+ */
+export type HandlerRef = { sql: string } | { module: string };
+
+/** A strategy name, an ordered list of database names (the first that changed the key wins), or a handler. */
+export type ConflictRule = ConflictStrategy | string[] | { handler: HandlerRef };
 
 export interface ConflictSpec {
-  /** A strategy name, or an ordered list of database names (first that changed the key wins). */
-  default: ConflictStrategy | string[];
-  tables: Record<string, ConflictStrategy | string[]>;
+  default: ConflictRule;
+  /** Per-table overrides, by schema.table as written in the config. */
+  tables: Record<string, ConflictRule>;
 }
 
 export type CopyData = 'always' | 'never' | 'empty';
@@ -32,6 +41,8 @@ export interface SyncConfig {
   copyData: CopyData;
   kick: KickSpec;
   cascade: boolean;
+  /** Called, in order, when applying fails; one that repairs the cause makes the run retry at once. */
+  exceptionHandlers: HandlerRef[];
 }
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';

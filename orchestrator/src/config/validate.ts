@@ -1,15 +1,16 @@
 import cron from 'node-cron';
 import { CapraError } from '../db/errors.js';
 import { databaseOf, withDatabase } from '../db/url.js';
-import type { ConflictSpec, ConflictStrategy, Config, CopyData, KickSpec, LogLevel, SyncConfig, TableSelection } from './types.js';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import type { ConflictRule, ConflictSpec, ConflictStrategy, Config, CopyData, HandlerRef, KickSpec, LogLevel, SyncConfig, TableSelection } from './types.js';
 
 // Validation of the parsed YAML. Every message names the offending key.
 
-const strategies: readonly ConflictStrategy[] = ['source', 'target', 'skip', 'latest', 'abort', 'random', 'handler'];
+const strategies: readonly ConflictStrategy[] = ['source', 'target', 'skip', 'latest', 'abort', 'random'];
 const copyModes: readonly CopyData[] = ['always', 'never', 'empty'];
 const logLevels: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
 const topKeys = ['name', 'metadata', 'databases', 'syncs', 'run_dir', 'log_dir', 'log_level', 'batch_rows', 'poll_seconds'];
-const syncKeys = ['sources', 'targets', 'tables', 'conflict', 'copy_data', 'kick', 'cascade'];
+const syncKeys = ['sources', 'targets', 'tables', 'conflict', 'copy_data', 'kick', 'cascade', 'exception_handlers'];
 const tableKeys = ['include', 'exclude', 'keys'];
 
 export interface Defaults {
@@ -60,31 +61,51 @@ function posInt(file: string, key: string, v: unknown, dflt: number): number {
   return v;
 }
 
-function conflictValue(file: string, key: string, v: unknown, dbs: string[]): ConflictStrategy | string[] {
+/**
+ * "sql:schema.function" or a path to a JavaScript module (relative to the
+ * config file's directory).
+ */
+function handlerRef(file: string, key: string, v: unknown): HandlerRef {
+  const s = str(file, key, v);
+  if (s.startsWith('sql:')) {
+    const fn = s.slice(4).trim();
+    if (!/^[^.\s]+\.[^.\s]+$/.test(fn)) fail(file, key, `expected sql:schema.function, got ${show(s)}`);
+    return { sql: fn };
+  }
+  if (!/\.(c|m)?js$/.test(s)) fail(file, key, `expected sql:schema.function or a path to a .js/.mjs module, got ${show(s)}`);
+  return { module: isAbsolute(s) ? s : resolve(dirname(file), s) };
+}
+
+function conflictValue(file: string, key: string, v: unknown, sources: string[]): ConflictRule {
   if (Array.isArray(v)) {
     const list = strList(file, key, v);
     if (list.length === 0) fail(file, key, 'a priority list needs at least one database');
     for (const [i, d] of list.entries()) {
-      if (!dbs.includes(d)) fail(file, `${key}[${i}]`, `unknown database ${show(d)} (databases: ${dbs.join(', ')})`);
+      if (!sources.includes(d)) fail(file, `${key}[${i}]`, `${show(d)} is not a source of this sync (sources: ${sources.join(', ')})`);
     }
     return list;
   }
+  if (isObj(v)) {
+    checkKeys(file, key, v, ['handler']);
+    return { handler: handlerRef(file, `${key}.handler`, v.handler) };
+  }
+  if (v === 'handler') fail(file, key, 'name the handler: { handler: sql:schema.function } or { handler: ./module.js }');
   if (typeof v !== 'string' || !(strategies as readonly string[]).includes(v)) {
-    fail(file, key, `expected one of ${strategies.join(', ')} or a list of databases, got ${show(v)}`);
+    fail(file, key, `expected one of ${strategies.join(', ')}, a list of databases or { handler: ... }, got ${show(v)}`);
   }
   return v as ConflictStrategy;
 }
 
-function conflict(file: string, key: string, v: unknown, dbs: string[]): ConflictSpec {
+function conflict(file: string, key: string, v: unknown, sources: string[]): ConflictSpec {
   if (v === undefined) return { default: 'latest', tables: {} };
-  if (!isObj(v)) return { default: conflictValue(file, key, v, dbs), tables: {} };
+  if (!isObj(v) || 'handler' in v) return { default: conflictValue(file, key, v, sources), tables: {} };
   checkKeys(file, key, v, ['default', 'tables']);
   const tables: ConflictSpec['tables'] = {};
   if (v.tables !== undefined) {
     if (!isObj(v.tables)) fail(file, `${key}.tables`, `expected a map of table to strategy, got ${show(v.tables)}`);
-    for (const [t, s] of Object.entries(v.tables)) tables[t] = conflictValue(file, `${key}.tables.${t}`, s, dbs);
+    for (const [t, s] of Object.entries(v.tables)) tables[t] = conflictValue(file, `${key}.tables.${t}`, s, sources);
   }
-  return { default: v.default === undefined ? 'latest' : conflictValue(file, `${key}.default`, v.default, dbs), tables };
+  return { default: v.default === undefined ? 'latest' : conflictValue(file, `${key}.default`, v.default, sources), tables };
 }
 
 function kick(file: string, key: string, v: unknown): KickSpec {
@@ -142,10 +163,11 @@ function sync(file: string, name: string, v: unknown, dbs: string[]): SyncConfig
     sources,
     targets,
     tables: tables(file, `${key}.tables`, v.tables),
-    conflict: conflict(file, `${key}.conflict`, v.conflict, dbs),
+    conflict: conflict(file, `${key}.conflict`, v.conflict, sources),
     copyData: copyData as CopyData,
     kick: kick(file, `${key}.kick`, v.kick),
     cascade: v.cascade === true,
+    exceptionHandlers: strList(file, `${key}.exception_handlers`, v.exception_handlers).map((h, i) => handlerRef(file, `${key}.exception_handlers[${i}]`, h)),
   };
 }
 

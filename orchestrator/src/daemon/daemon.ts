@@ -8,6 +8,8 @@ import type { Logger } from '../util/logger.js';
 import { JobLock } from './job-lock.js';
 import { CloneRunner } from './clone-runner.js';
 import { LaneWorker } from './lane-worker.js';
+import { SwapWorker } from './swap-worker.js';
+import type { Worker } from './worker.js';
 import { KickListener } from './listener.js';
 import { lanePending } from '../status/pending.js';
 import { Metrics } from './metrics.js';
@@ -29,15 +31,6 @@ export type DaemonState = 'standby' | 'active' | 'stopped';
 const LINGER_MS = 250;
 const LINGER_STEP_MS = 25;
 
-/** Refuses what this version cannot run. */
-export function checkRunnable(cfg: Config): void {
-  for (const sync of Object.values(cfg.syncs)) {
-    if (sync.sources.length > 1) {
-      throw new CapraError(`sync ${sync.name}: multi-master syncs (more than one source) are not supported by this version`);
-    }
-  }
-}
-
 /**
  * Everything that works for one version of the config: a worker per lane, a
  * kick listener per source node, cron and poll timers, the delta purge.
@@ -45,14 +38,14 @@ export function checkRunnable(cfg: Config): void {
  */
 class Generation {
   readonly conns: Connections;
-  readonly workers: LaneWorker[] = [];
+  readonly workers: Worker[] = [];
   private readonly recorder: Recorder;
   private readonly clones: CloneRunner;
   private readonly listeners: KickListener[] = [];
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly cronTasks: { stop(): void | Promise<void> }[] = [];
   /** Workers of a kicked source, and until when to keep waking them. */
-  private readonly linger = new Map<LaneWorker[], number>();
+  private readonly linger = new Map<Worker[], number>();
 
   constructor(
     readonly cfg: Config,
@@ -68,19 +61,22 @@ class Generation {
   }
 
   start(): void {
-    const bySource = new Map<string, LaneWorker[]>();
+    const bySource = new Map<string, Worker[]>();
+    const workerOpts = { batchRows: this.cfg.batchRows, retryBaseMs: this.opts.retryBaseMs ?? 500, retryCapMs: this.opts.retryCapMs ?? 10_000 };
     for (const sync of Object.values(this.cfg.syncs)) {
-      const syncWorkers: LaneWorker[] = [];
-      for (const source of sync.sources) {
-        for (const target of receiversOf(sync, source)) {
-          const w = new LaneWorker({ job: this.cfg.name, sync, source, target }, this.conns, this.recorder, this.logger, {
-            batchRows: this.cfg.batchRows,
-            retryBaseMs: this.opts.retryBaseMs ?? 500,
-            retryCapMs: this.opts.retryCapMs ?? 10_000,
-          });
-          this.workers.push(w);
-          syncWorkers.push(w);
-          bySource.set(source, [...(bySource.get(source) ?? []), ...(sync.kick.notify ? [w] : [])]);
+      const syncWorkers: Worker[] = [];
+      const add = (source: string, w: Worker): void => {
+        if (!this.workers.includes(w)) this.workers.push(w);
+        if (!syncWorkers.includes(w)) syncWorkers.push(w);
+        bySource.set(source, [...(bySource.get(source) ?? []), ...(sync.kick.notify ? [w] : [])]);
+      };
+      if (sync.sources.length > 1) {
+        // Multi-master: one worker runs all of the sync's nodes together; a kick from any source wakes it.
+        const w = new SwapWorker(this.cfg.name, sync, this.conns, this.recorder, this.logger, workerOpts);
+        for (const source of sync.sources) add(source, w);
+      } else {
+        for (const source of sync.sources) {
+          for (const target of receiversOf(sync, source)) add(source, new LaneWorker({ job: this.cfg.name, sync, source, target }, this.conns, this.recorder, this.logger, workerOpts));
         }
       }
       if (sync.kick.cron) {
@@ -112,7 +108,7 @@ class Generation {
     this.timers.push(setInterval(() => void this.purge([...bySource.keys()]), this.opts.purgeEveryMs ?? 60_000));
     for (const w of this.workers) w.start();
     this.clones.start();
-    this.logger.info({ lanes: this.workers.length }, 'lanes started');
+    this.logger.info({ workers: this.workers.length }, 'workers started');
   }
 
   private async purge(sources: string[]): Promise<void> {
@@ -168,13 +164,12 @@ export class Daemon {
     return this.cfg;
   }
 
-  /** The lane workers now running (none in standby). */
-  get workers(): readonly LaneWorker[] {
+  /** The workers now running (none in standby). */
+  get workers(): readonly Worker[] {
     return this.gen?.workers ?? [];
   }
 
   start(): void {
-    checkRunnable(this.cfg);
     this.metaConns = new Connections(this.cfg, 'capra-sync', this.logger);
     this.lock = new JobLock(
       this.metaConns,
@@ -213,18 +208,17 @@ export class Daemon {
 
   /** Switches to a new config: the running generation finishes its runs, a new one starts. */
   reload(cfg: Config): Promise<void> {
-    checkRunnable(cfg);
     return this.serially(async () => {
       if (cfg.name !== this.cfg.name || cfg.metadata !== this.cfg.metadata) {
         throw new CapraError('reload cannot change the job name or its metadata database: restart instead');
       }
       this.cfg = cfg;
       if (!this.gen) return;
-      const before = this.gen.workers.map((w) => w.labels);
+      const before = this.gen.workers.flatMap((w) => w.lanes);
       await this.gen.stop();
       this.gen = new Generation(cfg, this.logger, this.opts, this.metrics);
       this.gen.start();
-      const now = new Set(this.gen.workers.map((w) => JSON.stringify(w.labels)));
+      const now = new Set(this.gen.workers.flatMap((w) => w.lanes).map((l) => JSON.stringify(l)));
       for (const l of before) if (!now.has(JSON.stringify(l))) this.metrics.forgetLane(l);
       this.logger.info('reloaded');
     });
@@ -239,13 +233,19 @@ export class Daemon {
     const gen = this.gen;
     if (!gen) return;
     await Promise.all(
-      gen.workers.map(async (w) => {
-        const { sync, source, target } = w.labels;
+      gen.workers.flatMap((w) => w.lanes).map(async (labels) => {
+        const { sync, source, target } = labels;
         const timeout = new Promise<null>((resolve) => setTimeout(() => resolve(null), timeoutMs).unref());
         const p = await Promise.race([lanePending(gen.conns, this.cfg.name, sync, source, target).catch(() => null), timeout]);
-        this.metrics.setPending(w.labels, p?.rows ?? null, p?.lagSeconds ?? null);
+        this.metrics.setPending(labels, p?.rows ?? null, p?.lagSeconds ?? null);
       }),
     );
+    const conflicts = await gen.conns
+      .with(Connections.META, (c) => c.query<{ sync: string; n: string }>('SELECT sync, count(*) AS n FROM repl.conflict GROUP BY sync'))
+      .catch(() => null);
+    for (const sync of Object.keys(this.cfg.syncs)) {
+      if (conflicts) this.metrics.setConflicts(sync, Number(conflicts.rows.find((r) => r.sync === sync)?.n ?? 0));
+    }
   }
 
   /** Graceful: no new runs; runs in progress finish; connections close. Idempotent. */

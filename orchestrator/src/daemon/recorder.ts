@@ -1,6 +1,7 @@
 import { Connections } from '../db/connections.js';
 import { errorMessage } from '../db/errors.js';
 import type { Logger } from '../util/logger.js';
+import type { LoggedConflict } from '../sync/swap.js';
 
 /** What one run of a lane did, for the metadata database. */
 export interface RunRecord {
@@ -23,6 +24,8 @@ export interface RunRecord {
  */
 export class Recorder {
   private queue: RunRecord[] = [];
+  /** Conflicts not yet in the log; kept across failed flushes (up to a bound), since each is recorded once. */
+  private pendingConflicts: LoggedConflict[] = [];
   private flushing: Promise<void> | null = null;
 
   constructor(
@@ -35,6 +38,21 @@ export class Recorder {
   record(r: RunRecord): void {
     this.onRecord?.(r);
     this.queue.push(r);
+    this.kick();
+  }
+
+  /** Adds settled conflicts to the conflict log (repl.conflict). */
+  conflicts(list: LoggedConflict[]): void {
+    this.pendingConflicts.push(...list);
+    const over = this.pendingConflicts.length - MAX_PENDING_CONFLICTS;
+    if (over > 0) {
+      this.pendingConflicts.splice(0, over);
+      this.logger.warn({ dropped: over }, 'conflict log backlog too long: oldest entries dropped (they are in the daemon log)');
+    }
+    this.kick();
+  }
+
+  private kick(): void {
     if (!this.flushing) this.flushing = this.flush().finally(() => (this.flushing = null));
   }
 
@@ -43,6 +61,7 @@ export class Recorder {
   }
 
   private async flush(): Promise<void> {
+    await this.flushConflicts();
     while (this.queue.length > 0) {
       const batch = this.queue.splice(0, this.queue.length);
       try {
@@ -81,4 +100,34 @@ export class Recorder {
       }
     }
   }
+
+  private async flushConflicts(): Promise<void> {
+    if (this.pendingConflicts.length === 0) return;
+    const batch = this.pendingConflicts.splice(0, this.pendingConflicts.length);
+    const rows = batch.map((c) => ({
+      sync: c.sync,
+      table_name: c.table,
+      key: c.key,
+      versions: c.versions.map((v) => ({ db: v.db, changed_at: v.changedAt, clock: v.clock, row: v.row })),
+      strategy: c.rule,
+      decision: c.decision.kind,
+      winner: c.decision.kind === 'winner' ? c.decision.db : null,
+      detail: c.decision.kind === 'winner' ? (c.decision.detail ?? null) : c.decision.kind === 'merged' ? { row: c.decision.row } : null,
+    }));
+    try {
+      await this.conns.with(Connections.META, (c) =>
+        c.query(
+          `INSERT INTO repl.conflict (sync, table_name, key, versions, strategy, decision, winner, detail)
+           SELECT sync, table_name, key, versions, strategy, decision, winner, detail
+             FROM jsonb_to_recordset($1::jsonb) AS r(sync text, table_name text, key jsonb, versions jsonb, strategy text, decision text, winner text, detail jsonb)`,
+          [JSON.stringify(rows)],
+        ),
+      );
+    } catch (err) {
+      this.pendingConflicts.unshift(...batch);
+      this.logger.warn({ err: errorMessage(err), pending: this.pendingConflicts.length }, 'could not write the conflict log; will try again');
+    }
+  }
 }
+
+const MAX_PENDING_CONFLICTS = 100_000;

@@ -43,11 +43,14 @@ export function errorMessage(err: unknown): string {
 export class CapraError extends Error {
   /** The table the error is about (schema.table as tableLabel writes it), when there is one. */
   readonly table?: string;
+  /** The database the error happened on, when one is to blame. */
+  readonly node?: string;
 
-  constructor(message: string, options?: { cause?: unknown; table?: string }) {
+  constructor(message: string, options?: { cause?: unknown; table?: string; node?: string }) {
     super(message, options);
     this.name = 'CapraError';
     if (options?.table !== undefined) this.table = options.table;
+    if (options?.node !== undefined) this.node = options.node;
   }
 }
 

@@ -26,12 +26,18 @@ export const BATCH_CONDITION = `d.txid >= pg_snapshot_xmin(current_setting('capr
  * other column's NULL through its domain's checks and fails on a NOT NULL
  * domain column.
  */
-function keysQuery(t: TableMeta): string {
+function keysQuery(t: TableMeta, except?: string): string {
   const cols = t.keyCols.map((k) => `r.${quoteIdent(k)}`).join(', ');
-  // keyTypes come from format_type() in this same source session: SQL-ready type names.
-  const defs = t.keyCols.map((k, i) => `${quoteIdent(k)} ${t.keyTypes[i]}`).join(', ');
-  return `SELECT DISTINCT ${cols} FROM repl.delta d CROSS JOIN LATERAL jsonb_to_record(d.pk) AS r(${defs})
-           WHERE ${BATCH_CONDITION} AND d.relid = ${Number(t.relid)} AND d.op <> 'T'`;
+  const skip = except
+    ? ` AND NOT EXISTS (SELECT 1 FROM ${quoteIdent(except)} x WHERE ${t.keyCols.map((k) => `x.${quoteIdent(k)} = r.${quoteIdent(k)}`).join(' AND ')})`
+    : '';
+  return `SELECT DISTINCT ${cols} FROM repl.delta d CROSS JOIN LATERAL jsonb_to_record(d.pk) AS r(${keyDefs(t)})
+           WHERE ${BATCH_CONDITION} AND d.relid = ${Number(t.relid)} AND d.op <> 'T'${skip}`;
+}
+
+/** The key columns with their types, for jsonb_to_record(set). keyTypes come from format_type() in the source's session: SQL-ready type names. */
+export function keyDefs(t: TableMeta): string {
+  return t.keyCols.map((k, i) => `${quoteIdent(k)} ${t.keyTypes[i]}`).join(', ');
 }
 
 /**
@@ -62,12 +68,16 @@ async function copyBetween(source: pg.ClientBase, target: pg.ClientBase, selectS
   return into.rowCount ?? 0;
 }
 
-/** Applies the keys of one table in the batch. Returns the number of rows written. */
-export async function applyKeys(source: pg.ClientBase, target: pg.ClientBase, t: TableMeta, tempName: string): Promise<number> {
+/**
+ * Applies the keys of one table in the batch, but those in the source's temp
+ * table `except` (same key columns) when one is named. Returns the number of
+ * rows written.
+ */
+export async function applyKeys(source: pg.ClientBase, target: pg.ClientBase, t: TableMeta, tempName: string, except?: string): Promise<number> {
   const keyList = t.keyCols.map(quoteIdent).join(', ');
   const temp = quoteIdent(tempName);
   await target.query(`CREATE TEMP TABLE ${temp} ON COMMIT DROP AS SELECT ${keyList} FROM ${quoteTable(t)} WITH NO DATA`);
-  await copyBetween(source, target, keysQuery(t), `COPY ${temp} (${keyList}) FROM STDIN`);
+  await copyBetween(source, target, keysQuery(t, except), `COPY ${temp} (${keyList}) FROM STDIN`);
   const match = t.keyCols.map((k) => `t.${quoteIdent(k)} = k.${quoteIdent(k)}`).join(' AND ');
   await target.query(`DELETE FROM ${quoteTable(t)} t USING ${temp} k WHERE ${match}`);
   const cols = t.columns.map(quoteIdent).join(', ');
@@ -76,7 +86,7 @@ export async function applyKeys(source: pg.ClientBase, target: pg.ClientBase, t:
   return copyBetween(
     source,
     target,
-    `SELECT ${srcCols} FROM ${onlyUnlessPartitioned(t.partitioned)}${quoteTable(t)} s WHERE (${keyTuple}) IN (${keysQuery(t)})`,
+    `SELECT ${srcCols} FROM ${onlyUnlessPartitioned(t.partitioned)}${quoteTable(t)} s WHERE (${keyTuple}) IN (${keysQuery(t, except)})`,
     `COPY ${quoteTable(t)} (${cols}) FROM STDIN`,
   );
 }

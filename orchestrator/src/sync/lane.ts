@@ -95,7 +95,7 @@ async function confirmOnSource(source: pg.ClientBase, k: LaneKey, pos: string): 
 }
 
 /** Picks the end of the batch: all of `cur`, or a bounded snapshot that stops at a transaction boundary. */
-function batchEnd(old: Snap, cur: Snap, txids: bigint[], limit: number): { end: Snap; more: boolean } {
+export function batchEnd(old: Snap, cur: Snap, txids: bigint[], limit: number): { end: Snap; more: boolean } {
   if (txids.length <= limit) return { end: cur, more: false };
   const cut = txids[limit]!;
   // Never split a transaction: stop before the one that crosses the limit, or take the first whole.

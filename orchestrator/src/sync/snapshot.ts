@@ -50,3 +50,12 @@ export function boundedSnapshot(old: Snap, cur: Snap, bound: bigint): Snap {
   invisible.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   return { xmin: invisible[0] ?? xmax, xmax, xip: invisible };
 }
+
+/**
+ * Whether `a` is later than `b`, for two positions taken from one server's
+ * history (each sees at least what an earlier one saw): a larger xmax, or
+ * the same xmax with fewer transactions still in progress.
+ */
+export function isLater(a: Snap, b: Snap): boolean {
+  return a.xmax > b.xmax || (a.xmax === b.xmax && a.xip.length < b.xip.length);
+}

@@ -18,7 +18,8 @@ export interface TableMeta extends TableName {
   targetPartitioned: boolean;
 }
 
-interface Row {
+/** A table as the catalog of one node describes it. */
+export interface TableRow {
   relid: number;
   schema: string;
   table: string;
@@ -33,8 +34,8 @@ const columnsSql = `ARRAY(SELECT a.attname::text FROM pg_attribute a
                       ORDER BY a.attnum) AS columns`;
 
 /** Source side: tables by relid, as registered for the consumer. */
-export async function sourceTables(client: pg.ClientBase, relids: number[]): Promise<Map<number, Row>> {
-  const { rows } = await client.query<Row>(
+export async function sourceTables(client: pg.ClientBase, relids: number[]): Promise<Map<number, TableRow>> {
+  const { rows } = await client.query<TableRow>(
     `SELECT c.oid::int AS relid, n.nspname AS schema, c.relname AS table, c.relkind = 'p' AS partitioned, ${columnsSql},
             (SELECT jsonb_object_agg(a.attname, format_type(a.atttypid, a.atttypmod)) FROM pg_attribute a
               WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS types
@@ -47,12 +48,12 @@ export async function sourceTables(client: pg.ClientBase, relids: number[]): Pro
 /** Target side: the same tables by name; every source table must exist with the same columns. */
 export async function matchOnTarget(
   client: pg.ClientBase,
-  source: Map<number, Row>,
+  source: Map<number, TableRow>,
   keys: Map<number, string[]>,
   targetName: string,
 ): Promise<TableMeta[]> {
   const src = [...source.values()];
-  const { rows } = await client.query<Row & { name: string }>(
+  const { rows } = await client.query<TableRow & { name: string }>(
     `SELECT u.name, c.oid::int AS relid, n.nspname AS schema, c.relname AS table, c.relkind = 'p' AS partitioned, ${columnsSql}
        FROM unnest($1::text[]) AS u(name)
        JOIN pg_class c ON c.oid = to_regclass(u.name)

@@ -1,0 +1,92 @@
+import type { SyncConfig } from '../config/types.js';
+import { receiversOf } from '../config/topology.js';
+import type { Connections } from '../db/connections.js';
+import { CapraError } from '../db/errors.js';
+import { seedLane } from '../clone/seed.js';
+import { ConflictResolver } from '../sync/conflict.js';
+import { type SwapState, runSwap } from '../sync/swap.js';
+import type { Logger } from '../util/logger.js';
+import type { Recorder } from './recorder.js';
+import { type LaneLabels, Worker, type WorkerOptions } from './worker.js';
+
+/** Runs a multi-master (swap) sync: all of its nodes in each run (see runSwap). */
+export class SwapWorker extends Worker {
+  private readonly state: SwapState = { roles: new Map() };
+  private readonly resolver: ConflictResolver;
+  private seeded = false;
+  private readonly warnedRole = new Set<string>();
+
+  constructor(
+    private readonly job: string,
+    sync: SyncConfig,
+    conns: Connections,
+    private readonly recorder: Recorder,
+    logger: Logger,
+    opts: WorkerOptions,
+  ) {
+    super(sync, conns, logger.child({ sync: sync.name }), opts);
+    this.resolver = new ConflictResolver(conns, sync);
+  }
+
+  get lanes(): LaneLabels[] {
+    return this.sync.sources.flatMap((source) => receiversOf(this.sync, source).map((target) => ({ sync: this.sync.name, source, target })));
+  }
+
+  /** copy_data for every (source, receiver) pair, once; then the relids of each source that every receiver has. */
+  private async seed(): Promise<void> {
+    if (this.sync.copyData === 'never') return;
+    const seeded = new Map<string, Set<number>>();
+    for (const { source, target } of this.lanes) {
+      const relids = await seedLane(this.conns, { job: this.job, sync: this.sync, source, target }, this.log, this.abort.signal);
+      if (!relids) continue;
+      const have = seeded.get(source);
+      seeded.set(source, have ? new Set([...have].filter((r) => relids.has(r))) : relids);
+    }
+    this.state.seededRelids = seeded;
+  }
+
+  protected async runUntilDone(started: Date): Promise<void> {
+    const rows = new Map<string, number>();
+    for (let seededNow = false; ; ) {
+      if (!this.seeded) {
+        await this.seed();
+        this.seeded = seededNow = true;
+      }
+      const r = await runSwap(this.conns, this.job, this.sync, this.opts.batchRows, this.state, this.resolver);
+      if (r.unseeded) {
+        if (seededNow) {
+          throw new CapraError(
+            `sync ${this.sync.name}: a table tracked on a source is not registered in the metadata database (is capra add-triggers still running? if it failed, run it again)`,
+          );
+        }
+        this.seeded = false;
+        continue;
+      }
+      for (const [lane, n] of r.rows) rows.set(lane, (rows.get(lane) ?? 0) + n);
+      if (r.conflicts.length > 0) {
+        this.recorder.conflicts(r.conflicts);
+        for (const c of r.conflicts) {
+          this.log.info({ table: c.table, key: c.key, rule: c.rule, decision: c.decision, changedOn: c.versions.map((v) => v.db) }, 'conflict settled');
+        }
+      }
+      if (r.deltas > 0) this.log.info({ deltas: r.deltas, conflicts: r.conflicts.length, tables: r.tables, more: r.more }, 'applied batch');
+      else this.log.debug('run: nothing to apply');
+      if (!r.more || this.stopping) break;
+    }
+    for (const [db, role] of this.state.roles) {
+      if (role.replicaRole === false && !this.warnedRole.has(db)) {
+        this.log.warn({ node: db }, 'the node refused session_replication_role = replica: its own triggers and foreign keys fire for applied rows');
+        this.warnedRole.add(db);
+      }
+    }
+    const ended = new Date();
+    for (const l of this.lanes) {
+      this.recorder.record({ ...l, started, ended, rows: rows.get(`${l.source}>${l.target}`) ?? 0, replicaRole: this.state.roles.get(l.target)?.replicaRole });
+    }
+  }
+
+  protected recordFailure(started: Date, error: string, table: string | undefined): void {
+    const ended = new Date();
+    for (const l of this.lanes) this.recorder.record({ ...l, started, ended, rows: 0, error, errorTable: table });
+  }
+}

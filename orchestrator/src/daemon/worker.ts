@@ -1,0 +1,116 @@
+import type { SyncConfig } from '../config/types.js';
+import type { Connections } from '../db/connections.js';
+import { errorMessage, errorTable } from '../db/errors.js';
+import { describeFailure, runExceptionHandlers } from '../sync/exception.js';
+import { backoffMs, sleep } from '../util/backoff.js';
+import type { Logger } from '../util/logger.js';
+
+export interface WorkerOptions {
+  batchRows: number;
+  retryBaseMs: number;
+  retryCapMs: number;
+}
+
+export interface LaneLabels {
+  sync: string;
+  source: string;
+  target: string;
+}
+
+/** Repairs in a row an exception handler may claim before the worker backs off anyway. */
+const MAX_REPAIRS = 3;
+
+/**
+ * The loop every worker shares: it runs whenever it is woken (kick, cron,
+ * poll), until its backlog is gone. A failure is shown to the sync's
+ * exception handlers, then recorded and retried with backoff, for as long as
+ * it takes: a node that comes back is caught up without a restart, and one
+ * failing worker never holds up another.
+ */
+export abstract class Worker {
+  private wanted = true; // run once at start: there may be a backlog
+  protected stopping = false;
+  private wakeUp: (() => void) | null = null;
+  protected readonly abort = new AbortController();
+  private loopDone: Promise<void> | null = null;
+
+  constructor(
+    readonly sync: SyncConfig,
+    protected readonly conns: Connections,
+    protected readonly log: Logger,
+    protected readonly opts: WorkerOptions,
+  ) {}
+
+  /** The lanes (source, target pairs) this worker moves changes along, for metrics and status. */
+  abstract get lanes(): LaneLabels[];
+
+  /** Runs batches until there is nothing left; returns what it did (for the record). */
+  protected abstract runUntilDone(started: Date): Promise<void>;
+
+  /** Records a failed run. */
+  protected abstract recordFailure(started: Date, error: string, table: string | undefined): void;
+
+  start(): void {
+    this.loopDone = this.loop();
+  }
+
+  wake(): void {
+    this.wanted = true;
+    this.wakeUp?.();
+  }
+
+  /** Finishes the run in progress (if any), then resolves. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.abort.abort();
+    this.wakeUp?.();
+    await this.loopDone;
+  }
+
+  private async loop(): Promise<void> {
+    let failures = 0;
+    let repairs = 0;
+    while (!this.stopping) {
+      if (!this.wanted) {
+        await new Promise<void>((resolve) => (this.wakeUp = resolve));
+        this.wakeUp = null;
+        continue;
+      }
+      this.wanted = false;
+      const started = new Date();
+      try {
+        await this.runUntilDone(started);
+        if (failures > 0) this.log.info({ after: failures }, 'recovered');
+        failures = repairs = 0;
+      } catch (err) {
+        // An initial copy cut short by the stop is no failure: the next start copies again.
+        if (this.stopping) break;
+        this.wanted = true;
+        if (await this.repaired(err, repairs)) {
+          repairs++;
+          continue;
+        }
+        failures++;
+        const msg = errorMessage(err);
+        this.log.warn({ err: msg, attempt: failures }, 'run failed; will retry');
+        this.recordFailure(started, msg, errorTable(err));
+        await sleep(backoffMs(failures - 1, this.opts.retryBaseMs, this.opts.retryCapMs), this.abort.signal);
+      }
+    }
+  }
+
+  /** Shows a failure to the sync's exception handlers; true when one repaired its cause. */
+  private async repaired(err: unknown, repairs: number): Promise<boolean> {
+    if (this.sync.exceptionHandlers.length === 0 || repairs >= MAX_REPAIRS) return false;
+    const failure = describeFailure(this.sync.name, err);
+    if (!failure) return false;
+    try {
+      const by = await runExceptionHandlers(this.conns, this.sync, failure);
+      if (by) this.log.info({ handler: by, node: failure.node, table: failure.table, err: failure.message }, 'exception handler repaired; retrying');
+      return by !== null;
+    } catch (handlerErr) {
+      this.log.warn({ err: errorMessage(handlerErr) }, 'exception handler failed');
+      return false;
+    }
+  }
+}
