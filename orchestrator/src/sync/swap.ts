@@ -116,7 +116,9 @@ export async function runSwap(conns: Connections, job: string, sync: SyncConfig,
 /** Names the node a failure happened on, keeping the server's error as the cause (exception handlers read it). */
 function onNode(db: string, err: unknown, table?: string): Error {
   if (err instanceof CapraError || isConnectionError(err)) return err as Error;
-  return new CapraError(`${table ? `table ${table} on ` : ''}${db}: ${errorMessage(err)}`, { cause: err, node: db, ...(table ? { table } : {}) });
+  const detail = (err as { detail?: unknown } | null)?.detail;
+  const more = typeof detail === 'string' && detail !== '' ? ` (${detail})` : '';
+  return new CapraError(`${table ? `table ${table} on ` : ''}${db}: ${errorMessage(err)}${more}`, { cause: err, node: db, ...(table ? { table } : {}) });
 }
 
 async function runWith(
