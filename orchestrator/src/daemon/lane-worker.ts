@@ -2,6 +2,7 @@ import type { Connections } from '../db/connections.js';
 import { CapraError, errorMessage, errorTable } from '../db/errors.js';
 import { seedLane } from '../clone/seed.js';
 import { type LaneKey, type LaneState, runLane } from '../sync/lane.js';
+import { SequenceKeeper } from '../sync/sequences.js';
 import { backoffMs, sleep } from '../util/backoff.js';
 import type { Logger } from '../util/logger.js';
 import type { Recorder, RunRecord } from './recorder.js';
@@ -29,6 +30,8 @@ export class LaneWorker {
   /** copy_data has been seen to for this lane's tables (see seedLane). */
   private seeded = false;
   private readonly log: Logger;
+  /** One-way lanes carry the sync's sequences to their target; multi-master ones are kept by their own worker. */
+  private readonly sequences: SequenceKeeper | null;
 
   constructor(
     readonly key: LaneKey,
@@ -38,6 +41,7 @@ export class LaneWorker {
     private readonly opts: WorkerOptions,
   ) {
     this.log = logger.child({ sync: key.sync.name, source: key.source, target: key.target });
+    this.sequences = key.sync.sources.length === 1 ? new SequenceKeeper(conns, key.sync, this.log, { targets: [key.target] }) : null;
   }
 
   /** The lane's metric labels. */
@@ -60,6 +64,7 @@ export class LaneWorker {
     this.abort.abort();
     this.wakeUp?.();
     await this.loopDone;
+    await this.sequences?.stop();
   }
 
   private async loop(): Promise<void> {
@@ -103,6 +108,8 @@ export class LaneWorker {
           this.warnedRole = true;
         }
         this.record(started, rows, { replicaRole: this.state.replicaRole });
+        // After the rows: the keys the target now holds are what its sequence must pass.
+        await this.sequences?.maybeRun();
       } catch (err) {
         // An initial copy cut short by the stop is no failure of the lane: the next start copies again.
         if (this.stopping) break;
