@@ -324,9 +324,15 @@ export async function syncSequences(
       const there = await readStates(c, wanted.map((w) => w.seq));
       for (const w of wanted) {
         const label = sequenceLabel(w.seq);
-        if (!there.has(label)) {
+        const now = there.get(label);
+        if (!now) {
           warnings.push(`sync ${sync.name}: sequence ${label} is missing on ${target}: create it there`);
           continue;
+        }
+        // Most runs find every target ahead already: skip the setval statement then.
+        if (now.last !== null) {
+          const sign = now.increment < 0n ? -1n : 1n;
+          if (sign * nextOf(now, now.increment) >= sign * nextOf({ ...now, last: w.last, isCalled: w.isCalled }, now.increment)) continue;
         }
         try {
           if (await advance(c, w.seq, w.last, w.isCalled)) {
