@@ -2,6 +2,7 @@ import type { Connections } from '../db/connections.js';
 import { CapraError } from '../db/errors.js';
 import { seedLane } from '../clone/seed.js';
 import { type LaneKey, type LaneState, runLane } from '../sync/lane.js';
+import { SequenceKeeper } from '../sync/sequences.js';
 import type { Logger } from '../util/logger.js';
 import type { Recorder, RunRecord } from './recorder.js';
 import { type LaneLabels, Worker, type WorkerOptions } from './worker.js';
@@ -14,6 +15,8 @@ export class LaneWorker extends Worker {
   private warnedRole = false;
   /** copy_data has been seen to for this lane's tables (see seedLane). */
   private seeded = false;
+  /** Carries the sync's sequences to this lane's target. */
+  private readonly sequences: SequenceKeeper;
 
   constructor(
     readonly key: LaneKey,
@@ -23,6 +26,12 @@ export class LaneWorker extends Worker {
     opts: WorkerOptions,
   ) {
     super(key.sync, conns, logger.child({ sync: key.sync.name, source: key.source, target: key.target }), opts);
+    this.sequences = new SequenceKeeper(conns, key.sync, this.log, { targets: [key.target] });
+  }
+
+  override async stop(): Promise<void> {
+    await super.stop();
+    await this.sequences.stop();
   }
 
   /** The lane's metric labels. */
@@ -63,6 +72,8 @@ export class LaneWorker extends Worker {
       this.warnedRole = true;
     }
     this.record(started, rows, { replicaRole: this.state.replicaRole });
+    // After the rows: the keys the target now holds are what its sequence must pass.
+    await this.sequences.maybeRun();
   }
 
   protected recordFailure(started: Date, error: string, table: string | undefined): void {

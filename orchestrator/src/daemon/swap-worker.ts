@@ -4,6 +4,7 @@ import type { Connections } from '../db/connections.js';
 import { CapraError } from '../db/errors.js';
 import { seedLane } from '../clone/seed.js';
 import { ConflictResolver } from '../sync/conflict.js';
+import { SequenceKeeper } from '../sync/sequences.js';
 import { type SwapState, runSwap } from '../sync/swap.js';
 import type { Logger } from '../util/logger.js';
 import type { Recorder } from './recorder.js';
@@ -15,6 +16,8 @@ export class SwapWorker extends Worker {
   private readonly resolver: ConflictResolver;
   private seeded = false;
   private readonly warnedRole = new Set<string>();
+  /** Carries sequences to the pure targets and warns when the sources' sequences could hand out the same values. */
+  private readonly sequences: SequenceKeeper;
 
   constructor(
     private readonly job: string,
@@ -26,6 +29,12 @@ export class SwapWorker extends Worker {
   ) {
     super(sync, conns, logger.child({ sync: sync.name }), opts);
     this.resolver = new ConflictResolver(conns, sync);
+    this.sequences = new SequenceKeeper(conns, sync, this.log);
+  }
+
+  override async stop(): Promise<void> {
+    await super.stop();
+    await this.sequences.stop();
   }
 
   get lanes(): LaneLabels[] {
@@ -83,6 +92,7 @@ export class SwapWorker extends Worker {
     for (const l of this.lanes) {
       this.recorder.record({ ...l, started, ended, rows: rows.get(`${l.source}>${l.target}`) ?? 0, replicaRole: this.state.roles.get(l.target)?.replicaRole });
     }
+    await this.sequences.maybeRun();
   }
 
   protected recordFailure(started: Date, error: string, table: string | undefined): void {

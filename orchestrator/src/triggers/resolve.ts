@@ -18,20 +18,22 @@ const SYSTEM_SCHEMAS = ['pg_catalog', 'information_schema', 'pg_toast', 'repl'];
 export async function resolveTables(client: pg.ClientBase, sel: TableSelection, dbName: string): Promise<TrackedTable[]> {
   const include = sel.include.map(parseSelector);
   const exclude = sel.exclude.map(parseSelector);
-  const { rows } = await client.query<{ oid: number; schema: string; table: string }>(
-    `SELECT c.oid::int AS oid, n.nspname AS schema, c.relname AS table
+  const { rows: rels } = await client.query<{ oid: number; schema: string; table: string; sequence: boolean }>(
+    `SELECT c.oid::int AS oid, n.nspname AS schema, c.relname AS table, c.relkind = 'S' AS sequence
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+      WHERE (c.relkind IN ('r', 'p') AND NOT c.relispartition OR c.relkind = 'S' AND c.relpersistence <> 't')
         AND n.nspname <> ALL ($1::text[]) AND n.nspname NOT LIKE 'pg\\_temp\\_%' AND n.nspname NOT LIKE 'pg\\_toast\\_temp\\_%'
       ORDER BY n.nspname, c.relname`,
     [SYSTEM_SCHEMAS],
   );
+  // Sequences are carried by sync/sequences.ts; an include entry may name one.
+  const rows = rels.filter((r) => !r.sequence);
   const chosen = rows.filter(
     (t) => (include.length === 0 || include.some((r) => matches(r, t))) && !exclude.some((r) => matches(r, t)),
   );
   // Every include entry must match something: a typo should not silently replicate nothing.
   for (const r of include) {
-    if (rows.some((t) => matches(r, t))) continue;
+    if (r.table !== null ? rels.some((t) => matches(r, t)) : rows.some((t) => matches(r, t))) continue;
     if (r.table !== null) throw new CapraError(`table ${tableLabel({ schema: r.schema, table: r.table })} named in tables.include does not exist on ${dbName}`);
     throw new CapraError(`schema ${JSON.stringify(r.schema)} named in tables.include has no tables on ${dbName} (a bare name is a schema; write schema.table for a table)`);
   }
