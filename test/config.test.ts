@@ -44,6 +44,10 @@ const bad: BadCase[] = [
   { what: 'a misspelt sync key', change: (r) => { sync(r).copydata = 'never'; }, key: 'syncs.shop.copydata' },
   { what: 'a bad conflict strategy', change: (r) => { sync(r).conflict = 'newest'; }, key: 'syncs.shop.conflict' },
   { what: 'a priority list naming an unknown database', change: (r) => { sync(r).conflict = ['b', 'zz']; }, key: 'syncs.shop.conflict[1]' },
+  { what: 'a bare handler naming no code', change: (r) => { sync(r).conflict = 'handler'; }, key: 'syncs.shop.conflict' },
+  { what: 'a handler that is neither sql: nor a module', change: (r) => { sync(r).conflict = { handler: 'merge_rows' }; }, key: 'syncs.shop.conflict.handler' },
+  { what: 'an sql: handler without a schema', change: (r) => { sync(r).conflict = { handler: 'sql:merge_rows' }; }, key: 'syncs.shop.conflict.handler' },
+  { what: 'an exception handler that is not a string', change: (r) => { sync(r).exception_handlers = [42]; }, key: 'syncs.shop.exception_handlers[0]' },
   {
     what: 'a bad per-table conflict override',
     change: (r) => { sync(r).conflict = { default: 'latest', tables: { 'public.orders': 'bogus' } }; },
@@ -104,6 +108,15 @@ t.test('parseConfigText accepts the base config (control)', async (t) => {
   const ok = parseConfigText(stringify(raw), 'capra.yml', {}).syncs.shop!;
   t.same(ok.conflict.default, ['b', 'a'], 'a priority list of known databases is accepted');
   t.same(ok.kick, { notify: false, cron: '*/5 * * * * *' }, 'a valid cron kick is accepted');
+
+  Object.assign(sync(raw), {
+    conflict: { default: { handler: 'sql:app.merge' }, tables: { 'public.orders': { handler: './merge.mjs' } } },
+    exception_handlers: ['sql:app.fix', '/opt/h/fix.js'],
+  });
+  const handlers = parseConfigText(stringify(raw), '/etc/capra/capra.yml', {}).syncs.shop!;
+  t.same(handlers.conflict, { default: { handler: { sql: 'app.merge' } }, tables: { 'public.orders': { handler: { module: '/etc/capra/merge.mjs' } } } },
+    'handlers: sql:schema.function, and a module path relative to the config file');
+  t.same(handlers.exceptionHandlers, [{ sql: 'app.fix' }, { module: '/opt/h/fix.js' }]);
 });
 
 t.test('parseConfigText rejects each bad value naming its key path', async (t) => {

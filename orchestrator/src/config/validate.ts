@@ -76,16 +76,16 @@ function handlerRef(file: string, key: string, v: unknown): HandlerRef {
   return { module: isAbsolute(s) ? s : resolve(dirname(file), s) };
 }
 
-function conflictValue(file: string, key: string, v: unknown, sources: string[]): ConflictRule {
+function conflictValue(file: string, key: string, v: unknown, dbs: string[]): ConflictRule {
   if (Array.isArray(v)) {
     const list = strList(file, key, v);
     if (list.length === 0) fail(file, key, 'a priority list needs at least one database');
     for (const [i, d] of list.entries()) {
-      if (!sources.includes(d)) fail(file, `${key}[${i}]`, `${show(d)} is not a source of this sync (sources: ${sources.join(', ')})`);
+      if (!dbs.includes(d)) fail(file, `${key}[${i}]`, `unknown database ${show(d)} (databases: ${dbs.join(', ')})`);
     }
     return list;
   }
-  if (isObj(v)) {
+  if (isObj(v) && 'handler' in v) {
     checkKeys(file, key, v, ['handler']);
     return { handler: handlerRef(file, `${key}.handler`, v.handler) };
   }
@@ -96,16 +96,16 @@ function conflictValue(file: string, key: string, v: unknown, sources: string[])
   return v as ConflictStrategy;
 }
 
-function conflict(file: string, key: string, v: unknown, sources: string[]): ConflictSpec {
+function conflict(file: string, key: string, v: unknown, dbs: string[]): ConflictSpec {
   if (v === undefined) return { default: 'latest', tables: {} };
-  if (!isObj(v) || 'handler' in v) return { default: conflictValue(file, key, v, sources), tables: {} };
+  if (!isObj(v) || 'handler' in v) return { default: conflictValue(file, key, v, dbs), tables: {} };
   checkKeys(file, key, v, ['default', 'tables']);
   const tables: ConflictSpec['tables'] = {};
   if (v.tables !== undefined) {
     if (!isObj(v.tables)) fail(file, `${key}.tables`, `expected a map of table to strategy, got ${show(v.tables)}`);
-    for (const [t, s] of Object.entries(v.tables)) tables[t] = conflictValue(file, `${key}.tables.${t}`, s, sources);
+    for (const [t, s] of Object.entries(v.tables)) tables[t] = conflictValue(file, `${key}.tables.${t}`, s, dbs);
   }
-  return { default: v.default === undefined ? 'latest' : conflictValue(file, `${key}.default`, v.default, sources), tables };
+  return { default: v.default === undefined ? 'latest' : conflictValue(file, `${key}.default`, v.default, dbs), tables };
 }
 
 function kick(file: string, key: string, v: unknown): KickSpec {
@@ -163,7 +163,7 @@ function sync(file: string, name: string, v: unknown, dbs: string[]): SyncConfig
     sources,
     targets,
     tables: tables(file, `${key}.tables`, v.tables),
-    conflict: conflict(file, `${key}.conflict`, v.conflict, sources),
+    conflict: conflict(file, `${key}.conflict`, v.conflict, dbs),
     copyData: copyData as CopyData,
     kick: kick(file, `${key}.kick`, v.kick),
     cascade: v.cascade === true,

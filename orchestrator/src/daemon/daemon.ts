@@ -108,7 +108,7 @@ class Generation {
     this.timers.push(setInterval(() => void this.purge([...bySource.keys()]), this.opts.purgeEveryMs ?? 60_000));
     for (const w of this.workers) w.start();
     this.clones.start();
-    this.logger.info({ workers: this.workers.length }, 'workers started');
+    this.logger.info({ workers: this.workers.length }, 'lanes started');
   }
 
   private async purge(sources: string[]): Promise<void> {
