@@ -6,6 +6,7 @@ import { seedLane } from '../clone/seed.js';
 import { ConflictResolver } from '../sync/conflict.js';
 import { SequenceKeeper } from '../sync/sequences.js';
 import { type SwapState, runSwap } from '../sync/swap.js';
+import { sleep } from '../util/backoff.js';
 import type { Logger } from '../util/logger.js';
 import type { Recorder } from './recorder.js';
 import { type LaneLabels, Worker, type WorkerOptions } from './worker.js';
@@ -81,6 +82,8 @@ export class SwapWorker extends Worker {
       if (r.deltas > 0) this.log.info({ deltas: r.deltas, conflicts: r.conflicts.length, tables: r.tables, more: r.more }, 'applied batch');
       else this.log.debug('run: nothing to apply');
       if (!r.more || this.stopping) break;
+      // A receiver was left behind by a user's write to a key being applied: give the writer a moment.
+      if (r.behind) await sleep(10 + Math.random() * 40, this.abort.signal);
     }
     for (const [db, role] of this.state.roles) {
       if (role.replicaRole === false && !this.warnedRole.has(db)) {

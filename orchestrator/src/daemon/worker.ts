@@ -1,6 +1,6 @@
 import type { SyncConfig } from '../config/types.js';
 import type { Connections } from '../db/connections.js';
-import { errorMessage, errorTable } from '../db/errors.js';
+import { SQLSTATE, errorMessage, errorTable, sqlState } from '../db/errors.js';
 import { describeFailure, runExceptionHandlers } from '../sync/exception.js';
 import { backoffMs, sleep } from '../util/backoff.js';
 import type { Logger } from '../util/logger.js';
@@ -19,6 +19,14 @@ export interface LaneLabels {
 
 /** Repairs in a row an exception handler may claim before the worker backs off anyway. */
 const MAX_REPAIRS = 3;
+/** Serialization failures and deadlocks in a row retried at once (a user's write met the run's), before backing off. */
+const MAX_QUICK_RETRIES = 20;
+
+/** A serialization failure or deadlock: the run met a user's transaction; trying again soon is the cure. */
+function isTransient(err: unknown): boolean {
+  const code = sqlState((err as { cause?: unknown } | null)?.cause ?? err) ?? sqlState(err);
+  return code === SQLSTATE.serializationFailure || code === SQLSTATE.deadlockDetected;
+}
 
 /**
  * The loop every worker shares: it runs whenever it is woken (kick, cron,
@@ -70,6 +78,7 @@ export abstract class Worker {
   private async loop(): Promise<void> {
     let failures = 0;
     let repairs = 0;
+    let quick = 0;
     while (!this.stopping) {
       if (!this.wanted) {
         await new Promise<void>((resolve) => (this.wakeUp = resolve));
@@ -81,11 +90,17 @@ export abstract class Worker {
       try {
         await this.runUntilDone(started);
         if (failures > 0) this.log.info({ after: failures }, 'recovered');
-        failures = repairs = 0;
+        failures = repairs = quick = 0;
       } catch (err) {
         // An initial copy cut short by the stop is no failure: the next start copies again.
         if (this.stopping) break;
         this.wanted = true;
+        if (isTransient(err) && quick < MAX_QUICK_RETRIES) {
+          quick++;
+          this.log.debug({ err: errorMessage(err) }, 'run met a concurrent write; retrying');
+          await sleep(10 + Math.random() * 50, this.abort.signal);
+          continue;
+        }
         if (await this.repaired(err, repairs)) {
           repairs++;
           continue;

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { SyncConfig } from '../config/types.js';
 import { syncNodes } from '../config/topology.js';
 import type { Connections } from '../db/connections.js';
-import { CapraError, errorMessage, isConnectionError } from '../db/errors.js';
+import { CapraError, SQLSTATE, errorMessage, isConnectionError, sqlState } from '../db/errors.js';
 import { onlyUnlessPartitioned, quoteIdent, quoteTable } from '../db/ident.js';
 import { type ApplierRole, markApplier } from './applier-session.js';
 import { BATCH_CONDITION, applyKeys, applyTruncate, keyDefs, startBatch } from './apply.js';
@@ -48,6 +48,8 @@ export interface SwapResult {
   conflicts: LoggedConflict[];
   tables: string[];
   more: boolean;
+  /** Receivers left behind by a user's concurrent write (see runWith): run again soon. */
+  behind?: number;
   unseeded?: boolean;
 }
 
@@ -94,6 +96,8 @@ interface NodeRun {
   client: pg.ClientBase;
   /** source -> position stored on this node */
   applied: Map<string, string>;
+  /** Its apply was rolled back this run (a user's concurrent write): its positions stay where they were. */
+  behind?: boolean;
 }
 
 const label = (t: { schema: string; table: string }): string => `${t.schema}.${t.table}`;
@@ -259,33 +263,47 @@ async function runWith(
     if (rows > 0) written.set(`${from}>${to}`, (written.get(`${from}>${to}`) ?? 0) + rows);
   };
   let temp = 0;
+  // A user's write on a receiver, committed after the run's snapshot, to a key
+  // the run overwrites there fails that receiver's apply (serialization
+  // failure): it is rolled back to before its apply and left behind (its
+  // positions stay), the others go on; the next run starts from its positions.
+  let behind = 0;
   for (const r of nodes) {
-    for (const table of changes.keys()) {
-      const truncator = truncatedBy.get(table);
-      try {
-        if (truncator) {
-          if (truncator.db === r.db) continue;
-          const meta = await onReceiver(r, truncator, table);
-          count(truncator.db, r.db, await applyTruncate(truncator.client, r.client, meta));
-          continue;
+    await r.client.query('SAVEPOINT capra_apply');
+    const mine = new Map<string, number>();
+    const add = (from: string, rows: number): void => void mine.set(from, (mine.get(from) ?? 0) + rows);
+    try {
+      for (const table of changes.keys()) {
+        const truncator = truncatedBy.get(table);
+        try {
+          if (truncator) {
+            if (truncator.db !== r.db) add(truncator.db, await applyTruncate(truncator.client, r.client, await onReceiver(r, truncator, table)));
+            continue;
+          }
+          for (const s of sources) {
+            if (s.db === r.db || !s.metas.get(table)?.hasKeys) continue;
+            const meta = await onReceiver(r, s, table);
+            add(s.db, await applyKeys(s.client, r.client, meta, `capra_keys_${temp++}`, exceptTables.get(`${s.db}\0${table}`)));
+          }
+          const rows = (explicit.get(table) ?? []).filter((e) => e.except !== r.db);
+          if (rows.length > 0) add(rows[0]!.except ?? '(merged)', await writeRows(r.client, anyMeta(sources, table), rows));
+        } catch (err) {
+          throw onNode(r.db, err, table);
         }
-        for (const s of sources) {
-          const src = s.metas.get(table);
-          if (s.db === r.db || !src?.hasKeys) continue;
-          const meta = await onReceiver(r, s, table);
-          count(s.db, r.db, await applyKeys(s.client, r.client, meta, `capra_keys_${temp++}`, exceptTables.get(`${s.db}\0${table}`)));
-        }
-        const rows = (explicit.get(table) ?? []).filter((e) => e.except !== r.db);
-        if (rows.length > 0) count(rows[0]!.except ?? '(merged)', r.db, await writeRows(r.client, anyMeta(sources, table), rows));
-      } catch (err) {
-        throw onNode(r.db, err, table);
       }
+      for (const [from, rows] of mine) count(from, r.db, rows);
+    } catch (err) {
+      const code = sqlState((err as { cause?: unknown }).cause ?? err);
+      if (code !== SQLSTATE.serializationFailure && code !== SQLSTATE.deadlockDetected) throw err;
+      await r.client.query('ROLLBACK TO SAVEPOINT capra_apply');
+      r.behind = true;
+      behind++;
     }
   }
   await storePositions(nodes, sources, job, sync);
   await commitAll(nodes);
   await confirmAll(sources, nodes, job, sync);
-  return { deltas, rows: written, conflicts: logged, tables: [...changes.keys()], more: sources.some((s) => s.more) };
+  return { deltas, rows: written, conflicts: logged, tables: [...changes.keys()], more: behind > 0 || sources.some((s) => s.more), behind };
 
   function anyMeta(all: SourceRun[], table: string): TableMeta {
     return all.find((s) => s.metas.has(table))!.metas.get(table)!.meta;
@@ -470,6 +488,7 @@ async function writeRows(client: pg.ClientBase, meta: TableMeta, rows: { key: st
 /** Each receiver's new position for every other source (never moved back). */
 async function storePositions(nodes: NodeRun[], sources: SourceRun[], job: string, sync: SyncConfig): Promise<void> {
   for (const n of nodes) {
+    if (n.behind) continue;
     for (const s of sources) {
       if (s.db === n.db) continue;
       const have = n.applied.get(s.db);
