@@ -110,3 +110,52 @@ t.test('a target that is down catches up by itself; the other target keeps recei
   await waitFor(async () => (await collectStatus(job.cfg, silentLogger)).syncs[0]!.state === 'ok', { what: 'status to show the sync ok again' });
   t.pass('status is ok again');
 });
+
+t.test('multi-master: a source that is down is left out, the others go on, and it catches up both ways when back', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'capra-down-'));
+  const own = await startCluster({ binDir: c1!.binDir, dataDir: path.join(dir, 'data') });
+  let server = own;
+  t.teardown(async () => {
+    await server.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const ownInfo: ClusterInfo = { name: 'down', port: own.port, host: own.host, user: own.user, major: own.major, binDir: own.binDir };
+  const job = await makeJob(t, {
+    nodes: { a: c1!, b: c2!, d: ownInfo },
+    schema: 'CREATE TABLE x (id int PRIMARY KEY, v text)',
+    yaml: 'syncs:\n  s:\n    sources: [a, b, d]\n    conflict: latest',
+  });
+  await setUp(job);
+  const first = startDaemon(t, job);
+  await sql(job.urls.a!, `INSERT INTO x SELECT g, 'before' FROM generate_series(1, 100) g`);
+  await waitSame(job, 'x', ['a', 'b', 'd']);
+  await first.stop();
+
+  // d changes rows, then goes down before any daemon saw them.
+  await sql(job.urls.d!, `UPDATE x SET v = 'd, before it went down' WHERE id <= 10`);
+  await own.stop();
+  startDaemon(t, job);
+  await sql(job.urls.a!, `INSERT INTO x SELECT g, 'a, while d is down' FROM generate_series(101, 150) g`);
+  await sql(job.urls.b!, `UPDATE x SET v = 'b, while d is down' WHERE id > 90 AND id <= 100`);
+  await waitSame(job, 'x', ['a', 'b']);
+  t.equal(await count(job.urls.b!, 'x'), 150, 'a and b kept replicating between themselves while d was down');
+  await waitFor(
+    async () => {
+      const st = await collectStatus(job.cfg, silentLogger);
+      const toD = st.syncs[0]!.lanes.find((l) => l.source === 'a' && l.target === 'd')!;
+      const aToB = st.syncs[0]!.lanes.find((l) => l.source === 'a' && l.target === 'b')!;
+      return st.syncs[0]!.state === 'failing' && toD.error !== null && /cannot connect to database d/.test(toD.error) && aToB.state === 'ok';
+    },
+    { what: 'status to name d as unreachable while a -> b is ok' },
+  );
+  t.pass('status names d unreachable, the lanes between a and b are ok');
+
+  server = await startCluster({ binDir: c1!.binDir, dataDir: path.join(dir, 'data'), port: own.port });
+  await waitSame(job, 'x', ['a', 'b', 'd']);
+  t.equal(await count(job.urls.d!, 'x'), 150, 'd caught up without a daemon restart');
+  t.same(await sql(job.urls.a!, `SELECT count(*)::int AS n FROM x WHERE v = 'd, before it went down'`), [{ n: 10 }], "d's own changes reached a and b");
+  t.same(await sql(job.urls.d!, `SELECT count(*)::int AS n FROM x WHERE v = 'b, while d is down'`), [{ n: 10 }], "b's changes reached d");
+  t.same(await sql(job.cfg.metadata, 'SELECT count(*)::int AS n FROM repl.conflict'), [{ n: 0 }], 'nothing was settled twice: no conflict');
+  await waitFor(async () => (await collectStatus(job.cfg, silentLogger)).syncs[0]!.state === 'ok', { what: 'status to show the sync ok again' });
+  t.pass('status is ok again');
+});

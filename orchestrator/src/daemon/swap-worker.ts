@@ -1,11 +1,11 @@
 import type { SyncConfig } from '../config/types.js';
 import { receiversOf } from '../config/topology.js';
 import type { Connections } from '../db/connections.js';
-import { CapraError } from '../db/errors.js';
+import { CapraError, isConnectionError } from '../db/errors.js';
 import { seedLane } from '../clone/seed.js';
 import { ConflictResolver } from '../sync/conflict.js';
 import { SequenceKeeper } from '../sync/sequences.js';
-import { type SwapState, runSwap } from '../sync/swap.js';
+import { DOWN_RETRY_MS, type SwapState, runSwap } from '../sync/swap.js';
 import { sleep } from '../util/backoff.js';
 import type { Logger } from '../util/logger.js';
 import type { Recorder } from './recorder.js';
@@ -17,6 +17,7 @@ export class SwapWorker extends Worker {
   private readonly resolver: ConflictResolver;
   private seeded = false;
   private readonly warnedRole = new Set<string>();
+  private wasDown = new Set<string>();
   /** Carries sequences to the pure targets and warns when the sources' sequences could hand out the same values. */
   private readonly sequences: SequenceKeeper;
 
@@ -42,25 +43,47 @@ export class SwapWorker extends Worker {
     return this.sync.sources.flatMap((source) => receiversOf(this.sync, source).map((target) => ({ sync: this.sync.name, source, target })));
   }
 
-  /** copy_data for every (source, receiver) pair, once; then the relids of each source that every receiver has. */
+  /**
+   * copy_data for every (source, receiver) pair, once; then the relids of
+   * each source that every receiver has. A pair with a node down is left for
+   * later: seeding is tried again on each run until every pair is done.
+   */
   private async seed(): Promise<void> {
-    if (this.sync.copyData === 'never') return;
+    if (this.sync.copyData === 'never') {
+      this.seeded = true;
+      return;
+    }
     const seeded = new Map<string, Set<number>>();
+    let complete = true;
+    const knownDown = (db: string): boolean => (this.state.down?.get(db)?.retryAt ?? 0) > Date.now();
     for (const { source, target } of this.lanes) {
-      const relids = await seedLane(this.conns, { job: this.job, sync: this.sync, source, target }, this.log, this.abort.signal);
+      let relids: Set<number> | null;
+      if (knownDown(source) || knownDown(target)) {
+        complete = false;
+        continue;
+      }
+      try {
+        relids = await seedLane(this.conns, { job: this.job, sync: this.sync, source, target }, this.log, this.abort.signal);
+      } catch (err) {
+        if (!isConnectionError((err as { cause?: unknown }).cause ?? err)) throw err;
+        complete = false;
+        continue;
+      }
       if (!relids) continue;
       const have = seeded.get(source);
       seeded.set(source, have ? new Set([...have].filter((r) => relids.has(r))) : relids);
     }
     this.state.seededRelids = seeded;
+    this.seeded = complete;
   }
 
   protected async runUntilDone(started: Date): Promise<void> {
     const rows = new Map<string, number>();
+    let down = new Map<string, string>();
     for (let seededNow = false; ; ) {
-      if (!this.seeded) {
+      if (!this.seeded && !seededNow) {
         await this.seed();
-        this.seeded = seededNow = true;
+        seededNow = true;
       }
       const r = await runSwap(this.conns, this.job, this.sync, this.opts.batchRows, this.state, this.resolver);
       if (r.unseeded) {
@@ -70,9 +93,11 @@ export class SwapWorker extends Worker {
           );
         }
         this.seeded = false;
+        seededNow = false;
         continue;
       }
       for (const [lane, n] of r.rows) rows.set(lane, (rows.get(lane) ?? 0) + n);
+      down = r.down ?? new Map();
       if (r.conflicts.length > 0) {
         this.recorder.conflicts(r.conflicts);
         for (const c of r.conflicts) {
@@ -92,8 +117,17 @@ export class SwapWorker extends Worker {
       }
     }
     const ended = new Date();
+    for (const [db, error] of down) {
+      if (!this.wasDown.has(db)) this.log.warn({ node: db, err: error }, 'node unreachable: the others replicate without it; it catches up when it is back');
+    }
+    for (const db of this.wasDown) if (!down.has(db)) this.log.info({ node: db }, 'node reachable again');
+    this.wasDown = new Set(down.keys());
+    // Nothing may kick while a node is down (it cannot, and the others may be idle): look for it again soon.
+    if (down.size > 0 || !this.seeded) this.wakeIn(DOWN_RETRY_MS);
     for (const l of this.lanes) {
-      this.recorder.record({ ...l, started, ended, rows: rows.get(`${l.source}>${l.target}`) ?? 0, replicaRole: this.state.roles.get(l.target)?.replicaRole });
+      const error = down.get(l.source) ?? down.get(l.target);
+      if (error !== undefined) this.recorder.record({ ...l, started, ended, rows: 0, error });
+      else this.recorder.record({ ...l, started, ended, rows: rows.get(`${l.source}>${l.target}`) ?? 0, replicaRole: this.state.roles.get(l.target)?.replicaRole });
     }
     await this.sequences.maybeRun();
   }

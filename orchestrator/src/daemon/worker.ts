@@ -67,9 +67,21 @@ export abstract class Worker {
     this.wakeUp?.();
   }
 
+  private wakeTimer: NodeJS.Timeout | null = null;
+
+  /** Wakes the worker after `ms` unless it stops first (one timer at a time). */
+  protected wakeIn(ms: number): void {
+    if (this.wakeTimer || this.stopping) return;
+    this.wakeTimer = setTimeout(() => {
+      this.wakeTimer = null;
+      this.wake();
+    }, ms);
+  }
+
   /** Finishes the run in progress (if any), then resolves. */
   async stop(): Promise<void> {
     this.stopping = true;
+    if (this.wakeTimer) clearTimeout(this.wakeTimer);
     this.abort.abort();
     this.wakeUp?.();
     await this.loopDone;

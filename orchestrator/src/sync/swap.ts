@@ -38,7 +38,11 @@ export interface SwapState {
   /** Per source, the relids whose initial copy (copy_data) to every receiver is done; undefined: no check. */
   seededRelids?: Map<string, Set<number>>;
   idleAdvancedAt?: number;
+  /** Nodes found down, with the error, and when to try them again (a connect can take its whole timeout). */
+  down?: Map<string, { error: string; retryAt: number }>;
 }
+
+export const DOWN_RETRY_MS = 5_000;
 
 export interface SwapResult {
   /** Changed keys in the batch, all sources together. */
@@ -48,6 +52,8 @@ export interface SwapResult {
   conflicts: LoggedConflict[];
   tables: string[];
   more: boolean;
+  /** Nodes that could not be reached and were left out of the run, with the error. */
+  down?: Map<string, string>;
   /** Receivers left behind by a user's concurrent write (see runWith): run again soon. */
   behind?: number;
   unseeded?: boolean;
@@ -102,12 +108,40 @@ interface NodeRun {
 
 const label = (t: { schema: string; table: string }): string => `${t.schema}.${t.table}`;
 
+/**
+ * Runs the sync over the nodes that can be reached. A node that is down is
+ * left out (and named in the result) while at least one source and one other
+ * node are up: the others keep replicating among themselves. Its positions
+ * stay where they were, so when it is back the sources' batches start from
+ * there again, and it gets, and gives, everything it missed.
+ */
 export async function runSwap(conns: Connections, job: string, sync: SyncConfig, batchRows: number, state: SwapState, resolver: ConflictResolver): Promise<SwapResult> {
   const clients = new Map<string, pg.PoolClient>();
+  const down = new Map<string, string>();
   let failure: Error | undefined;
   try {
-    for (const db of syncNodes(sync)) clients.set(db, await conns.connect(db));
-    return await runWith(clients, job, sync, batchRows, state, resolver);
+    let firstDown: unknown;
+    state.down ??= new Map();
+    for (const db of syncNodes(sync)) {
+      const known = state.down.get(db);
+      if (known && known.retryAt > Date.now()) {
+        firstDown ??= new CapraError(known.error);
+        down.set(db, known.error);
+        continue;
+      }
+      try {
+        clients.set(db, await conns.connect(db));
+        state.down.delete(db);
+      } catch (err) {
+        if (!isConnectionError((err as { cause?: unknown }).cause ?? err)) throw err;
+        firstDown ??= err;
+        down.set(db, errorMessage(err));
+        state.down.set(db, { error: errorMessage(err), retryAt: Date.now() + DOWN_RETRY_MS });
+      }
+    }
+    if (clients.size < 2 || !sync.sources.some((s) => clients.has(s))) throw firstDown;
+    const result = await runWith(clients, job, sync, batchRows, state, resolver);
+    return down.size > 0 ? { ...result, down } : result;
   } catch (err) {
     failure = err as Error;
     for (const c of clients.values()) await c.query('ROLLBACK').catch(() => {});
@@ -154,7 +188,8 @@ async function runWith(
   // Each source's batch: from the oldest position any receiver has for it.
   const sources: SourceRun[] = [];
   for (const db of sync.sources) {
-    const client = clients.get(db)!;
+    const client = clients.get(db);
+    if (!client) continue;
     try {
       sources.push(await openSource(client, db, job, sync, nodes, batchRows));
     } catch (err) {
@@ -222,9 +257,17 @@ async function runWith(
       const versions: Version[] = [...by.entries()]
         .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
         .map(([db, c]) => ({ db, changedUs: c.us, changedAt: c.at, clock: sources.find((s) => s.db === db)!.clock, row: rows.get(db)?.get(key) ?? null }));
-      const conflict: Conflict = { sync: sync.name, table, key: JSON.parse(key) as Record<string, unknown>, versions };
-      const { rule, decision } = await resolver.decide(conflict);
-      logged.push({ ...conflict, rule, decision });
+      let decision: Decision;
+      if (versions.every((v) => JSON.stringify(v.row) === JSON.stringify(versions[0]!.row))) {
+        // The same row everywhere (the same change made twice, or a node that
+        // was left out getting back what the others already settled): nothing to settle.
+        decision = { kind: 'winner', db: versions.find((v) => by.get(v.db)!.inBatch)!.db };
+      } else {
+        const conflict: Conflict = { sync: sync.name, table, key: JSON.parse(key) as Record<string, unknown>, versions };
+        const settled = await resolver.decide(conflict);
+        decision = settled.decision;
+        logged.push({ ...conflict, ...settled });
+      }
       for (const [db, c] of by) {
         if (c.inBatch && !(decision.kind === 'winner' && decision.db === db)) withhold(db, table, key);
       }
