@@ -5,7 +5,10 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import { type TeardownTest, sql, testClusters, waitFor } from './harness/db.js';
-import { type Job, digest, makeJob, setUp, startDaemon, waitSame } from './harness/capra.js';
+import { type Job, cli, digest, makeJob, setUp, startDaemon, waitSame } from './harness/capra.js';
+import { formatStatus } from '../orchestrator/src/cli/print-status.js';
+import { collectStatus } from '../orchestrator/src/status/status.js';
+import { silentLogger } from '../orchestrator/src/util/logger.js';
 
 const { clusters } = testClusters();
 const [c1, c2, c3] = clusters;
@@ -215,4 +218,22 @@ t.test('exception handling: a colliding unique constraint is named in status, or
       t.equal(rows.filter((r) => String(r.email).includes('#')).length, 1, 'the handler renamed one address, on one node, and that replicated');
     }
   }
+});
+
+t.test('status counts conflicts; capra conflicts lists them with each version and the decision', async (t) => {
+  const job = await conflictCase(t, 'latest', [['a', onA], ['b', onB]]);
+  const st = await collectStatus(job.cfg, silentLogger);
+  t.match(st.syncs[0], { name: 's', conflicts: 1, conflictsLastHour: 1 });
+  t.match(formatStatus(st), /sync s: .*conflicts 1 \(1 in the last hour; capra conflicts lists them\)/);
+  const list = await cli(['--config', job.configPath, 'conflicts']);
+  t.equal(list.code, 0, list.stderr);
+  t.match(
+    list.stdout,
+    /^#\d+ \S+ sync s public\.items \{"id":1\}: a \{"id":1,"qty":10,"name":"from a"\} at [^;]+; b \{"id":1,"qty":20,"name":"from b"\} at [^;]+; latest -> b wins\n$/,
+  );
+  const json = JSON.parse((await cli(['--config', job.configPath, 'conflicts', '--json', '--sync', 's', '--limit', '5'])).stdout) as unknown[];
+  t.match(json, [{ sync: 's', table: 'public.items', key: { id: 1 }, decision: 'winner', winner: 'b' }]);
+  const bad = await cli(['--config', job.configPath, 'conflicts', '--sync', 'nope']);
+  t.equal(bad.code, 1);
+  t.match(bad.stderr, /^capra: unknown sync nope \(syncs in .*: s\)\n$/);
 });

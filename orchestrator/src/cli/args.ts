@@ -11,11 +11,13 @@ export interface Args {
   metricsPort?: number;
   help: boolean;
   positional: string[];
+  /** capra conflicts --limit N. */
+  limit: number;
   /** capra clone's options. */
   clone: Omit<CloneOptions, 'sync'>;
 }
 
-const valued = new Set(['--config', '-c', '--sync', '--metrics-port', '--tables', '--dbs', '--start', '--cancel', '--watch']);
+const valued = new Set(['--config', '-c', '--sync', '--metrics-port', '--limit', '--tables', '--dbs', '--start', '--cancel', '--watch']);
 const flags = new Set(['--verbose', '-v', '--json', '--foreground', '--help', '-h', '--only-empty', '--drop-indexes', '--wait', '--list']);
 
 function cloneId(option: string, value: string): number {
@@ -34,6 +36,7 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env):
     syncs: [],
     help: false,
     positional: [],
+    limit: 20,
     clone: { onlyEmpty: false, dropIndexes: false, wait: false, list: false },
   };
   for (let i = 0; i < argv.length; i++) {
@@ -99,6 +102,8 @@ export const USAGE = `usage: capra [--config FILE] [--verbose] <command> [option
                       change a setting in the config file, validated first; capra reload applies it
                       KEY: a dotted path (syncs.shop.kick); quote a part holding dots: tables.keys."public.t"
                       VALUE: YAML (5000, [b, a], "5000"); text that is not YAML is a string (*/5 * * * * *)
+  conflicts [--sync NAME] [--limit N] [--json]
+                      the latest conflicts of multi-master syncs (newest first, 20 by default): each node's version, the rule, the decision
   clone [--sync NAME] [--tables T,...] [--dbs a:source,b:target] [--start INTERVAL] [--only-empty] [--drop-indexes] [--wait]
                       queue a one-time copy of tables (as SELECT repl.clone(...) does); --wait shows its progress
   clone --watch ID    show a queued or running clone's progress until it ends

@@ -10,6 +10,7 @@ import { makeLogger } from '../util/make-logger.js';
 import { type Args, USAGE, parseArgs } from './args.js';
 import { cloneCommand } from './clone-command.js';
 import { configCommand } from './config-command.js';
+import { formatConflicts, recentConflicts } from './conflicts-command.js';
 import { reloadDaemon, runForeground, startDetached, stopDaemon } from './daemon-control.js';
 import { formatStatus } from './print-status.js';
 
@@ -64,7 +65,7 @@ async function run(args: Args): Promise<number> {
     await runDemo({ print: out });
     return 0;
   }
-  const known = ['install', 'uninstall', 'add-triggers', 'drop-triggers', 'start', 'stop', 'restart', 'reload', 'status', 'config', 'clone'];
+  const known = ['install', 'uninstall', 'add-triggers', 'drop-triggers', 'start', 'stop', 'restart', 'reload', 'status', 'config', 'clone', 'conflicts'];
   if (!known.includes(command)) throw new CapraError(`unknown command ${command} (see capra --help)`);
   if (command === 'config') return configCommand(args.config, rest, { json: args.json, out });
   if (rest.length > 0) throw new CapraError(`unexpected argument ${rest[0]} for ${command}`);
@@ -99,6 +100,11 @@ async function run(args: Args): Promise<number> {
     case 'clone': {
       if (args.syncs.length > 1) throw new CapraError('clone takes one --sync (queue one clone per sync)');
       return cloneCommand(cfg, { ...args.clone, sync: args.syncs[0] }, { out, progress: process.stderr }, cliLogger(cfg, args));
+    }
+    case 'conflicts': {
+      const rows = await recentConflicts(cfg, cliLogger(cfg, args), { syncs: args.syncs, limit: args.limit });
+      out(args.json ? JSON.stringify(rows, null, 2) : formatConflicts(rows));
+      return 0;
     }
     case 'status': {
       const st = await collectStatus(cfg, cliLogger(cfg, args));

@@ -36,7 +36,9 @@ export interface SyncStatus {
   lastOkAt: string | null;
   pendingRows: number | null;
   lagSeconds: number | null;
+  /** Conflicts logged for the sync (multi-master), in all and in the last hour. */
   conflicts: number;
+  conflictsLastHour: number;
   lanes: LaneStatus[];
 }
 
@@ -77,10 +79,18 @@ export async function collectStatus(cfg: Config, logger: Logger): Promise<Status
     let laneRows: LaneRow[] = [];
     let activeHolder: string | null = null;
     let clones: CloneView[] = [];
+    let conflictCounts: { sync: string; total: string; last_hour: string }[] = [];
     const metadata: Status['metadata'] = { reachable: true };
     try {
       laneRows = (await conns.with(Connections.META, (c) => c.query<LaneRow>('SELECT * FROM repl.lane'))).rows;
       activeHolder = await conns.with(Connections.META, (c) => lockHolder(c, cfg.name));
+      conflictCounts = (
+        await conns.with(Connections.META, (c) =>
+          c.query<{ sync: string; total: string; last_hour: string }>(
+            `SELECT sync, count(*) AS total, count(*) FILTER (WHERE at > now() - interval '1 hour') AS last_hour FROM repl.conflict GROUP BY sync`,
+          ),
+        )
+      ).rows;
       clones = await conns.with(Connections.META, async (c) => {
         const ids = await c.query<{ id: string }>(
           `SELECT id FROM repl.clone WHERE state IN ('queued', 'running') OR (state = 'failed' AND ended > now() - interval '1 day') ORDER BY id`,
@@ -131,7 +141,8 @@ export async function collectStatus(cfg: Config, logger: Logger): Promise<Status
         lastOkAt: lanes.every((l) => l.lastOkAt !== null) ? (oks[0] ?? null) : null,
         pendingRows: lanes.some((l) => l.pendingRows === null) ? null : lanes.reduce((n, l) => n + (l.pendingRows ?? 0), 0),
         lagSeconds: lanes.some((l) => l.lagSeconds === null) ? null : Math.max(0, ...known(lanes.map((l) => l.lagSeconds))),
-        conflicts: 0,
+        conflicts: Number(conflictCounts.find((c) => c.sync === sync.name)?.total ?? 0),
+        conflictsLastHour: Number(conflictCounts.find((c) => c.sync === sync.name)?.last_hour ?? 0),
         lanes,
       });
     }
