@@ -60,6 +60,10 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env):
         const port = Number(value);
         if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CapraError(`option --metrics-port: expected a port number, got ${JSON.stringify(value)}`);
         a.metricsPort = port;
+      } else if (arg === '--limit') {
+        const n = Number(value);
+        if (!Number.isSafeInteger(n) || n <= 0) throw new CapraError(`option --limit: expected a positive whole number, got ${JSON.stringify(value)}`);
+        a.limit = n;
       } else if (arg === '--tables') a.clone.tables = [...(a.clone.tables ?? []), ...splitList(value)];
       else if (arg === '--dbs') a.clone.dbs = value;
       else if (arg === '--start') a.clone.start = value;
