@@ -113,6 +113,6 @@ export const USAGE = `usage: capra [--config FILE] [--verbose] <command> [option
   clone --watch ID    show a queued or running clone's progress until it ends
   clone --cancel ID   cancel a clone (a running one rolls back the table it is copying)
   clone --list        the latest clones and their states
-  demo                two embedded PostgreSQL servers, a sync, changes arriving live
+  demo                two embedded PostgreSQL servers syncing both ways, a conflict settled
 
 FILE defaults to ./capra.yml (or $CAPRA_CONFIG).`;

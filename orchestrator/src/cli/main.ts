@@ -62,7 +62,22 @@ async function run(args: Args): Promise<number> {
   }
   if (command === 'demo') {
     const { runDemo } = await import('../demo/demo.js');
-    await runDemo({ print: out });
+    // The demo's servers run in their own process group, so Ctrl-C reaches
+    // only us: stop where we are and clean up; a second one exits at once.
+    const abort = new AbortController();
+    const onSignal = (): void => {
+      if (abort.signal.aborted) process.exit(130);
+      err('capra: interrupted: stopping the servers and removing the temporary directory (again to exit at once)');
+      abort.abort(new CapraError('demo interrupted; its servers were stopped and its temporary directory removed'));
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    try {
+      await runDemo({ print: out, signal: abort.signal });
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
     return 0;
   }
   const known = ['install', 'uninstall', 'add-triggers', 'drop-triggers', 'start', 'stop', 'restart', 'reload', 'status', 'config', 'clone', 'conflicts'];
