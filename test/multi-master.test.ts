@@ -227,6 +227,7 @@ t.test('status counts conflicts; capra conflicts lists them with each version an
   t.match(formatStatus(st), /sync s: .*conflicts 1 \(1 in the last hour; capra conflicts lists them\)/);
   const list = await cli(['--config', job.configPath, 'conflicts']);
   t.equal(list.code, 0, list.stderr);
+  t.comment(`capra conflicts printed: ${list.stdout}`);
   t.match(
     list.stdout,
     /^#\d+ \S+ sync s public\.items \{"id":1\}: a \{"id":1,"qty":10,"name":"from a"\} at [^;]+; b \{"id":1,"qty":20,"name":"from b"\} at [^;]+; latest -> b wins\n$/,

@@ -73,7 +73,7 @@ export class LaneWorker extends Worker {
     }
     this.record(started, rows, { replicaRole: this.state.replicaRole });
     // After the rows: the keys the target now holds are what its sequence must pass.
-    await this.sequences.maybeRun();
+    void this.sequences.maybeRun(); // off the run loop: a kick meanwhile is not held up
   }
 
   protected recordFailure(started: Date, error: string, table: string | undefined): void {

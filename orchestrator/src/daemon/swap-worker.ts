@@ -129,7 +129,7 @@ export class SwapWorker extends Worker {
       if (error !== undefined) this.recorder.record({ ...l, started, ended, rows: 0, error });
       else this.recorder.record({ ...l, started, ended, rows: rows.get(`${l.source}>${l.target}`) ?? 0, replicaRole: this.state.roles.get(l.target)?.replicaRole });
     }
-    await this.sequences.maybeRun();
+    void this.sequences.maybeRun(); // off the run loop: a kick meanwhile is not held up
   }
 
   protected recordFailure(started: Date, error: string, table: string | undefined): void {
