@@ -244,9 +244,16 @@ async function runWith(
   /** table -> rows to write on every node but `except` (row null: delete) */
   const explicit = new Map<string, { key: string; row: Record<string, unknown> | null; except: string | null }[]>();
   const withhold = (db: string, table: string, key: string): void => {
-    const m = withheld.get(db) ?? new Map<string, string[]>();
-    withheld.set(db, m);
-    m.set(table, [...(m.get(table) ?? []), key]);
+    let m = withheld.get(db);
+    if (!m) withheld.set(db, (m = new Map()));
+    let keys = m.get(table);
+    if (!keys) m.set(table, (keys = []));
+    keys.push(key);
+  };
+  const writeEverywhere = (table: string, row: { key: string; row: Record<string, unknown> | null; except: string | null }): void => {
+    let rows = explicit.get(table);
+    if (!rows) explicit.set(table, (rows = []));
+    rows.push(row);
   };
   for (const [table, keys] of changes) {
     if (truncatedBy.has(table)) continue;
@@ -272,9 +279,10 @@ async function runWith(
         if (c.inBatch && !(decision.kind === 'winner' && decision.db === db)) withhold(db, table, key);
       }
       if (decision.kind === 'winner' && !by.get(decision.db)!.inBatch) {
-        explicit.set(table, [...(explicit.get(table) ?? []), { key, row: versions.find((v) => v.db === decision.db)!.row, except: decision.db }]);
+        const winner = decision.db;
+        writeEverywhere(table, { key, row: versions.find((v) => v.db === winner)!.row, except: winner });
       } else if (decision.kind === 'merged' || decision.kind === 'deleted') {
-        explicit.set(table, [...(explicit.get(table) ?? []), { key, row: decision.kind === 'merged' ? decision.row : null, except: null }]);
+        writeEverywhere(table, { key, row: decision.kind === 'merged' ? decision.row : null, except: null });
       }
     }
   }
@@ -467,9 +475,9 @@ async function readLater(s: SourceRun, job: string, changes: Map<string, Map<str
     const r = await s.client.query<{ pk: string; us: string; at: string }>(
       `SELECT to_jsonb(r)::text AS pk, (extract(epoch FROM max(${changedAtSql(s)})) * 1000000)::bigint::text AS us, max(${changedAtSql(s)})::text AS at
          FROM repl.delta d CROSS JOIN LATERAL jsonb_to_record(d.pk) AS r(${keyDefs(meta)})
+         JOIN unnest($5::text[]) AS k(pk) ON k.pk = to_jsonb(r)::text
         WHERE d.txid >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(d.txid, $1::pg_snapshot)
           AND pg_visible_in_snapshot(d.txid, $2::pg_snapshot) AND d.relid = $3 AND d.op <> 'T' AND d.origin IS DISTINCT FROM $4
-          AND to_jsonb(r)::text = ANY ($5::text[])
         GROUP BY 1`,
       [s.endText, s.curText, relid, job, [...keys.keys()]],
     );
