@@ -1,6 +1,6 @@
 import type { SyncConfig } from '../config/types.js';
 import type { Connections } from '../db/connections.js';
-import { SQLSTATE, errorMessage, errorTable, sqlState } from '../db/errors.js';
+import { CapraError, SQLSTATE, errorMessage, errorTable, sqlState } from '../db/errors.js';
 import { describeFailure, runExceptionHandlers } from '../sync/exception.js';
 import { backoffMs, sleep } from '../util/backoff.js';
 import type { Logger } from '../util/logger.js';
@@ -22,8 +22,9 @@ const MAX_REPAIRS = 3;
 /** Serialization failures and deadlocks in a row retried at once (a user's write met the run's), before backing off. */
 const MAX_QUICK_RETRIES = 20;
 
-/** A serialization failure or deadlock: the run met a user's transaction; trying again soon is the cure. */
+/** A serialization failure, deadlock or key clash: the run met a user's transaction; trying again soon is the cure. */
 function isTransient(err: unknown): boolean {
+  if (err instanceof CapraError && err.retrySoon) return true;
   const code = sqlState((err as { cause?: unknown } | null)?.cause ?? err) ?? sqlState(err);
   return code === SQLSTATE.serializationFailure || code === SQLSTATE.deadlockDetected;
 }

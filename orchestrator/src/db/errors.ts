@@ -45,12 +45,15 @@ export class CapraError extends Error {
   readonly table?: string;
   /** The database the error happened on, when one is to blame. */
   readonly node?: string;
+  /** A clash with a user's concurrent write: trying again at once is the cure, not backing off. */
+  readonly retrySoon: boolean;
 
-  constructor(message: string, options?: { cause?: unknown; table?: string; node?: string }) {
+  constructor(message: string, options?: { cause?: unknown; table?: string; node?: string; retrySoon?: boolean }) {
     super(message, options);
     this.name = 'CapraError';
     if (options?.table !== undefined) this.table = options.table;
     if (options?.node !== undefined) this.node = options.node;
+    this.retrySoon = options?.retrySoon ?? false;
   }
 }
 

@@ -152,11 +152,27 @@ export async function runSwap(conns: Connections, job: string, sync: SyncConfig,
 }
 
 /** Names the node a failure happened on, keeping the server's error as the cause (exception handlers read it). */
-function onNode(db: string, err: unknown, table?: string): Error {
+function onNode(db: string, err: unknown, table?: string, retrySoon = false): Error {
   if (err instanceof CapraError || isConnectionError(err)) return err as Error;
   const detail = (err as { detail?: unknown } | null)?.detail;
   const more = typeof detail === 'string' && detail !== '' ? ` (${detail})` : '';
-  return new CapraError(`${table ? `table ${table} on ` : ''}${db}: ${errorMessage(err)}${more}`, { cause: err, node: db, ...(table ? { table } : {}) });
+  return new CapraError(`${table ? `table ${table} on ` : ''}${db}: ${errorMessage(err)}${more}`, {
+    cause: err,
+    node: db,
+    retrySoon,
+    ...(table ? { table } : {}),
+  });
+}
+
+/**
+ * A duplicate of the replicated key itself: a user inserted the key on the
+ * receiver after the run's snapshot (invisible to its DELETE). The next run
+ * sees that insert as a change, so it is worth retrying at once.
+ */
+function keyCollision(err: unknown, meta: TableMeta): boolean {
+  if (sqlState(err) !== SQLSTATE.uniqueViolation) return false;
+  const m = /^Key \((.*)\)=\(/.exec(String((err as { detail?: unknown }).detail ?? ''));
+  return m !== null && m[1]!.replaceAll('"', '') === meta.keyCols.join(', ');
 }
 
 async function runWith(
@@ -339,7 +355,7 @@ async function runWith(
           const rows = (explicit.get(table) ?? []).filter((e) => e.except !== r.db);
           if (rows.length > 0) add(rows[0]!.except ?? '(merged)', await writeRows(r.client, anyMeta(sources, table), rows));
         } catch (err) {
-          throw onNode(r.db, err, table);
+          throw onNode(r.db, err, table, keyCollision(err, anyMeta(sources, table)));
         }
       }
       for (const [from, rows] of mine) count(from, r.db, rows);
