@@ -5,19 +5,32 @@ import { addTriggersForSyncs } from '../orchestrator/src/triggers/sync-triggers.
 import { silentLogger } from '../orchestrator/src/util/logger.js';
 
 /**
- * A one-way job a -> b over one table, installed and with its triggers on,
- * as `capra install` and `capra add-triggers` would leave it.
+ * A job with one sync `s` over one table, installed and with its triggers
+ * on, as `capra install` and `capra add-triggers` would leave it. `nodes`
+ * names the databases; with no `sources`, the first node is the one source
+ * and the others are its targets (one-way); `sources` naming two or more
+ * nodes makes it multi-master.
  */
-export async function benchJob(opts: { name: string; source: string; target: string; table: string; workDir: string; extra?: string; syncExtra?: string }): Promise<Config> {
+export async function benchJob(opts: {
+  name: string;
+  nodes: Record<string, string>;
+  sources?: string[];
+  table: string;
+  workDir: string;
+  extra?: string;
+  syncExtra?: string;
+}): Promise<Config> {
+  const names = Object.keys(opts.nodes);
+  const sources = opts.sources ?? names.slice(0, 1);
+  const targets = names.filter((n) => !sources.includes(n));
   const cfg = parseConfigText(
     [
       `name: ${opts.name}`,
       'databases:',
-      `  a: ${opts.source}`,
-      `  b: ${opts.target}`,
+      ...Object.entries(opts.nodes).map(([n, url]) => `  ${n}: ${url}`),
       opts.extra ?? '',
       'syncs:',
-      `  s: { sources: [a], targets: [b], tables: { include: [public.${opts.table}] }${opts.syncExtra ? ', ' + opts.syncExtra : ''} }`,
+      `  s: { sources: [${sources.join(', ')}], targets: [${targets.join(', ')}], tables: { include: [public.${opts.table}] }${opts.syncExtra ? ', ' + opts.syncExtra : ''} }`,
       `run_dir: ${JSON.stringify(opts.workDir)}`,
       `log_dir: ${JSON.stringify(opts.workDir)}`,
     ].join('\n'),

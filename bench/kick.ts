@@ -46,8 +46,7 @@ export async function benchKick(opts: {
     const kick = opts.mode === 'capture + notify' ? 'notify' : '"*/1 * * * * *"';
     const cfg = await benchJob({
       name: `kick${opts.mode.replace(/\W/g, '')}`,
-      source: opts.source,
-      target: opts.target,
+      nodes: { a: opts.source, b: opts.target },
       table: 'bench_kick',
       workDir: opts.workDir,
       syncExtra: `kick: ${kick}`,

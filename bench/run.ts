@@ -10,7 +10,10 @@ import { type CaptureFigures, benchCapture } from './capture.js';
 import { type CloneFigures, benchClone } from './clone.js';
 import { findPgTool, findPgbench } from './pgbench.js';
 import { type KickFigures, benchKick } from './kick.js';
+import { type ConvergenceFigures, benchConvergence } from './convergence.js';
 import { benchReplication } from './replication.js';
+import { type SwapFigures, benchSwap } from './swap.js';
+import type { BurstFigure } from './burst.js';
 
 const quick = process.argv.includes('--quick');
 const sizes = quick
@@ -38,6 +41,28 @@ function printClone(c: CloneFigures): void {
   console.log(line('capra clone (a -> b and c, one read):', `${figure(c.twoTargetSeconds, c.twoTargetMBps)} per target`));
 }
 
+const burstText = (b: BurstFigure): string =>
+  `${b.seconds.toFixed(2).padStart(6)} s ${b.rowsPerSecond.toLocaleString('en-US').padStart(8)} rows/s${b.writeSeconds > 0 ? `  (written in ${b.writeSeconds.toFixed(2)} s)` : ''}`;
+
+/** The multi-master section: each burst on each sync shape (2 sources, 3 sources), and the convergence test. */
+function printSwap(swaps: SwapFigures[], rows: number, convergence: ConvergenceFigures | null): void {
+  const n = rows.toLocaleString('en-US');
+  const half = Math.floor(rows / 2).toLocaleString('en-US');
+  console.log(`\nMulti-master replication (every node a source; from the first commit until every other node has the rows, then equal by checksum)`);
+  for (const s of swaps) {
+    const line = (label: string, b: BurstFigure): void => console.log(`  ${`${s.nodes} sources, ${label}:`.padEnd(52)}${burstText(b)}`);
+    line(`${n} rows on a, transactions of 1,000`, s.batched);
+    line(`${n} rows on a, one transaction`, s.oneTransaction);
+    line(`${half} on a + ${half} on b at once`, s.bothSides);
+  }
+  console.log(
+    convergence === null
+      ? `  convergence test: skipped (--quick)`
+      : `  convergence test (3 sources, 6 strategies): ${convergence.seconds} s, ${convergence.result}${convergence.ok ? '' : '  FAILED'}`,
+  );
+  if (convergence?.outputTail) console.log(`\nconvergence test output (last lines):\n${convergence.outputTail}`);
+}
+
 function row(cells: (string | number | null)[], widths: number[]): string {
   return cells.map((c, i) => String(c ?? 'n/a').padEnd(widths[i]!)).join('  ');
 }
@@ -49,8 +74,8 @@ async function main(): Promise<void> {
   const psql = findPgTool('psql');
   const clusters: Cluster[] = [];
   try {
-    clusters.push(...(await Promise.all(['a', 'b'].map((n) => startCluster({ binDir: bin, dataDir: path.join(dir, n) })))));
-    const [a, b] = clusters as [Cluster, Cluster];
+    clusters.push(...(await Promise.all(['a', 'b', 'c'].map((n) => startCluster({ binDir: bin, dataDir: path.join(dir, n) })))));
+    const [a, b, c] = clusters as [Cluster, Cluster, Cluster];
     console.log(`capra bench${quick ? ' --quick' : ''}: PostgreSQL ${a.major}, ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB`);
     if (!pgbench) console.log('pgbench not found (set PG_BIN, or apt-get install postgresql-15): TPS figures are skipped');
     if (!psql) console.log('psql not found (set PG_BIN, or apt-get install postgresql-15): the raw pipe figure of the clone is skipped');
@@ -65,6 +90,16 @@ async function main(): Promise<void> {
       rows: sizes.burst,
       trials: sizes.trials,
     });
+    const swaps: SwapFigures[] = [];
+    for (const nodes of [[a, b], [a, b, c]]) {
+      process.stdout.write(`  multi-master: ${nodes.length} sources, bursts...\n`);
+      const dbs: Record<string, string> = {};
+      for (const [i, cluster] of nodes.entries()) {
+        const node = 'abc'[i]!;
+        dbs[node] = await createDb(cluster, `swap${nodes.length}_${node}`);
+      }
+      swaps.push(await benchSwap({ name: `bench_swap${nodes.length}`, nodes: dbs, workDir: dir, rows: sizes.burst }));
+    }
     // Before the pgbench phases too, for the same reason.
     process.stdout.write(`  clone: ${(sizes.cloneScale * 100_000).toLocaleString('en-US')} rows, raw pipe and capra clone...\n`);
     const clone = await benchClone({
@@ -104,6 +139,13 @@ async function main(): Promise<void> {
       }
     }
 
+    // Last, on a machine the phases above no longer load; it starts its own clusters.
+    let convergence: ConvergenceFigures | null = null;
+    if (!quick) {
+      process.stdout.write('  convergence test...\n');
+      convergence = await benchConvergence();
+    }
+
     const base = capture[0]!;
     const pct = (x: number | null, y: number | null): string => (x && y ? `${Math.round((x / y) * 100)}%` : 'n/a');
     const widths = [12, 18, 18, 16, 16];
@@ -129,13 +171,16 @@ async function main(): Promise<void> {
     }
     console.log(`\nOne-way replication`);
     console.log(`  ${replication.burstRows}-row update in one transaction: applied in ${replication.burstSeconds} s = ${replication.burstRowsPerSecond} rows/s`);
+    const batched = replication.batchedBurst;
+    console.log(`  ${batched.rows} single-row updates in transactions of 1,000: applied in ${batched.seconds} s = ${batched.rowsPerSecond} rows/s (written in ${batched.writeSeconds} s)`);
     console.log(`  single-row insert until visible on the target (${replication.latencyTrials} trials): p50 ${replication.latencyP50Ms} ms, p95 ${replication.latencyP95Ms} ms`);
+    printSwap(swaps, sizes.burst, convergence);
     printClone(clone);
 
     const out = path.join(packageRoot(), 'bench', 'results');
     await mkdir(out, { recursive: true });
     const file = path.join(out, `${new Date().toISOString().replace(/[:.]/g, '-')}${quick ? '-quick' : ''}.json`);
-    await writeFile(file, JSON.stringify({ date: new Date().toISOString(), quick, postgres: a.major, cores: cpus().length, sizes, capture, kicks, replication, clone }, null, 2));
+    await writeFile(file, JSON.stringify({ date: new Date().toISOString(), quick, postgres: a.major, cores: cpus().length, sizes, capture, kicks, replication, swaps, convergence, clone }, null, 2));
     console.log(`\nwritten to ${path.relative(process.cwd(), file)}`);
   } finally {
     await Promise.all(clusters.map((c) => c.stop()));
