@@ -233,9 +233,11 @@ async function runWith(
   // The changed keys, by table and key, with who changed them and when.
   const changes = new Map<string, Map<string, Map<string, Change>>>();
   let deltas = 0;
+  // Keys are listed (into this process) only to find conflicts: with one source changed, there are none.
+  const listKeys = sources.filter((s) => s.endText !== s.oldText).length > 1;
   for (const s of sources) {
     try {
-      deltas += await readBatch(s, job, changes);
+      deltas += await readBatch(s, job, changes, listKeys);
     } catch (err) {
       throw onNode(s.db, err);
     }
@@ -436,11 +438,16 @@ async function openSource(client: pg.ClientBase, db: string, job: string, sync: 
 const changedAtSql = (s: SourceRun): string => (s.clock === 'commit' ? `coalesce(pg_xact_commit_timestamp(xid(d.txid)), d.at)` : 'd.at');
 
 /** The source's batch, key by key, into `changes`; returns the number of keys. */
-async function readBatch(s: SourceRun, job: string, changes: Map<string, Map<string, Map<string, Change>>>): Promise<number> {
+async function readBatch(
+  s: SourceRun,
+  job: string,
+  changes: Map<string, Map<string, Map<string, Change>>>,
+  listKeys: boolean,
+): Promise<number> {
   if (s.endText === s.oldText) return 0;
   await startBatch(s.client, s.oldText, s.endText, job);
-  const per = await s.client.query<{ relid: number; truncated: boolean; keyed: boolean }>(
-    `SELECT d.relid::int AS relid, bool_or(d.op = 'T') AS truncated, bool_or(d.op <> 'T') AS keyed FROM repl.delta d
+  const per = await s.client.query<{ relid: number; truncated: boolean; keyed: boolean; n: string }>(
+    `SELECT d.relid::int AS relid, bool_or(d.op = 'T') AS truncated, bool_or(d.op <> 'T') AS keyed, count(*) AS n FROM repl.delta d
       WHERE ${BATCH_CONDITION} AND d.relid = ANY ($1::oid[]) GROUP BY d.relid`,
     [[...s.keys.keys()]],
   );
@@ -453,8 +460,9 @@ async function readBatch(s: SourceRun, job: string, changes: Map<string, Map<str
     const table = label(meta);
     s.metas.set(table, { row: live.get(meta.relid)!, meta, hasKeys: info.keyed });
     if (info.truncated) s.truncated.add(table);
-    if (!info.keyed) {
+    if (!info.keyed || !listKeys) {
       if (!changes.has(table)) changes.set(table, new Map());
+      n += Number(info.n);
       continue;
     }
     const keys = await s.client.query<{ pk: string; us: string; at: string }>(
