@@ -196,17 +196,24 @@ t.test('exception handling: a colliding unique constraint is named in status, or
       UPDATE users SET email = email || '#' || id WHERE email = substring(f->>'detail' FROM '=\\((.*)\\) already');
       RETURN FOUND;
     END $$`;
-  for (const handled of [false, true]) {
+  // A module handler: renames, on b (whatever node failed), the address of b's own user.
+  const moduleFix = `export default async (f, { query }) => {
+    if (f.constraint !== 'users_email_key') return false;
+    const rows = await query('b', "UPDATE users SET email = email || '#b' WHERE id = 2 AND email NOT LIKE '%#b' RETURNING id");
+    return rows.length === 1;
+  };\n`;
+  for (const handler of [null, 'sql:public.fix_email', './fix.mjs']) {
     const job = await makeJob(t, {
       nodes: { a: c1!, b: c2! },
       schema: `${users}; ${fix}`,
-      yaml: `syncs:\n  s:\n    sources: [a, b]\n    tables: { include: [public.users] }\n${handled ? '    exception_handlers: ["sql:public.fix_email"]\n' : ''}`,
+      yaml: `syncs:\n  s:\n    sources: [a, b]\n    tables: { include: [public.users] }\n${handler ? `    exception_handlers: ["${handler}"]\n` : ''}`,
     });
+    await writeFile(path.join(job.dir, 'fix.mjs'), moduleFix);
     await setUp(job);
     await sql(job.urls.a!, `INSERT INTO users VALUES (1, 'x@example.org')`);
     await sql(job.urls.b!, `INSERT INTO users VALUES (2, 'x@example.org')`);
     startDaemon(t, job);
-    if (!handled) {
+    if (!handler) {
       await waitFor(async () => (await sql(job.cfg.metadata, `SELECT 1 FROM repl.lane WHERE error IS NOT NULL`)).length > 0, { what: 'the failure to be recorded' });
       const [lane] = await sql<{ error: string; error_table: string }>(job.cfg.metadata, `SELECT error, error_table FROM repl.lane WHERE error IS NOT NULL LIMIT 1`);
       t.match(lane!.error, /^table public\.users on [ab]: duplicate key value violates unique constraint "users_email_key" \(Key \(email\)=\(x@example\.org\) already exists\.\)$/);
@@ -214,8 +221,9 @@ t.test('exception handling: a colliding unique constraint is named in status, or
     } else {
       await waitSame(job, 'users', ['a', 'b']);
       const rows = await sql(job.urls.a!, 'SELECT id, email FROM users ORDER BY id');
-      t.equal(rows.length, 2, 'both users survive');
-      t.equal(rows.filter((r) => String(r.email).includes('#')).length, 1, 'the handler renamed one address, on one node, and that replicated');
+      t.equal(rows.length, 2, `${handler}: both users survive`);
+      if (handler.endsWith('.mjs')) t.same(rows, [{ id: 1, email: 'x@example.org' }, { id: 2, email: 'x@example.org#b' }], 'the module renamed b\'s user, and that replicated');
+      else t.equal(rows.filter((r) => String(r.email).includes('#')).length, 1, 'the handler renamed one address, on one node, and that replicated');
     }
   }
 });
