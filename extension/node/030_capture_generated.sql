@@ -10,6 +10,10 @@
 -- Creates or replaces repl.capture_<oid>(), the row-level AFTER INSERT,
 -- UPDATE, DELETE trigger function of `rel`: one repl.delta row per change,
 -- two for an update that changes the key (old and new key). Returns its name.
+-- It also serves the statement-level AFTER TRUNCATE trigger (one 'T' row), so
+-- every trigger on the table depends on a function of ours only: a role that
+-- does not own the table (and so may not DROP TRIGGER) removes them all by
+-- DROP FUNCTION ... CASCADE.
 -- The rows carry rel's oid, not TG_RELID: on a partitioned table the trigger
 -- runs as a clone on each partition, and the change belongs to the parent.
 CREATE OR REPLACE FUNCTION repl.make_capture(p_rel regclass, p_keys text[]) RETURNS text
@@ -38,6 +42,8 @@ BEGIN
   END IF;
   IF TG_OP = 'INSERT' THEN
     INSERT INTO repl.delta (relid, op, pk, origin) VALUES (%4$s, 'I', %1$s, v_origin);
+  ELSIF TG_OP = 'TRUNCATE' THEN
+    INSERT INTO repl.delta (relid, op, pk, origin) VALUES (%4$s, 'T', NULL, v_origin);
   ELSIF TG_OP = 'DELETE' THEN
     INSERT INTO repl.delta (relid, op, pk, origin) VALUES (%4$s, 'D', %2$s, v_origin);
   ELSE

@@ -54,6 +54,15 @@ export function sideTables(side: Side): string[] {
   return names;
 }
 
+/** Names of the views the side's migrations create (dropped before the tables they read). */
+export function sideViews(side: Side): string[] {
+  const names: string[] = [];
+  for (const f of sqlFiles(migrationsDir(side))) {
+    for (const m of readFileSync(f, 'utf8').matchAll(/CREATE (?:OR REPLACE )?VIEW repl\.(\w+)/gi)) names.push(m[1]!);
+  }
+  return names;
+}
+
 /** Names of the functions the side's extension files create. */
 export function sideFunctions(side: Side): string[] {
   const names = new Set<string>();
@@ -141,6 +150,7 @@ export async function uninstallSide(client: pg.ClientBase, side: Side): Promise<
       for (const fn of sideFunctions(side)) {
         await client.query(`DROP FUNCTION IF EXISTS ${quoteIdent(SCHEMA)}.${quoteIdent(fn)}`);
       }
+      for (const v of sideViews(side).reverse()) await client.query(`DROP VIEW IF EXISTS ${quoteIdent(SCHEMA)}.${quoteIdent(v)}`);
       // Newest first: a table may reference (foreign key) only tables created before it.
       for (const t of [...sideTables(side).reverse(), bookkeepingTable(side)]) {
         await client.query(`DROP TABLE IF EXISTS ${quoteIdent(SCHEMA)}.${quoteIdent(t)}`);

@@ -20,9 +20,14 @@ export interface ApplierRole {
 export async function markApplier(client: pg.ClientBase, job: string, cascade: boolean, state: ApplierRole): Promise<void> {
   const marks = `set_config('capra.origin', $1, true), set_config('capra.cascade', $2, true)`;
   const params = [job, cascade ? 'on' : 'off'];
+  // A capture trigger that could not be made ENABLE ALWAYS (add-triggers by
+  // a role that does not own the table) is silent under replica role: when
+  // cascading, stay in origin role on such a database rather than lose the
+  // rows its downstream jobs need.
+  const role = cascade ? `CASE WHEN EXISTS (SELECT 1 FROM pg_trigger WHERE tgname LIKE 'capra\\_%' AND tgenabled = 'O') THEN 'origin' ELSE 'replica' END` : `'replica'`;
   if (state.replicaRole === true) {
     try {
-      await client.query(`SELECT ${marks}, set_config('session_replication_role', 'replica', true)`, params);
+      await client.query(`SELECT ${marks}, set_config('session_replication_role', ${role}, true)`, params);
     } catch (err) {
       if (sqlState(err) === SQLSTATE.insufficientPrivilege) delete state.replicaRole;
       throw err;
@@ -30,13 +35,13 @@ export async function markApplier(client: pg.ClientBase, job: string, cascade: b
     return;
   }
   await client.query(`SELECT ${marks}`, params);
-  if (state.replicaRole === undefined) await probeReplicaRole(client, state);
+  if (state.replicaRole === undefined) await probeReplicaRole(client, state, role);
 }
 
-async function probeReplicaRole(client: pg.ClientBase, state: ApplierRole): Promise<void> {
+async function probeReplicaRole(client: pg.ClientBase, state: ApplierRole, role: string): Promise<void> {
   await client.query('SAVEPOINT capra_role');
   try {
-    await client.query(`SELECT set_config('session_replication_role', 'replica', true)`);
+    await client.query(`SELECT set_config('session_replication_role', ${role}, true)`);
     await client.query('RELEASE SAVEPOINT capra_role');
     state.replicaRole = true;
   } catch (err) {

@@ -9,6 +9,13 @@ import { backoffMs, sleep } from '../util/backoff.js';
  * applier's writes can cascade), and are put on or taken off in a short
  * transaction under lock_timeout, retried with backoff and jitter: DDL on a
  * busy table must never queue user traffic behind it for long.
+ *
+ * CREATE TRIGGER needs only the TRIGGER privilege, but ENABLE ALWAYS and DROP
+ * TRIGGER need ownership of the table. A role that does not own it leaves the
+ * triggers enabled the ordinary way (they fire except under replica role: the
+ * applier then does not use replica role on that node when it cascades, see
+ * markApplier) and, in row mode, removes them by dropping the per-table
+ * functions they call, CASCADE.
  */
 export type CaptureMode = 'statement' | 'row';
 
@@ -41,7 +48,7 @@ export const defaultDdlOptions: DdlOptions = { lockTimeoutMs: 2000, maxAttempts:
  * dearer for single-row ones: `npm run bench`). Both use the generated
  * repl.kick_<oid>() and capture TRUNCATE with repl.capture_stmt().
  */
-function createStatements(t: TableName, keyCols: string[], mode: CaptureMode, fns: { capture: string; kick: string }): string[] {
+function createStatements(t: TableName, keyCols: string[], mode: CaptureMode, fns: { capture: string; kick: string }, owner: boolean): string[] {
   const tbl = quoteTable(t);
   const args = keyCols.map(quoteLiteral).join(', ');
   const stmts =
@@ -52,13 +59,46 @@ function createStatements(t: TableName, keyCols: string[], mode: CaptureMode, fn
           `CREATE TRIGGER capra_capture_del AFTER DELETE ON ${tbl} REFERENCING OLD TABLE AS capra_old FOR EACH STATEMENT EXECUTE FUNCTION repl.capture_stmt(${args})`,
         ]
       : [`CREATE TRIGGER capra_capture_row AFTER INSERT OR UPDATE OR DELETE ON ${tbl} FOR EACH ROW EXECUTE FUNCTION repl.${quoteIdent(fns.capture)}()`];
+  const trunc = mode === 'statement' ? 'capture_stmt' : fns.capture;
   stmts.push(
-    `CREATE TRIGGER capra_capture_trunc AFTER TRUNCATE ON ${tbl} FOR EACH STATEMENT EXECUTE FUNCTION repl.capture_stmt()`,
+    `CREATE TRIGGER capra_capture_trunc AFTER TRUNCATE ON ${tbl} FOR EACH STATEMENT EXECUTE FUNCTION repl.${quoteIdent(trunc)}()`,
     `CREATE TRIGGER capra_kick AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON ${tbl} FOR EACH STATEMENT EXECUTE FUNCTION repl.${quoteIdent(fns.kick)}()`,
   );
   const names = mode === 'statement' ? STATEMENT_TRIGGERS : ROW_TRIGGERS;
-  for (const n of names) stmts.push(`ALTER TABLE ${tbl} ENABLE ALWAYS TRIGGER ${quoteIdent(n)}`);
+  if (owner) for (const n of names) stmts.push(`ALTER TABLE ${tbl} ENABLE ALWAYS TRIGGER ${quoteIdent(n)}`);
   return stmts;
+}
+
+/** The table's oid, and whether the current role owns it (directly or by membership: what ALTER and DROP TRIGGER check). */
+async function tableAccess(client: pg.ClientBase, t: TableName): Promise<{ oid: number | null; owner: boolean }> {
+  const r = await client.query<{ oid: number; owner: boolean }>(
+    `SELECT c.oid::int AS oid, pg_has_role(c.relowner, 'USAGE') AS owner FROM pg_class c WHERE c.oid = to_regclass($1)`,
+    [quoteTable(t)],
+  );
+  return { oid: r.rows[0]?.oid ?? null, owner: r.rows[0]?.owner ?? false };
+}
+
+/**
+ * Takes the named capture triggers off: by DROP TRIGGER as the table's owner;
+ * otherwise by dropping the per-table functions they call, CASCADE (dependent
+ * objects are dropped without an ownership check). A trigger left after that
+ * (statement mode, or one made by an older version on capture_stmt) can only
+ * be dropped by the owner: say so.
+ */
+async function removeTriggers(client: pg.ClientBase, t: TableName, oid: number, owner: boolean, names: Iterable<string>): Promise<void> {
+  const fns = `repl.${quoteIdent(`capture_${oid}`)}(), repl.${quoteIdent(`kick_${oid}`)}()`;
+  if (owner) {
+    for (const n of names) await client.query(`DROP TRIGGER IF EXISTS ${quoteIdent(n)} ON ${quoteTable(t)}`);
+    await client.query(`DROP FUNCTION IF EXISTS ${fns}`);
+    return;
+  }
+  await client.query(`DROP FUNCTION IF EXISTS ${fns} CASCADE`);
+  const left = await currentTriggers(client, t);
+  if (left.size > 0) {
+    throw new CapraError(
+      `table ${tableLabel(t)}: this role does not own it, so it cannot drop its triggers ${[...left.keys()].join(', ')}; have the owner run DROP TRIGGER, or run this as the owner`,
+    );
+  }
 }
 
 /** The capture triggers a table has now, with their arguments. */
@@ -115,7 +155,9 @@ async function lockRetryLoop(client: pg.ClientBase, t: TableName, opts: DdlOptio
  * Puts the capture triggers on a table (unless they are already there with
  * the same key and mode) and, in the same transaction, runs `register`: the
  * caller records the table for its consumer there, so a sync run sees the
- * trigger and the registration together or neither.
+ * trigger and the registration together or neither. Returns how the
+ * triggers fire: 'always', or 'origin' when this role does not own the table
+ * and so could not ENABLE ALWAYS (they do not fire under replica role).
  */
 export async function addCaptureTriggers(
   client: pg.ClientBase,
@@ -124,13 +166,16 @@ export async function addCaptureTriggers(
   mode: CaptureMode,
   opts: DdlOptions,
   register: () => Promise<void>,
-): Promise<void> {
+): Promise<'always' | 'origin'> {
   const wanted = mode === 'statement' ? STATEMENT_TRIGGERS : ROW_TRIGGERS;
   const argText = keyCols.map((k) => k + '\0').join('');
+  let notOwner = false;
   await withLockRetry(client, t, opts, async () => {
     // Registered first, so the kick function generated below notifies this consumer too.
     await register();
-    const fns = await generateFunctions(client, t, keyCols);
+    const { oid, owner } = await tableAccess(client, t);
+    notOwner = !owner;
+    let fns = await generateFunctions(client, t, keyCols);
     const have = await currentTriggers(client, t);
     // Row mode's key lives in the generated function (just replaced); statement mode's in the trigger arguments.
     const same =
@@ -138,10 +183,14 @@ export async function addCaptureTriggers(
       wanted.every((n) => have.has(n)) &&
       (mode === 'row' || [...have].every(([n, a]) => n === 'capra_capture_trunc' || n === 'capra_kick' || a === argText));
     if (!same) {
-      for (const n of have.keys()) await client.query(`DROP TRIGGER ${quoteIdent(n)} ON ${quoteTable(t)}`);
-      for (const s of createStatements(t, keyCols, mode, fns)) await client.query(s);
+      if (have.size > 0) {
+        await removeTriggers(client, t, oid!, owner, have.keys());
+        fns = await generateFunctions(client, t, keyCols);
+      }
+      for (const s of createStatements(t, keyCols, mode, fns, owner)) await client.query(s);
     }
   });
+  return notOwner ? 'origin' : 'always';
 }
 
 /** Creates or replaces the table's generated capture and kick functions; returns their names. */
@@ -157,10 +206,8 @@ async function generateFunctions(client: pg.ClientBase, t: TableName, keyCols: s
 export async function dropCaptureTriggers(client: pg.ClientBase, t: TableName, opts: DdlOptions, unregister?: () => Promise<void>): Promise<void> {
   await withLockRetry(client, t, opts, async () => {
     await unregister?.();
-    const exists = await client.query<{ oid: number | null }>('SELECT to_regclass($1)::oid::int AS oid', [quoteTable(t)]);
-    const oid = exists.rows[0]?.oid;
+    const { oid, owner } = await tableAccess(client, t);
     if (oid == null) return;
-    for (const n of ALL_TRIGGERS) await client.query(`DROP TRIGGER IF EXISTS ${quoteIdent(n)} ON ${quoteTable(t)}`);
-    await client.query(`DROP FUNCTION IF EXISTS repl.${quoteIdent(`capture_${oid}`)}(), repl.${quoteIdent(`kick_${oid}`)}()`);
+    await removeTriggers(client, t, oid, owner, ALL_TRIGGERS);
   });
 }

@@ -53,9 +53,15 @@ export async function addTriggers(
         opts.progress?.({ node: source, table: old.table == null ? `relid ${old.relid}` : tableLabel(old), action: 'dropped' });
       }
       for (const t of tables) {
-        await addCaptureTriggers(c, t, t.keyCols, opts.mode ?? defaultCaptureMode, nodeDdl(ddl, conns, source, opts.progress), () =>
+        const fires = await addCaptureTriggers(c, t, t.keyCols, opts.mode ?? defaultCaptureMode, nodeDdl(ddl, conns, source, opts.progress), () =>
           trackTable(c, cfg.name, sync.name, t, t.keyCols),
         );
+        if (fires === 'origin') {
+          logger.warn(
+            { sync: sync.name, node: source, table: tableLabel(t) },
+            'this role does not own the table, so its capture triggers are not ENABLE ALWAYS: an applier that cascades into it does not use session_replication_role = replica there (its triggers and foreign keys fire); ALTER TABLE ... OWNER or run add-triggers as the owner to change that',
+          );
+        }
         opts.progress?.({ node: source, table: tableLabel(t), action: 'added' });
       }
     });
