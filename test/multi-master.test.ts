@@ -1,10 +1,12 @@
 // Multi-master (swap) syncs: every source's changes reach every other node,
 // nothing bounces back, and conflicts are settled by the configured rule
 // with exactly the expected winner, logged with every version.
-import { writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { type TeardownTest, sql, testClusters, waitFor } from './harness/db.js';
+import { type ClusterInfo, type TeardownTest, sql, testClusters, urlFor, waitFor, withClient } from './harness/db.js';
+import { startCluster } from '../orchestrator/src/embedded/cluster.js';
 import { type Job, cli, digest, makeJob, setUp, startDaemon, waitSame } from './harness/capra.js';
 import { formatStatus } from '../orchestrator/src/cli/print-status.js';
 import { collectStatus } from '../orchestrator/src/status/status.js';
@@ -22,7 +24,7 @@ function yaml(conflict: string, extra = ''): string {
   return `syncs:\n  s:\n    sources: [a, b]\n    targets: [c]\n    tables: { include: [public.items, public.notes] }\n    conflict: ${conflict}\n${extra}`;
 }
 
-async function conflicts(job: Job): Promise<{ table_name: string; key: unknown; strategy: string; decision: string; winner: string | null; versions: { db: string; row: unknown }[]; detail: unknown }[]> {
+async function conflicts(job: Job): Promise<{ table_name: string; key: unknown; strategy: string; decision: string; winner: string | null; versions: { db: string; row: unknown; clock: string }[]; detail: unknown }[]> {
   return sql(job.cfg.metadata, 'SELECT table_name, key, strategy, decision, winner, versions, detail FROM repl.conflict ORDER BY id');
 }
 
@@ -245,4 +247,43 @@ t.test('status counts conflicts; capra conflicts lists them with each version an
   const bad = await cli(['--config', job.configPath, 'conflicts', '--sync', 'nope']);
   t.equal(bad.code, 1);
   t.match(bad.stderr, /^capra: unknown sync nope \(syncs in .*: s\)\n$/);
+});
+
+t.test('latest compares commit times where track_commit_timestamp is on, and change times where it is off', async (t) => {
+  // One server of our own, so it can be restarted with track_commit_timestamp = on; a and b are two databases on it.
+  const dir = await mkdtemp(path.join(tmpdir(), 'capra-committs-'));
+  let server = await startCluster({ binDir: c1!.binDir, dataDir: path.join(dir, 'data') });
+  t.teardown(async () => {
+    await server.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const info: ClusterInfo = { name: 'committs', port: server.port, host: server.host, user: server.user, major: server.major, binDir: server.binDir };
+  for (const commitTs of [false, true]) {
+    if (commitTs) {
+      await sql(urlFor(info, 'postgres'), 'ALTER SYSTEM SET track_commit_timestamp = on');
+      await server.stop();
+      server = await startCluster({ binDir: c1!.binDir, dataDir: path.join(dir, 'data'), port: info.port });
+    }
+    const job = await makeJob(t, { nodes: { a: info, b: info }, schema, yaml: `syncs:\n  s:\n    sources: [a, b]\n    tables: { include: [public.items] }\n    conflict: latest\n` });
+    await setUp(job);
+    const first = startDaemon(t, job);
+    await sql(job.urls.a!, `INSERT INTO items VALUES (1, 'base', 1)`);
+    await waitSame(job, 'items', ['a', 'b']);
+    await first.stop();
+    // a writes first but commits last; b writes and commits in between.
+    await withClient(job.urls.a!, async (a) => {
+      await a.query('BEGIN');
+      await a.query(onA);
+      await new Promise((r) => setTimeout(r, 50));
+      await sql(job.urls.b!, onB);
+      await new Promise((r) => setTimeout(r, 50));
+      await a.query('COMMIT');
+    });
+    startDaemon(t, job);
+    await waitSame(job, 'items', ['a', 'b']);
+    const winner = commitTs ? 'a' : 'b';
+    t.same(await row(job, 'a'), winner === 'a' ? { name: 'from a', qty: 10 } : { name: 'from b', qty: 20 }, `track_commit_timestamp ${commitTs ? 'on: a committed last and wins' : 'off: b wrote last and wins'}`);
+    const [c] = await conflicts(job);
+    t.match(c, { winner, versions: [{ db: 'a', clock: commitTs ? 'commit' : 'change' }, { db: 'b', clock: commitTs ? 'commit' : 'change' }] }, 'the log says which clock was compared');
+  }
 });

@@ -362,8 +362,9 @@ async function runWith(
       }
       for (const [from, rows] of mine) count(from, r.db, rows);
     } catch (err) {
-      const code = sqlState((err as { cause?: unknown }).cause ?? err);
-      if (code !== SQLSTATE.serializationFailure && code !== SQLSTATE.deadlockDetected) throw err;
+      // Only a serialization failure: it comes from a DELETE, never from the middle of a COPY
+      // (after which the source's connection could not be trusted), so rolling back to the savepoint is safe.
+      if (sqlState((err as { cause?: unknown }).cause ?? err) !== SQLSTATE.serializationFailure) throw err;
       await r.client.query('ROLLBACK TO SAVEPOINT capra_apply');
       r.behind = true;
       behind++;
@@ -435,7 +436,7 @@ async function openSource(client: pg.ClientBase, db: string, job: string, sync: 
 }
 
 /** When a change happened: its commit time where the server keeps them, else the clock at the write. */
-const changedAtSql = (s: SourceRun): string => (s.clock === 'commit' ? `coalesce(pg_xact_commit_timestamp(xid(d.txid)), d.at)` : 'd.at');
+const changedAtSql = (s: SourceRun): string => (s.clock === 'commit' ? `coalesce(pg_xact_commit_timestamp(d.txid::xid), d.at)` : 'd.at');
 
 /** The source's batch, key by key, into `changes`; returns the number of keys. */
 async function readBatch(
