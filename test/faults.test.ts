@@ -129,6 +129,9 @@ t.test('multi-master: a source that is down is left out, the others go on, and i
   const first = startDaemon(t, job);
   await sql(job.urls.a!, `INSERT INTO x SELECT g, 'before' FROM generate_series(1, 100) g`);
   await waitSame(job, 'x', ['a', 'b', 'd']);
+  // The rows may have reached b and d by their initial copy (copy_data) before any run stored positions:
+  // wait for the run, or the insert would be applied again later, and seen as a conflict with d's change.
+  await waitFor(async () => (await collectStatus(job.cfg, silentLogger)).syncs[0]!.pendingRows === 0, { what: 'every position to cover the insert' });
   await first.stop();
 
   // d changes rows, then goes down before any daemon saw them.

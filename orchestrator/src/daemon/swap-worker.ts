@@ -65,7 +65,7 @@ export class SwapWorker extends Worker {
       try {
         relids = await seedLane(this.conns, { job: this.job, sync: this.sync, source, target }, this.log, this.abort.signal);
       } catch (err) {
-        if (!isConnectionError((err as { cause?: unknown }).cause ?? err)) throw err;
+        if (!isConnectionError(err)) throw err;
         complete = false;
         continue;
       }
@@ -87,7 +87,9 @@ export class SwapWorker extends Worker {
       }
       const r = await runSwap(this.conns, this.job, this.sync, this.opts.batchRows, this.state, this.resolver);
       if (r.unseeded) {
-        if (seededNow) {
+        // Seeded just now, every pair: the table must be missing from the metadata database. (A pair
+        // left for later because a node was down, and that node is back: seed again.)
+        if (seededNow && this.seeded) {
           throw new CapraError(
             `sync ${this.sync.name}: a table tracked on a source is not registered in the metadata database (is capra add-triggers still running? if it failed, run it again)`,
           );

@@ -23,8 +23,15 @@ export function sqlState(err: unknown): string | undefined {
 
 const connectionCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'EPIPE']);
 
-/** True when the error means the server could not be reached or went away. */
+/** True when the error means the server could not be reached or went away (also when wrapped, as the cause of another). */
 export function isConnectionError(err: unknown): boolean {
+  for (let e = err, depth = 0; e != null && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (isConnectionErrorItself(e)) return true;
+  }
+  return false;
+}
+
+function isConnectionErrorItself(err: unknown): boolean {
   const code = sqlState(err);
   if (code && (connectionCodes.has(code) || code.startsWith('08') || code === SQLSTATE.adminShutdown || code === SQLSTATE.cannotConnectNow)) {
     return true;

@@ -133,7 +133,7 @@ export async function runSwap(conns: Connections, job: string, sync: SyncConfig,
         clients.set(db, await conns.connect(db));
         state.down.delete(db);
       } catch (err) {
-        if (!isConnectionError((err as { cause?: unknown }).cause ?? err)) throw err;
+        if (!isConnectionError(err)) throw err;
         firstDown ??= err;
         down.set(db, errorMessage(err));
         state.down.set(db, { error: errorMessage(err), retryAt: Date.now() + DOWN_RETRY_MS });
