@@ -3,9 +3,8 @@ import { pathToFileURL } from 'node:url';
 import type { ConflictRule, HandlerRef, SyncConfig } from '../config/types.js';
 import { Connections } from '../db/connections.js';
 import { CapraError, errorMessage } from '../db/errors.js';
-import { quoteIdent } from '../db/ident.js';
+import { quoteIdent, tableLabel } from '../db/ident.js';
 import { parseTableName } from '../triggers/table-ref.js';
-import { tableLabel } from '../db/ident.js';
 
 /**
  * Conflicts of multi-master syncs: a key changed on two or more sources since
