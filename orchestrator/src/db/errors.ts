@@ -73,3 +73,22 @@ export function errorTable(err: unknown): string | undefined {
 export function connectError(dbName: string, display: string, err: unknown): CapraError {
   return new CapraError(`cannot connect to database ${dbName} (${display}): ${errorMessage(err)}`, { cause: err });
 }
+
+/**
+ * A failure applying to database `db` (on `table`, when one is to blame), as
+ * the operator reads it: the server's message and its detail (which names
+ * the colliding key of a unique violation). The server's error stays the
+ * cause, and the node is set, for exception handlers. Connection failures and
+ * errors already explained pass through unchanged.
+ */
+export function applyError(db: string, err: unknown, table?: string, retrySoon = false): Error {
+  if (err instanceof CapraError || isConnectionError(err)) return err as Error;
+  const detail = (err as { detail?: unknown } | null)?.detail;
+  const more = typeof detail === 'string' && detail !== '' ? ` (${detail})` : '';
+  return new CapraError(`${table ? `table ${table} on ` : ''}${db}: ${errorMessage(err)}${more}`, {
+    cause: err,
+    node: db,
+    retrySoon,
+    ...(table ? { table } : {}),
+  });
+}

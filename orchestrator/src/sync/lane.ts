@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { SyncConfig } from '../config/types.js';
 import type { Connections } from '../db/connections.js';
-import { CapraError, errorMessage, isConnectionError } from '../db/errors.js';
+import { CapraError, applyError } from '../db/errors.js';
 import { tableLabel } from '../db/ident.js';
 import { type ApplierRole, markApplier } from './applier-session.js';
 import { BATCH_CONDITION, applyKeys, applyTruncate, startBatch } from './apply.js';
@@ -190,9 +190,8 @@ async function runWith(source: pg.ClientBase, target: pg.ClientBase, k: LaneKey,
         try {
           rows += truncated ? await applyTruncate(source, target, t) : await applyKeys(source, target, t, `capra_keys_${i}`);
         } catch (err) {
-          // Name the table, unless the server went away (then no table is to blame).
-          if (isConnectionError(err)) throw err;
-          throw new CapraError(`table ${tableLabel(t)} on ${k.target}: ${errorMessage(err)}`, { cause: err, table: tableLabel(t) });
+          // Name the table and the node, unless the server went away (then no table is to blame).
+          throw applyError(k.target, err, tableLabel(t));
         }
       }
       await storePosition(target, k, endText);

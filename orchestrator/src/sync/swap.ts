@@ -2,8 +2,8 @@ import type pg from 'pg';
 import type { SyncConfig } from '../config/types.js';
 import { syncNodes } from '../config/topology.js';
 import type { Connections } from '../db/connections.js';
-import { CapraError, SQLSTATE, errorMessage, isConnectionError, sqlState } from '../db/errors.js';
-import { onlyUnlessPartitioned, quoteIdent, quoteTable } from '../db/ident.js';
+import { CapraError, SQLSTATE, applyError, errorMessage, isConnectionError, sqlState } from '../db/errors.js';
+import { onlyUnlessPartitioned, quoteIdent, quoteTable, tableLabel } from '../db/ident.js';
 import { type ApplierRole, markApplier } from './applier-session.js';
 import { BATCH_CONDITION, applyKeys, applyTruncate, keyDefs, startBatch } from './apply.js';
 import { type Conflict, type ConflictResolver, type Decision, type Version } from './conflict.js';
@@ -45,7 +45,7 @@ export interface SwapState {
 export const DOWN_RETRY_MS = 5_000;
 
 export interface SwapResult {
-  /** Changed keys in the batch, all sources together. */
+  /** Changed keys in the batch, all sources together (delta rows where keys were not listed: one source changed). */
   deltas: number;
   /** Rows written, by "source>receiver" (the winner whose rows they are); merged rows count under "(merged)>receiver". */
   rows: Map<string, number>;
@@ -106,7 +106,6 @@ interface NodeRun {
   behind?: boolean;
 }
 
-const label = (t: { schema: string; table: string }): string => `${t.schema}.${t.table}`;
 
 /**
  * Runs the sync over the nodes that can be reached. A node that is down is
@@ -151,19 +150,6 @@ export async function runSwap(conns: Connections, job: string, sync: SyncConfig,
   }
 }
 
-/** Names the node a failure happened on, keeping the server's error as the cause (exception handlers read it). */
-function onNode(db: string, err: unknown, table?: string, retrySoon = false): Error {
-  if (err instanceof CapraError || isConnectionError(err)) return err as Error;
-  const detail = (err as { detail?: unknown } | null)?.detail;
-  const more = typeof detail === 'string' && detail !== '' ? ` (${detail})` : '';
-  return new CapraError(`${table ? `table ${table} on ` : ''}${db}: ${errorMessage(err)}${more}`, {
-    cause: err,
-    node: db,
-    retrySoon,
-    ...(table ? { table } : {}),
-  });
-}
-
 /**
  * A duplicate of the replicated key itself: a user inserted the key on the
  * receiver after the run's snapshot (invisible to its DELETE). The next run
@@ -197,7 +183,7 @@ async function runWith(
       );
       nodes.push({ db, client, applied: new Map(r.rows.map((x) => [x.source, x.position])) });
     } catch (err) {
-      throw onNode(db, err);
+      throw applyError(db, err);
     }
   }
 
@@ -209,7 +195,7 @@ async function runWith(
     try {
       sources.push(await openSource(client, db, job, sync, nodes, batchRows));
     } catch (err) {
-      throw onNode(db, err);
+      throw applyError(db, err);
     }
   }
   if (state.seededRelids && sources.some((s) => [...s.keys.keys()].some((relid) => !state.seededRelids!.get(s.db)?.has(relid)))) {
@@ -239,7 +225,7 @@ async function runWith(
     try {
       deltas += await readBatch(s, job, changes, listKeys);
     } catch (err) {
-      throw onNode(s.db, err);
+      throw applyError(s.db, err);
     }
   }
   for (const s of sources) {
@@ -247,7 +233,7 @@ async function runWith(
     try {
       await readLater(s, job, changes);
     } catch (err) {
-      throw onNode(s.db, err);
+      throw applyError(s.db, err);
     }
   }
 
@@ -320,7 +306,7 @@ async function runWith(
           [`[${keys.join(',')}]`],
         );
       } catch (err) {
-        throw onNode(db, err, table);
+        throw applyError(db, err, table);
       }
       exceptTables.set(`${db}\0${table}`, name);
     }
@@ -337,6 +323,17 @@ async function runWith(
   // failure): it is rolled back to before its apply and left behind (its
   // positions stay), the others go on; the next run starts from its positions.
   let behind = 0;
+  /** A source's tables as a receiver has them (its columns, in its order; the source's key types): one catalog query per pair. */
+  const onReceivers = new Map<string, Promise<Map<string, TableMeta>>>();
+  const metasOn = (r: NodeRun, src: SourceRun): Promise<Map<string, TableMeta>> => {
+    let metas = onReceivers.get(`${r.db}\0${src.db}`);
+    if (!metas) {
+      const rows = new Map([...src.metas.values()].map((t) => [t.row.relid, t.row]));
+      metas = matchOnTarget(r.client, rows, src.keys, r.db).then((ms) => new Map(ms.map((m) => [tableLabel(m), m])));
+      onReceivers.set(`${r.db}\0${src.db}`, metas);
+    }
+    return metas;
+  };
   for (const r of nodes) {
     await r.client.query('SAVEPOINT capra_apply');
     const mine = new Map<string, number>();
@@ -346,18 +343,18 @@ async function runWith(
         const truncator = truncatedBy.get(table);
         try {
           if (truncator) {
-            if (truncator.db !== r.db) add(truncator.db, await applyTruncate(truncator.client, r.client, await onReceiver(r, truncator, table)));
+            if (truncator.db !== r.db) add(truncator.db, await applyTruncate(truncator.client, r.client, (await metasOn(r, truncator)).get(table)!));
             continue;
           }
           for (const s of sources) {
             if (s.db === r.db || !s.metas.get(table)?.hasKeys) continue;
-            const meta = await onReceiver(r, s, table);
+            const meta = (await metasOn(r, s)).get(table)!;
             add(s.db, await applyKeys(s.client, r.client, meta, `capra_keys_${temp++}`, exceptTables.get(`${s.db}\0${table}`)));
           }
           const rows = (explicit.get(table) ?? []).filter((e) => e.except !== r.db);
           if (rows.length > 0) add(rows[0]!.except ?? '(merged)', await writeRows(r.client, anyMeta(sources, table), rows));
         } catch (err) {
-          throw onNode(r.db, err, table, keyCollision(err, anyMeta(sources, table)));
+          throw applyError(r.db, err, table, keyCollision(err, anyMeta(sources, table)));
         }
       }
       for (const [from, rows] of mine) count(from, r.db, rows);
@@ -378,13 +375,6 @@ async function runWith(
   function anyMeta(all: SourceRun[], table: string): TableMeta {
     return all.find((s) => s.metas.has(table))!.metas.get(table)!.meta;
   }
-}
-
-/** A source's table as a receiver has it (its columns, in its order; the source's key types). */
-async function onReceiver(r: NodeRun, s: SourceRun, table: string): Promise<TableMeta> {
-  const t = s.metas.get(table)!;
-  const [meta] = await matchOnTarget(r.client, new Map([[t.row.relid, t.row]]), s.keys, r.db);
-  return meta!;
 }
 
 /** A source's snapshot, tracked tables, batch bounds, and the metadata of the tables its batch touches. */
@@ -458,7 +448,7 @@ async function readBatch(
   let n = 0;
   for (const meta of metas) {
     const info = per.rows.find((r) => r.relid === meta.relid)!;
-    const table = label(meta);
+    const table = tableLabel(meta);
     s.metas.set(table, { row: live.get(meta.relid)!, meta, hasKeys: info.keyed });
     if (info.truncated) s.truncated.add(table);
     if (!info.keyed || !listKeys) {
@@ -466,16 +456,26 @@ async function readBatch(
       n += Number(info.n);
       continue;
     }
-    const keys = await s.client.query<{ pk: string; us: string; at: string }>(
-      `SELECT to_jsonb(r)::text AS pk, (extract(epoch FROM max(${changedAtSql(s)})) * 1000000)::bigint::text AS us, max(${changedAtSql(s)})::text AS at
-         FROM repl.delta d CROSS JOIN LATERAL jsonb_to_record(d.pk) AS r(${keyDefs(meta)})
-        WHERE ${BATCH_CONDITION} AND d.relid = ${Number(meta.relid)} AND d.op <> 'T'
-        GROUP BY 1`,
-    );
+    const keys = await s.client.query<KeyChange>(changedKeysSql(s, meta, '', BATCH_CONDITION));
     note(changes, table, s.db, keys.rows, true);
     n += keys.rows.length;
   }
   return n;
+}
+
+/** Each changed key of one table, with when it last changed, among the deltas `where` selects (after `join`). */
+function changedKeysSql(s: SourceRun, meta: TableMeta, join: string, where: string): string {
+  const at = changedAtSql(s);
+  return `SELECT to_jsonb(r)::text AS pk, (extract(epoch FROM max(${at})) * 1000000)::bigint::text AS us, max(${at})::text AS at
+            FROM repl.delta d CROSS JOIN LATERAL jsonb_to_record(d.pk) AS r(${keyDefs(meta)})${join}
+           WHERE ${where} AND d.relid = ${Number(meta.relid)} AND d.op <> 'T'
+           GROUP BY 1`;
+}
+
+interface KeyChange {
+  pk: string;
+  us: string;
+  at: string;
 }
 
 /**
@@ -484,33 +484,31 @@ async function readBatch(
  * than overwritten by a version that is older than its own.
  */
 async function readLater(s: SourceRun, job: string, changes: Map<string, Map<string, Map<string, Change>>>): Promise<void> {
-  const relids = await s.client.query<{ relid: number; name: string }>(
-    `SELECT c.oid::int AS relid, n.nspname || '.' || c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY ($1::oid[])`,
-    [[...s.keys.keys()]],
-  );
-  for (const { relid, name } of relids.rows) {
-    const keys = changes.get(name);
-    if (!keys || keys.size === 0) continue;
-    if (!s.metas.has(name)) {
-      const live = await sourceTables(s.client, [relid]);
-      const [meta] = await matchOnTarget(s.client, live, s.keys, s.db);
-      s.metas.set(name, { row: live.get(relid)!, meta: meta!, hasKeys: false });
-    }
-    const meta = s.metas.get(name)!.meta;
-    const r = await s.client.query<{ pk: string; us: string; at: string }>(
-      `SELECT to_jsonb(r)::text AS pk, (extract(epoch FROM max(${changedAtSql(s)})) * 1000000)::bigint::text AS us, max(${changedAtSql(s)})::text AS at
-         FROM repl.delta d CROSS JOIN LATERAL jsonb_to_record(d.pk) AS r(${keyDefs(meta)})
-         JOIN unnest($5::text[]) AS k(pk) ON k.pk = to_jsonb(r)::text
-        WHERE d.txid >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(d.txid, $1::pg_snapshot)
-          AND pg_visible_in_snapshot(d.txid, $2::pg_snapshot) AND d.relid = $3 AND d.op <> 'T' AND d.origin IS DISTINCT FROM $4
-        GROUP BY 1`,
-      [s.endText, s.curText, relid, job, [...keys.keys()]],
+  const tracked = await sourceTables(s.client, [...s.keys.keys()]);
+  const wanted = [...tracked.values()].filter((t) => (changes.get(tableLabel(t))?.size ?? 0) > 0);
+  // Tables outside this source's batch: their metadata here, for the query and for reading versions.
+  const absent = wanted.filter((t) => !s.metas.has(tableLabel(t)));
+  const absentMetas = absent.length > 0 ? await matchOnTarget(s.client, new Map(absent.map((t) => [t.relid, t])), s.keys, s.db) : [];
+  for (const meta of absentMetas) {
+    s.metas.set(tableLabel(meta), { row: tracked.get(meta.relid)!, meta, hasKeys: false });
+  }
+  for (const t of wanted) {
+    const table = tableLabel(t);
+    const r = await s.client.query<KeyChange>(
+      changedKeysSql(
+        s,
+        s.metas.get(table)!.meta,
+        ' JOIN unnest($4::text[]) AS k(pk) ON k.pk = to_jsonb(r)::text',
+        `d.txid >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(d.txid, $1::pg_snapshot)
+           AND pg_visible_in_snapshot(d.txid, $2::pg_snapshot) AND d.origin IS DISTINCT FROM $3`,
+      ),
+      [s.endText, s.curText, job, [...changes.get(table)!.keys()]],
     );
-    note(changes, name, s.db, r.rows, false);
+    note(changes, table, s.db, r.rows, false);
   }
 }
 
-function note(changes: Map<string, Map<string, Map<string, Change>>>, table: string, db: string, rows: { pk: string; us: string; at: string }[], inBatch: boolean): void {
+function note(changes: Map<string, Map<string, Map<string, Change>>>, table: string, db: string, rows: KeyChange[], inBatch: boolean): void {
   let keys = changes.get(table);
   if (!keys) changes.set(table, (keys = new Map()));
   for (const row of rows) {
@@ -539,7 +537,7 @@ async function readVersions(sources: SourceRun[], table: string, keys: string[])
       );
       out.set(s.db, new Map(r.rows.map((x) => [x.pk, x.row])));
     } catch (err) {
-      throw onNode(s.db, err, table);
+      throw applyError(s.db, err, table);
     }
   }
   return out;
@@ -576,7 +574,7 @@ async function storePositions(nodes: NodeRun[], sources: SourceRun[], job: strin
           [job, sync.name, s.db, s.endText],
         );
       } catch (err) {
-        throw onNode(n.db, err);
+        throw applyError(n.db, err);
       }
       n.applied.set(s.db, s.endText);
     }
@@ -588,7 +586,7 @@ async function commitAll(nodes: NodeRun[]): Promise<void> {
     try {
       await n.client.query('COMMIT');
     } catch (err) {
-      throw onNode(n.db, err);
+      throw applyError(n.db, err);
     }
   }
 }
