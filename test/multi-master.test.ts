@@ -1,12 +1,10 @@
 // Multi-master (swap) syncs: every source's changes reach every other node,
 // nothing bounces back, and conflicts are settled by the configured rule
 // with exactly the expected winner, logged with every version.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
-import { type ClusterInfo, type TeardownTest, sql, testClusters, urlFor, waitFor, withClient } from './harness/db.js';
-import { startCluster } from '../orchestrator/src/embedded/cluster.js';
+import { type TeardownTest, ownCluster, sql, testClusters, urlFor, waitFor, withClient } from './harness/db.js';
 import { type Job, cli, digest, makeJob, setUp, startDaemon, waitSame } from './harness/capra.js';
 import { formatStatus } from '../orchestrator/src/cli/print-status.js';
 import { collectStatus } from '../orchestrator/src/status/status.js';
@@ -251,18 +249,13 @@ t.test('status counts conflicts; capra conflicts lists them with each version an
 
 t.test('latest compares commit times where track_commit_timestamp is on, and change times where it is off', async (t) => {
   // One server of our own, so it can be restarted with track_commit_timestamp = on; a and b are two databases on it.
-  const dir = await mkdtemp(path.join(tmpdir(), 'capra-committs-'));
-  let server = await startCluster({ binDir: c1!.binDir, dataDir: path.join(dir, 'data') });
-  t.teardown(async () => {
-    await server.stop();
-    await rm(dir, { recursive: true, force: true });
-  });
-  const info: ClusterInfo = { name: 'committs', port: server.port, host: server.host, user: server.user, major: server.major, binDir: server.binDir };
+  const own = await ownCluster(t, c1!.binDir);
+  const info = own.info;
   for (const commitTs of [false, true]) {
     if (commitTs) {
       await sql(urlFor(info, 'postgres'), 'ALTER SYSTEM SET track_commit_timestamp = on');
-      await server.stop();
-      server = await startCluster({ binDir: c1!.binDir, dataDir: path.join(dir, 'data'), port: info.port });
+      await own.stop();
+      await own.start();
     }
     const job = await makeJob(t, { nodes: { a: info, b: info }, schema, yaml: `syncs:\n  s:\n    sources: [a, b]\n    tables: { include: [public.items] }\n    conflict: latest\n` });
     await setUp(job);
@@ -286,4 +279,26 @@ t.test('latest compares commit times where track_commit_timestamp is on, and cha
     const [c] = await conflicts(job);
     t.match(c, { winner, versions: [{ db: 'a', clock: commitTs ? 'commit' : 'change' }, { db: 'b', clock: commitTs ? 'commit' : 'change' }] }, 'the log says which clock was compared');
   }
+});
+
+t.test('exception handling in a one-way sync: the handler runs on the failing target', async (t) => {
+  const users = `CREATE TABLE users (id int PRIMARY KEY, email text UNIQUE)`;
+  // On the target only: a local row holds the address the source's new user has.
+  const fix = `CREATE FUNCTION public.free_email(f jsonb) RETURNS boolean LANGUAGE plpgsql AS $$
+    BEGIN
+      IF f->>'node' <> 'b' OR f->>'constraint' <> 'users_email_key' THEN RETURN false; END IF;
+      DELETE FROM users WHERE id = 99;
+      RETURN FOUND;
+    END $$`;
+  const job = await makeJob(t, {
+    nodes: { a: c1!, b: c2! },
+    schema: `${users}; ${fix}`,
+    yaml: `syncs:\n  s:\n    sources: [a]\n    targets: [b]\n    copy_data: never\n    exception_handlers: ["sql:public.free_email"]\n`,
+  });
+  await setUp(job);
+  await sql(job.urls.b!, `INSERT INTO users VALUES (99, 'x@example.org')`);
+  await sql(job.urls.a!, `INSERT INTO users VALUES (1, 'x@example.org')`);
+  startDaemon(t, job);
+  await waitSame(job, 'users', ['a', 'b']);
+  t.same(await sql(job.urls.b!, 'SELECT id, email FROM users'), [{ id: 1, email: 'x@example.org' }], "the handler freed the address on b, and a's row arrived");
 });

@@ -2,8 +2,12 @@
 // per test, one-shot queries and the polling barrier used instead of sleeps.
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import pg from 'pg';
 import { quoteIdent } from '../../orchestrator/src/db/ident.js';
+import { type Cluster, startCluster } from '../../orchestrator/src/embedded/cluster.js';
 
 export interface ClusterInfo {
   name: string;
@@ -102,4 +106,37 @@ export async function waitFor(fn: () => Promise<boolean>,
     if (Date.now() >= deadline) throw new Error(`Timed out waiting for ${what} (after ${timeoutMs} ms)`);
     await new Promise((r) => setTimeout(r, intervalMs));
   }
+}
+
+export interface OwnCluster {
+  info: ClusterInfo;
+  stop(): Promise<void>;
+  /** Starts it again on the same port and data directory. */
+  start(): Promise<void>;
+}
+
+/**
+ * A server of the test's own, for tests that stop, restart or reconfigure
+ * one. Call it before makeJob: tap runs teardowns newest first, so the job's
+ * databases on it are dropped before the server is stopped and removed.
+ */
+export async function ownCluster(t: TeardownTest, binDir: string): Promise<OwnCluster> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'capra-own-'));
+  const dataDir = path.join(dir, 'data');
+  let server: Cluster | null = await startCluster({ binDir, dataDir });
+  const port = server.port;
+  t.teardown(async () => {
+    await server?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+  return {
+    info: { name: 'own', port, host: server.host, user: server.user, major: server.major, binDir },
+    async stop() {
+      await server?.stop();
+      server = null;
+    },
+    async start() {
+      server = await startCluster({ binDir, dataDir, port });
+    },
+  };
 }
