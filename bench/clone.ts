@@ -300,7 +300,7 @@ export async function benchClone(opts: CloneBenchOptions): Promise<CloneFigures>
   await createTarget(opts.target);
   await createTarget(opts.target2);
   if ((await rowCount(opts.source)) !== rows) throw new Error(`the source does not have ${rows} rows of ${TABLE}`);
-  const one = await benchJob({ name: 'bench_clone', nodes: { a: opts.source, b: opts.target }, table: 'pgbench_accounts', workDir: opts.workDir, syncExtra: 'copy_data: never' });
+  const one = await benchJob({ name: 'bench_clone', nodes: { a: opts.source, b: opts.target }, tables: ['public.pgbench_accounts'], workDir: opts.workDir, syncExtra: 'copy_data: never' });
   const two = await twoTargetJob(opts);
   const servers = [opts.source, opts.target];
 

