@@ -2,6 +2,7 @@
 // change records old and new key), DELETE, TRUNCATE, composite keys; and
 // nothing for an applier's session unless it cascades.
 import t from 'tap';
+import pg from 'pg';
 import { addCaptureTriggers, defaultDdlOptions } from '../orchestrator/src/triggers/ddl.js';
 import { installSide } from '../orchestrator/src/db/schema-side.js';
 import { registerConsumers, trackTable } from '../orchestrator/src/triggers/consumers.js';
@@ -61,8 +62,10 @@ t.test('kicks: each job with notify on its own channel, none for cron jobs or fo
     for (const ch of ['capra_jobn', 'capra_jobm', 'capra_jobc', 'sentinel']) await listener.query(`LISTEN ${ch}`);
     // Notifications reach a listener in commit order: once a sentinel sent
     // after the statement has arrived, everything the statement sent has too.
+    // A table is kicked at most once per 100 ms by all sessions together: wind its kick clock back before each statement.
     const collect = async (stmt: string): Promise<string[]> => {
       heard.length = 0;
+      await sql(url, `SELECT setval(format('repl.kick_clock_%s', 'k'::regclass::oid), 0)`);
       await sql(url, stmt);
       await sql(url, 'NOTIFY sentinel');
       await waitFor(async () => (await listener.query('SELECT 1'), heard.includes('sentinel')), { what: 'the sentinel notification', intervalMs: 5 });
@@ -75,7 +78,29 @@ t.test('kicks: each job with notify on its own channel, none for cron jobs or fo
       "a job's own applied (cascaded) write kicks only the other job",
     );
     t.same(await collect(`BEGIN; SET LOCAL capra.origin = 'jobn'; INSERT INTO k VALUES (3); COMMIT`), [], 'a non-cascading applied write kicks nobody');
+    // Not wound back: of two sessions writing within 100 ms, only the first kicks.
+    const twoWriters = async (): Promise<{ kicks: string[]; ms: number }> => {
+      await sql(url, `SELECT setval(format('repl.kick_clock_%s', 'k'::regclass::oid), 0)`);
+      const [w1, w2] = [new pg.Client({ connectionString: url }), new pg.Client({ connectionString: url })];
+      await Promise.all([w1.connect(), w2.connect()]);
+      try {
+        heard.length = 0;
+        const t0 = Date.now();
+        await w1.query('INSERT INTO k SELECT coalesce(max(id), 0) + 1 FROM k');
+        await w2.query('INSERT INTO k SELECT coalesce(max(id), 0) + 1 FROM k');
+        const ms = Date.now() - t0;
+        await sql(url, 'NOTIFY sentinel');
+        await waitFor(async () => (await listener.query('SELECT 1'), heard.includes('sentinel')), { what: 'the sentinel notification', intervalMs: 5 });
+        return { kicks: heard.filter((h) => h !== 'sentinel').sort(), ms };
+      } finally {
+        await Promise.all([w1.end(), w2.end()]);
+      }
+    };
+    let two = await twoWriters();
+    for (let i = 0; i < 5 && two.ms >= 100; i++) two = await twoWriters();
+    t.ok(two.ms < 100, `the two writes were within 100 ms (${two.ms} ms)`);
+    t.same(two.kicks, ['capra_jobm', 'capra_jobn'], 'the table is kicked once for two sessions writing within 100 ms');
     await withClient(url, (c) => registerConsumers(c, 'jobm', 's', ['target'], false));
-    t.same(await collect('INSERT INTO k VALUES (4)'), ['capra_jobn'], 'switching a job to cron kicks takes it out at once');
+    t.same(await collect('INSERT INTO k VALUES (40)'), ['capra_jobn'], 'switching a job to cron kicks takes it out at once');
   });
 });

@@ -1,4 +1,5 @@
-// Notify kicks are rate-limited per session (at most one per 100 ms); the
+// Notify kicks are rate-limited per table (at most one per 100 ms for all
+// sessions together); the
 // daemon's linger after each kick must still pick up every commit. The
 // safety-net poll is set to an hour, so nothing else would.
 import t from 'tap';
@@ -22,4 +23,51 @@ t.test('a burst of commits from one session all arrive without the safety poll',
     await waitSame(job, 'x', ['a', 'b'], { timeoutMs: 20_000 });
   }
   t.equal((await sql(job.urls.b!, 'SELECT count(*)::int AS n FROM x'))[0]!.n, 90, 'all 90 commits arrived');
+});
+
+t.test('commits from many sessions at once all arrive without the safety poll', async (t) => {
+  const job = await makeJob(t, {
+    nodes: { a: c1!, b: c2! },
+    schema: 'CREATE TABLE x (id int PRIMARY KEY)',
+    yaml: 'poll_seconds: 3600\nsyncs:\n  s: { sources: [a], targets: [b] }',
+  });
+  await setUp(job);
+  startDaemon(t, job);
+  // Eight sessions writing at once share the table's one kick per 100 ms.
+  await Promise.all(
+    Array.from({ length: 8 }, (_, s) =>
+      withClient(job.urls.a!, async (c) => {
+        for (let i = 1; i <= 40; i++) await c.query('INSERT INTO x VALUES ($1)', [s * 1000 + i]);
+      }),
+    ),
+  );
+  await waitSame(job, 'x', ['a', 'b'], { timeoutMs: 20_000 });
+  t.equal((await sql(job.urls.b!, 'SELECT count(*)::int AS n FROM x'))[0]!.n, 320, 'all 320 commits arrived');
+});
+
+t.test('one session writing two tables of two jobs within 100 ms kicks both jobs', async (t) => {
+  const schema = 'CREATE TABLE x (id int PRIMARY KEY); CREATE TABLE y (id int PRIMARY KEY)';
+  const one = await makeJob(t, { nodes: { a: c1!, b: c2! }, schema, yaml: 'poll_seconds: 3600\nsyncs:\n  s: { sources: [a], targets: [b], tables: { include: [public.x] } }' });
+  const two = await makeJob(t, {
+    nodes: { a: one.urls.a!, c: c2! },
+    schema,
+    yaml: 'poll_seconds: 3600\nsyncs:\n  s: { sources: [a], targets: [c], tables: { include: [public.y] } }',
+  });
+  for (const job of [one, two]) {
+    await setUp(job);
+    startDaemon(t, job);
+  }
+  for (let round = 1; round <= 3; round++) {
+    await withClient(one.urls.a!, async (c) => {
+      await c.query('INSERT INTO x VALUES ($1)', [round]);
+      await c.query('INSERT INTO y VALUES ($1)', [round]);
+    });
+    await waitSame(one, 'x', ['a', 'b'], { timeoutMs: 20_000 });
+    await waitSame(two, 'y', ['a', 'c'], { timeoutMs: 20_000 });
+  }
+  t.same(
+    [(await sql(one.urls.b!, 'SELECT count(*)::int AS n FROM x'))[0]!.n, (await sql(two.urls.c!, 'SELECT count(*)::int AS n FROM y'))[0]!.n],
+    [3, 3],
+    'each job got its table (kicks are limited per table, not per session)',
+  );
 });

@@ -67,15 +67,20 @@ $gen$;
 -- channel capra_<job> (jobs sharing a node never share a channel). An
 -- applier's own writes kick only other jobs; jobs on cron kicks are left out.
 -- NOTIFY serialises the commits of every notifying transaction on one
--- database-wide lock, which at 64 busy clients cost 3/4 of the writers'
--- throughput; so a session kicks at most once per 100 ms (capra.kicked_at,
--- a session setting), and the daemon, after any kick, looks again every 25 ms
--- for 250 ms, which picks up the commits whose kick was skipped.
+-- database-wide lock, held through the commit's WAL flush: with one kick per
+-- commit, 64 busy clients lost most of their throughput. So the table is
+-- kicked at most once per 100 ms by all sessions together: the time of its
+-- last kick is kept in the sequence repl.kick_clock_<oid> (read and set
+-- outside any transaction's visibility, with no row lock to wait for), and
+-- the daemon, after any kick, looks again every 25 ms for 250 ms, which picks
+-- up the commits whose kick was skipped. Writers need SELECT and UPDATE on
+-- that sequence; it is granted to PUBLIC like INSERT on repl.delta.
 -- Regenerated whenever the consumers change (repl.refresh_kicks()).
 CREATE OR REPLACE FUNCTION repl.make_kick(p_rel regclass) RETURNS text
 LANGUAGE plpgsql AS $gen$
 DECLARE
   v_name  text := 'kick_' || p_rel::oid;
+  v_clock text := 'kick_clock_' || p_rel::oid;
   v_calls text;
 BEGIN
   SELECT coalesce(string_agg(format('    IF v_origin IS DISTINCT FROM %L THEN PERFORM pg_notify(%L, ''''); END IF;', j.job, 'capra_' || j.job), E'\n' ORDER BY j.job), '')
@@ -84,20 +89,22 @@ BEGIN
             FROM repl.consumer c JOIN repl.consumer_table t USING (job, sync)
            WHERE t.relid = p_rel AND c.kick) j;
   PERFORM pg_advisory_xact_lock(1130459250, 3);
+  EXECUTE format('CREATE SEQUENCE IF NOT EXISTS repl.%I MINVALUE 0 START 0', v_clock);
+  EXECUTE format('GRANT SELECT, UPDATE ON SEQUENCE repl.%I TO PUBLIC', v_clock);
   EXECUTE format('CREATE OR REPLACE FUNCTION repl.%I() RETURNS trigger LANGUAGE plpgsql AS %L', v_name, format(
 $b$DECLARE
   v_origin text := nullif(current_setting('capra.origin', true), '');
-  v_now    float8 := extract(epoch FROM clock_timestamp());
+  v_now    bigint := (extract(epoch FROM clock_timestamp()) * 1000)::bigint;
 BEGIN
   IF v_origin IS NOT NULL AND current_setting('capra.cascade', true) IS DISTINCT FROM 'on' THEN
     RETURN NULL;
   END IF;
-  IF v_now - coalesce(nullif(current_setting('capra.kicked_at', true), '')::float8, 0) >= 0.1 THEN
-    PERFORM set_config('capra.kicked_at', v_now::text, false);
-%s
+  IF v_now - (SELECT last_value FROM repl.%1$I) >= 100 THEN
+    PERFORM setval('repl.%1$I', v_now);
+%2$s
   END IF;
   RETURN NULL;
-END$b$, v_calls));
+END$b$, v_clock, v_calls));
   RETURN v_name;
 END
 $gen$;

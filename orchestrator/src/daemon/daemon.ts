@@ -27,7 +27,7 @@ export interface DaemonOptions {
 
 export type DaemonState = 'standby' | 'active' | 'stopped';
 
-/** After a kick, lanes are woken every LINGER_STEP_MS for LINGER_MS (sessions kick at most once per 100 ms). */
+/** After a kick, lanes are woken every LINGER_STEP_MS for LINGER_MS (a table is kicked at most once per 100 ms). */
 const LINGER_MS = 250;
 const LINGER_STEP_MS = 25;
 
@@ -93,7 +93,7 @@ class Generation {
       this.listeners.push(l);
       l.start();
     }
-    // A session kicks at most once per 100 ms (see repl.make_kick): after a
+    // A table is kicked at most once per 100 ms (see repl.make_kick): after a
     // kick, look again every LINGER_STEP_MS for LINGER_MS to pick up the commits whose kick was skipped.
     this.timers.push(
       setInterval(() => {

@@ -146,6 +146,13 @@ export async function uninstallSide(client: pg.ClientBase, side: Side): Promise<
           [SCHEMA],
         );
         for (const { f } of gen.rows) await client.query(`DROP FUNCTION IF EXISTS ${f}`);
+        // The kick clocks repl.make_kick creates beside them.
+        const clocks = await client.query<{ s: string }>(
+          `SELECT c.oid::regclass::text AS s FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = $1 AND c.relkind = 'S' AND c.relname ~ '^kick_clock_[0-9]+$'`,
+          [SCHEMA],
+        );
+        for (const { s } of clocks.rows) await client.query(`DROP SEQUENCE IF EXISTS ${s}`);
       }
       for (const fn of sideFunctions(side)) {
         await client.query(`DROP FUNCTION IF EXISTS ${quoteIdent(SCHEMA)}.${quoteIdent(fn)}`);

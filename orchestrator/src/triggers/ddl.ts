@@ -87,12 +87,15 @@ async function tableAccess(client: pg.ClientBase, t: TableName): Promise<{ oid: 
  */
 async function removeTriggers(client: pg.ClientBase, t: TableName, oid: number, owner: boolean, names: Iterable<string>): Promise<void> {
   const fns = `repl.${quoteIdent(`capture_${oid}`)}(), repl.${quoteIdent(`kick_${oid}`)}()`;
+  const clock = `DROP SEQUENCE IF EXISTS repl.${quoteIdent(`kick_clock_${oid}`)}`;
   if (owner) {
     for (const n of names) await client.query(`DROP TRIGGER IF EXISTS ${quoteIdent(n)} ON ${quoteTable(t)}`);
     await client.query(`DROP FUNCTION IF EXISTS ${fns}`);
+    await client.query(clock);
     return;
   }
   await client.query(`DROP FUNCTION IF EXISTS ${fns} CASCADE`);
+  await client.query(clock);
   const left = await currentTriggers(client, t);
   if (left.size > 0) {
     throw new CapraError(
