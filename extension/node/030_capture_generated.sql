@@ -93,18 +93,25 @@ BEGIN
   EXECUTE format('GRANT SELECT, UPDATE ON SEQUENCE repl.%I TO PUBLIC', v_clock);
   EXECUTE format('CREATE OR REPLACE FUNCTION repl.%I() RETURNS trigger LANGUAGE plpgsql AS %L', v_name, format(
 $b$DECLARE
-  v_origin text := nullif(current_setting('capra.origin', true), '');
-  v_now    bigint := (extract(epoch FROM clock_timestamp()) * 1000)::bigint;
+  v_origin text;
+  v_now    bigint;
 BEGIN
+  -- Once per transaction and table: its later statements add nothing to the kick.
+  IF current_setting('capra.kicked_%3$s', true) = 'y' THEN
+    RETURN NULL;
+  END IF;
+  PERFORM set_config('capra.kicked_%3$s', 'y', true);
+  v_origin := nullif(current_setting('capra.origin', true), '');
   IF v_origin IS NOT NULL AND current_setting('capra.cascade', true) IS DISTINCT FROM 'on' THEN
     RETURN NULL;
   END IF;
-  IF v_now - (SELECT last_value FROM repl.%1$I) >= 100 THEN
-    PERFORM setval('repl.%1$I', v_now);
+  v_now := (extract(epoch FROM clock_timestamp()) * 1000)::bigint;
+  IF v_now - coalesce(pg_sequence_last_value('repl.%1$I'::regclass), 0) >= 100 THEN
+    PERFORM setval('repl.%1$I'::regclass, v_now);
 %2$s
   END IF;
   RETURN NULL;
-END$b$, v_clock, v_calls));
+END$b$, v_clock, v_calls, p_rel::oid));
   RETURN v_name;
 END
 $gen$;
