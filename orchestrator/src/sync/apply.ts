@@ -12,13 +12,18 @@ import type { TableMeta } from './table-meta.js';
  * source's connection straight into the target's; no row is parsed here.
  *
  * The source query reads the batch through GUCs set by startBatch
- * (capra.batch_old/new/job), because COPY takes no bind parameters.
+ * (capra.batch_old/new/job), because COPY takes no bind parameters. Each is
+ * read in a scalar subquery, which the executor runs once per query: written
+ * inline, the snapshots' text was read and parsed again for every delta row,
+ * which was most of the time a large batch took on the source.
  */
-export const BATCH_CONDITION = `d.txid >= pg_snapshot_xmin(current_setting('capra.batch_old')::pg_snapshot)
-  AND d.txid < pg_snapshot_xmax(current_setting('capra.batch_new')::pg_snapshot)
-  AND NOT pg_visible_in_snapshot(d.txid, current_setting('capra.batch_old')::pg_snapshot)
-  AND pg_visible_in_snapshot(d.txid, current_setting('capra.batch_new')::pg_snapshot)
-  AND d.origin IS DISTINCT FROM current_setting('capra.batch_job')`;
+const BATCH_OLD = `(SELECT current_setting('capra.batch_old')::pg_snapshot)`;
+const BATCH_NEW = `(SELECT current_setting('capra.batch_new')::pg_snapshot)`;
+export const BATCH_CONDITION = `d.txid >= pg_snapshot_xmin(${BATCH_OLD})
+  AND d.txid < pg_snapshot_xmax(${BATCH_NEW})
+  AND NOT pg_visible_in_snapshot(d.txid, ${BATCH_OLD})
+  AND pg_visible_in_snapshot(d.txid, ${BATCH_NEW})
+  AND d.origin IS DISTINCT FROM (SELECT current_setting('capra.batch_job'))`;
 
 /**
  * The batch's keys of one table, typed. jsonb_to_record with just the key
