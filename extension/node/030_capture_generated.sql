@@ -91,6 +91,11 @@ BEGIN
   PERFORM pg_advisory_xact_lock(1130459250, 3);
   EXECUTE format('CREATE SEQUENCE IF NOT EXISTS repl.%I MINVALUE 0 START 0', v_clock);
   EXECUTE format('GRANT SELECT, UPDATE ON SEQUENCE repl.%I TO PUBLIC', v_clock);
+  IF v_calls = '' THEN
+    -- Only cron-kicked jobs (or none) capture this table: nothing to send.
+    EXECUTE format('CREATE OR REPLACE FUNCTION repl.%I() RETURNS trigger LANGUAGE plpgsql AS %L', v_name, 'BEGIN RETURN NULL; END');
+    RETURN v_name;
+  END IF;
   EXECUTE format('CREATE OR REPLACE FUNCTION repl.%I() RETURNS trigger LANGUAGE plpgsql AS %L', v_name, format(
 $b$DECLARE
   v_origin text;
