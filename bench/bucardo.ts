@@ -223,6 +223,8 @@ export class Bucardo {
   /** Bucardo database name -> URL, for the dbs added by addSync. */
   private readonly dbs = new Map<string, string>();
   private ctlClient: pg.Client | null = null;
+  /** Bucardo's version, as `bucardo install` recorded it in the control database. */
+  version = '';
   private running = false;
   private closed = false;
 
@@ -257,6 +259,7 @@ export class Bucardo {
     const b = new Bucardo(cluster, opts.bin, opts.pgBin, workDir, log);
     try {
       await b.install({ ...BUCARDO_SETTINGS, ...opts.bucardoSettings });
+      b.version = (await b.ctlQuery<{ v: string }>(`SELECT setting AS v FROM bucardo.bucardo_config WHERE name = 'bucardo_version'`))[0]?.v ?? '';
     } catch (e) {
       await cluster.stop();
       throw e;
@@ -348,7 +351,7 @@ export class Bucardo {
    * here; it copies no rows (see onetimecopy). Bucardo must be stopped. On
    * failure whatever was added is removed again.
    */
-  async addSync(sync: string, opts: { dbs: Record<string, string>; sources: string[]; tables: string[] }): Promise<void> {
+  async addSync(sync: string, opts: { dbs: Record<string, string>; sources: string[]; tables: string[]; kick?: 'notify' | 'poll' }): Promise<void> {
     if (this.running) throw new Error('Bucardo is running: stop() it before adding a sync');
     if (!NAME.test(sync) || ['pushdelta', 'fullcopy', 'swap', 'sync'].includes(sync.toLowerCase())) {
       throw new Error(`Invalid sync name for Bucardo: ${sync}`);
@@ -398,14 +401,16 @@ export class Bucardo {
         this.dbs.set(name, url);
       }
       await this.run(['add', 'table', ...opts.tables, `db=${opts.sources[0]!}`, `relgroup=${sync}`]);
-      await this.run(['add', 'sync', sync, `relgroup=${sync}`, `dbs=${dbs}`]);
+      // poll: no kick trigger (autokick off); the controller kicks the sync itself every second (checktime).
+      const kick = opts.kick === 'poll' ? ['autokick=0', 'checktime=1'] : [];
+      await this.run(['add', 'sync', sync, `relgroup=${sync}`, `dbs=${dbs}`, ...kick]);
       // The CLI reports some problems and still exits 0: check the result.
       const goats = await this.ctlQuery<{ n: string }>(
         'SELECT count(*) AS n FROM bucardo.herdmap h JOIN bucardo.sync s ON s.herd = h.herd WHERE s.name = $1', [sync]);
       if (Number(goats[0]?.n ?? 0) !== opts.tables.length) {
         throw new Error(`bucardo add sync ${sync}: its relgroup has ${goats[0]?.n ?? 0} of ${opts.tables.length} tables`);
       }
-      for (const src of opts.sources) {
+      for (const src of opts.kick === 'poll' ? [] : opts.sources) {
         const missing = await withClient(opts.dbs[src]!, async (c) => {
           const out: string[] = [];
           for (const t of opts.tables) {
@@ -448,9 +453,12 @@ export class Bucardo {
    * listening. Throws with the tail of Bucardo's log when a run fails, the
    * daemon dies, or after timeoutMs.
    */
-  async start(timeoutMs = 60_000): Promise<void> {
+  async start(syncs: string[] = [...this.syncs.keys()], timeoutMs = 60_000): Promise<void> {
     if (this.closed) throw new Error('Bucardo is closed');
     if (this.running) return;
+    for (const n of syncs) if (!this.syncs.has(n)) throw new Error(`No sync ${n}`);
+    // Only the syncs asked for run; the MCP leaves inactive ones alone.
+    await this.ctlQuery(`UPDATE bucardo.sync SET status = CASE WHEN name = ANY($1) THEN 'active' ELSE 'inactive' END`, [syncs]);
     const t0 = (await this.ctlQuery<{ t: Date }>('SELECT clock_timestamp() AS t'))[0]!.t;
     const began = Date.now();
     const logStart = await fileSize(this.logFile);
@@ -467,7 +475,7 @@ export class Bucardo {
       await fh.close();
     }
     this.running = true;
-    const names = [...this.syncs.keys()];
+    const names = syncs;
     try {
       await this.waitReady(names, t0, logStart, began + timeoutMs);
     } catch (e) {

@@ -1,29 +1,31 @@
 import pg from 'pg';
 
 /**
- * Update bursts on the nodes of a bench job, timed until every node has
- * them: what the one-way and the multi-master throughput figures share.
+ * Update bursts and single-row latency, timed the same way for any tool:
+ * by the contents of the databases (a checksum query, or the inserted row),
+ * never by a tool's own bookkeeping.
  */
 
 export const BENCH_TABLE = 'bench_repl';
 
 export interface BurstFigure {
-  /** Rows changed, all writers together. */
+  /** Rows changed. */
   rows: number;
-  /** Rows per transaction (each row its own UPDATE statement), or every writer's rows in one UPDATE. */
+  /** Rows per transaction (each row its own UPDATE statement), or all rows in one UPDATE. */
   txRows: number | 'all';
-  /** From the first commit until every node has every writer's changes. */
+  /** From the release of the burst, committed, until every other node's contents equal the writer's. */
   seconds: number;
   rowsPerSecond: number;
-  /** From the first commit to the last (0 for one transaction per writer). */
+  /** From the first commit to the last (0 for one transaction). */
   writeSeconds: number;
 }
 
-/** One writer of a burst: `rows` rows on `node`, ids from `firstId`. */
-export interface BurstWrite {
-  node: string;
-  firstId: number;
-  rows: number;
+export interface LatencyFigure {
+  trials: number;
+  p50Ms: number;
+  p95Ms: number;
+  /** Every trial, in ms, in the order run. */
+  ms: number[];
 }
 
 const checksum = `SELECT count(*) AS n, coalesce(sum(hashtext(t::text)::bigint), 0) AS h FROM ${BENCH_TABLE} t`;
@@ -34,91 +36,107 @@ export async function connect(url: string): Promise<pg.Client> {
   return c;
 }
 
-/** The bench table with `rows` rows, the same on every node (so the sync's initial copy has nothing to do). */
+/** The bench table with `rows` rows, the same on every node (so no tool has an initial copy to make). */
 export async function createBenchTable(urls: string[], rows: number): Promise<void> {
   for (const url of urls) {
     const c = await connect(url);
     try {
       await c.query(`CREATE TABLE ${BENCH_TABLE} (id int PRIMARY KEY, v int NOT NULL, pad text NOT NULL)`);
       await c.query(`INSERT INTO ${BENCH_TABLE} SELECT g, 0, repeat('x', 80) FROM generate_series(1, ${rows}) g`);
+      await c.query(`VACUUM ANALYZE ${BENCH_TABLE}`);
     } finally {
       await c.end();
     }
   }
 }
 
-/** Every node's contents equal, by checksum. */
-export async function allSame(clients: pg.Client[]): Promise<boolean> {
-  const sums = await Promise.all(clients.map(async (c) => (await c.query(checksum)).rows[0] as { n: string; h: string }));
-  return sums.every((s) => s.n === sums[0]!.n && s.h === sums[0]!.h);
+async function sums(c: pg.Client): Promise<string> {
+  const r = (await c.query<{ n: string; h: string }>(checksum)).rows[0]!;
+  return `${r.n}/${r.h}`;
 }
 
-export async function until(cond: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+/** Polls `cond` every `everyMs` until it holds; throws naming `what` after `timeoutMs`. */
+export async function until(cond: () => Promise<boolean>, what: string, timeoutMs: number, everyMs = 2): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!(await cond())) {
-    if (Date.now() > end) throw new Error('replication did not catch up in time');
-    await new Promise((r) => setTimeout(r, 2));
+    if (Date.now() > end) throw new Error(`${what}: not reached in ${Math.round(timeoutMs / 1000)} s`);
+    await new Promise((r) => setTimeout(r, everyMs));
   }
 }
 
-/** Writes one writer's rows; returns its last transaction's id and when its first and last commits returned. */
-async function write(c: pg.Client, w: BurstWrite, txRows: number | 'all'): Promise<{ xid: string; first: bigint; last: bigint }> {
-  const per = txRows === 'all' ? w.rows : txRows;
-  let xid = '';
+/** Writes the burst; returns when its first and last commits returned. */
+async function write(c: pg.Client, rows: number, txRows: number | 'all'): Promise<{ first: bigint; last: bigint }> {
+  const per = txRows === 'all' ? rows : txRows;
   let first = 0n;
   let last = 0n;
-  for (let from = w.firstId; from < w.firstId + w.rows; from += per) {
-    const to = Math.min(from + per, w.firstId + w.rows) - 1;
-    await c.query('BEGIN');
-    xid = (await c.query<{ x: string }>('SELECT pg_current_xact_id()::text AS x')).rows[0]!.x;
+  for (let from = 1; from <= rows; from += per) {
+    const to = Math.min(from + per - 1, rows);
     if (txRows === 'all') {
       await c.query(`UPDATE ${BENCH_TABLE} SET v = v + 1 WHERE id BETWEEN $1 AND $2`, [from, to]);
     } else {
       // One round trip for the transaction's single-row statements (simple query protocol).
-      const statements: string[] = [];
+      const statements = ['BEGIN'];
       for (let id = from; id <= to; id++) statements.push(`UPDATE ${BENCH_TABLE} SET v = v + 1 WHERE id = ${id}`);
+      statements.push('COMMIT');
       await c.query(statements.join(';\n'));
     }
-    await c.query('COMMIT');
     last = process.hrtime.bigint();
     if (first === 0n) first = last;
   }
-  return { xid, first, last };
+  return { first, last };
 }
 
 /**
- * Runs the writers at once, each on its own node, and times from the first
- * commit until every other node's stored position for each writer covers
- * its last transaction; then checks that every node's contents are equal.
- * The position is the barrier (cheap to poll, unlike a checksum that would
- * compete with the apply); positions are stored in the same transaction as
- * the rows, so it is reached exactly when the rows are there.
+ * Updates `rows` rows on the writer (ids 1..rows), in transactions of
+ * `txRows` single-row UPDATEs or in one UPDATE, while every other node's
+ * bench table is held by a lock that the tool's apply waits for; once the
+ * burst is committed the locks go, and the time runs from then until every
+ * other node's checksum equals the writer's. So the figure is the tool's
+ * rate at bringing a target up to date with a committed burst, not the
+ * writer's rate (a tool that keeps pace with the writer would otherwise show
+ * only how fast the writer wrote), and every tool gets the same backlog.
+ * Checksums are polled only after the release, 5 ms apart.
  */
-export async function timeBurst(job: string, clients: Map<string, pg.Client>, writes: BurstWrite[], txRows: number | 'all'): Promise<BurstFigure> {
-  const done = await Promise.all(writes.map((w) => write(clients.get(w.node)!, w, txRows)));
-  await Promise.all(
-    writes.map((w, i) =>
-      Promise.all(
-        [...clients].filter(([node]) => node !== w.node).map(([, c]) =>
-          until(async () => {
-            const r = await c.query(`SELECT pg_visible_in_snapshot($1::xid8, position) AS ok FROM repl.applied WHERE job = $2 AND source = $3`, [done[i]!.xid, job, w.node]);
-            return r.rows[0]?.ok === true;
-          }, 600_000),
-        ),
-      ),
-    ),
-  );
-  const end = process.hrtime.bigint();
-  const first = done.reduce((m, d) => (d.first < m ? d.first : m), done[0]!.first);
-  const last = done.reduce((m, d) => (d.last > m ? d.last : m), done[0]!.last);
-  if (!(await allSame([...clients.values()]))) throw new Error(`the nodes' contents differ after the burst (${[...clients.keys()].join(', ')})`);
-  const rows = writes.reduce((n, w) => n + w.rows, 0);
-  const seconds = Number(end - first) / 1e9;
-  return {
-    rows,
-    txRows,
-    seconds: Math.round(seconds * 1000) / 1000,
-    rowsPerSecond: Math.round(rows / seconds),
-    writeSeconds: Math.round((Number(last - first) / 1e9) * 1000) / 1000,
-  };
+export async function timeBurst(writer: pg.Client, others: { url: string; client: pg.Client }[], rows: number, txRows: number | 'all'): Promise<BurstFigure> {
+  const holds = await Promise.all(others.map((o) => connect(o.url)));
+  try {
+    for (const h of holds) await h.query(`BEGIN; LOCK TABLE ${BENCH_TABLE} IN ACCESS EXCLUSIVE MODE`);
+    const { first, last } = await write(writer, rows, txRows);
+    const want = await sums(writer);
+    const released = process.hrtime.bigint();
+    await Promise.all(holds.map((h) => h.query('COMMIT')));
+    await until(async () => (await Promise.all(others.map((o) => sums(o.client)))).every((s) => s === want), `the burst of ${rows} rows to arrive`, 600_000, 5);
+    const seconds = Number(process.hrtime.bigint() - released) / 1e9;
+    return {
+      rows,
+      txRows,
+      seconds: Math.round(seconds * 1000) / 1000,
+      rowsPerSecond: Math.round(rows / seconds),
+      writeSeconds: Math.round((Number(last - first) / 1e9) * 1000) / 1000,
+    };
+  } finally {
+    await Promise.all(holds.map((h) => h.end()));
+  }
+}
+
+/**
+ * `trials` single-row inserts on the writer (ids from `firstId`), each timed
+ * from its commit until the row is visible on the target (polled every 2 ms),
+ * with a pause between trials so that each one starts from an idle tool.
+ * One untimed insert first: a tool's first run after its start warms
+ * connections and caches.
+ */
+export async function timeLatency(writer: pg.Client, target: pg.Client, firstId: number, trials: number): Promise<LatencyFigure> {
+  const ms: number[] = [];
+  for (let i = -1; i < trials; i++) {
+    const id = firstId + 1 + i;
+    await writer.query(`INSERT INTO ${BENCH_TABLE} VALUES ($1, 0, 'latency')`, [id]);
+    const s = process.hrtime.bigint();
+    await until(async () => (await target.query(`SELECT 1 FROM ${BENCH_TABLE} WHERE id = $1`, [id])).rows.length > 0, `inserted row ${id} to arrive`, 60_000);
+    if (i >= 0) ms.push(Math.round((Number(process.hrtime.bigint() - s) / 1e6) * 10) / 10);
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  const sorted = [...ms].sort((x, y) => x - y);
+  const pct = (p: number): number => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+  return { trials, p50Ms: pct(50), p95Ms: pct(95), ms };
 }

@@ -32,19 +32,24 @@ function safeList(dir: string): string[] {
 
 export interface PgbenchRun {
   url: string;
-  script: string;
+  /** A custom script; none: pgbench's built-in TPC-B-like transaction. */
+  script?: string;
   clients: number;
   seconds: number;
   scriptDir: string;
 }
 
-/** TPS of a custom pgbench script (excluding connection time). */
+/** TPS of a pgbench run (excluding connection time). */
 export async function pgbenchTps(bin: string, r: PgbenchRun): Promise<number> {
-  const file = path.join(r.scriptDir, `script-${process.hrtime.bigint()}.sql`);
-  await writeFile(file, r.script);
+  let workload = ['-b', 'tpcb-like'];
+  if (r.script !== undefined) {
+    const file = path.join(r.scriptDir, `script-${process.hrtime.bigint()}.sql`);
+    await writeFile(file, r.script);
+    workload = ['-f', file];
+  }
   const { stdout } = await run(
     bin,
-    ['-n', '-c', String(r.clients), '-j', String(Math.min(r.clients, 2)), '-T', String(r.seconds), '-f', file, ...connArgs(r.url)],
+    ['-n', '-c', String(r.clients), '-j', String(Math.min(r.clients, 2)), '-T', String(r.seconds), ...workload, ...connArgs(r.url)],
     { maxBuffer: 16 * 1024 * 1024 },
   );
   const m = /tps = ([\d.]+) \((?:without initial connection time|excluding connections establishing)\)/.exec(stdout);

@@ -1,24 +1,33 @@
-// `npm run bench [-- --quick]`: starts its own PostgreSQL servers, measures,
-// prints a table and writes it as JSON under bench/results/.
+// `npm run bench [-- --quick]`: starts its own PostgreSQL servers, measures
+// Capra (and Bucardo, where it is installed) on the same setup, prints one
+// table and writes it, with every raw figure, as JSON under bench/results/.
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { type Cluster, embeddedBinDir, startCluster } from '../orchestrator/src/embedded/cluster.js';
 import { packageRoot } from '../orchestrator/src/util/paths.js';
-import { type CaptureFigures, benchCapture } from './capture.js';
+import { Bucardo, findBucardo } from './bucardo.js';
 import { type CloneFigures, benchClone } from './clone.js';
 import { findPgTool, findPgbench } from './pgbench.js';
-import { type KickFigures, benchKick } from './kick.js';
-import { type ConvergenceFigures, benchConvergence } from './convergence.js';
-import { benchReplication } from './replication.js';
-import { type SwapFigures, benchSwap } from './swap.js';
-import type { BurstFigure } from './burst.js';
+import { type Row, formatTable, ratio } from './table.js';
+import { type ThroughputFigures, benchThroughput } from './throughput.js';
+import { BucardoTool, CapraTool, type Tool } from './tools.js';
+import { type TpsFigure, type WriterConfig, benchWriters } from './writers.js';
 
 const quick = process.argv.includes('--quick');
 const sizes = quick
-  ? { clients: 4, seconds: 3, bulkRows: 20_000, burst: 20_000, trials: 15, kickClients: 64, kickSeconds: 3, cloneScale: 2, cloneRuns: 3 }
-  : { clients: 4, seconds: 10, bulkRows: 100_000, burst: 100_000, trials: 40, kickClients: 64, kickSeconds: 10, cloneScale: 10, cloneRuns: 7 };
+  ? { scale: 1, clients: [4, 64], pollClients: [64], seconds: 4, rounds: 1, burst: 20_000, trials: 12, cloneScale: 2, cloneRuns: 3 }
+  : { scale: 10, clients: [4, 64], pollClients: [64], seconds: 30, rounds: 3, burst: 100_000, trials: 40, cloneScale: 10, cloneRuns: 5 };
+
+/**
+ * What production servers run with (the test harness turns durability off
+ * for speed, which would make trigger cost look larger than it is on a real
+ * server), and room for pgbench's tables in memory.
+ */
+const SERVER_SETTINGS = { fsync: 'on', synchronous_commit: 'on', full_page_writes: 'on', shared_buffers: '1GB', max_wal_size: '4GB' };
+
+const progress = (line: string): void => void process.stdout.write(`  ${line}\n`);
 
 async function createDb(c: Cluster, name: string): Promise<string> {
   const client = new pg.Client({ connectionString: c.url('postgres') });
@@ -28,43 +37,79 @@ async function createDb(c: Cluster, name: string): Promise<string> {
   return c.url(name);
 }
 
-/** The clone section: the raw pipe, the clone a -> b (and its share of the pipe's rate), and a -> b and c. */
-function printClone(c: CloneFigures): void {
-  const line = (label: string, text: string): string => `  ${label.padEnd(38)}${text}`;
-  const figure = (s: number, mbps: number): string => `${s.toFixed(2).padStart(6)} s  ${mbps.toFixed(1).padStart(6)} MB/s`;
-  console.log(`\nClone of pgbench_accounts (${c.rows.toLocaleString('en-US')} rows, ${(c.bytes / 1e6).toFixed(1)} MB of COPY text; median of ${c.runs}; MB/s of COPY text)`);
-  console.log(line('raw pipe psql | psql, text:', c.pipeSeconds === null ? 'skipped (psql not found)' : figure(c.pipeSeconds, c.pipeMBps!)));
-  console.log(line('raw pipe psql | psql, binary:', c.binaryPipeSeconds === null ? 'skipped (psql not found)' : figure(c.binaryPipeSeconds, c.binaryPipeMBps!)));
-  const pct = (x: number | null): string => (x === null ? 'n/a' : `${Math.round(x * 100)}%`);
-  const share = c.cloneVsPipe === null ? '' : `  (${pct(c.cloneVsPipe)} of the text pipe, ${pct(c.cloneVsBinaryPipe)} of the binary one)`;
-  console.log(line(`capra clone (a -> b, ${c.cloneFormat}):`, figure(c.cloneSeconds, c.cloneMBps) + share));
-  console.log(line('capra clone (a -> b and c, one read):', `${figure(c.twoTargetSeconds, c.twoTargetMBps)} per target`));
-}
+const side = (c: Cluster): { admin: string; url: (db: string) => string } => ({ admin: c.url('postgres'), url: (db) => c.url(db) });
 
-const burstText = (b: BurstFigure): string =>
-  `${b.seconds.toFixed(2).padStart(6)} s ${b.rowsPerSecond.toLocaleString('en-US').padStart(8)} rows/s${b.writeSeconds > 0 ? `  (written in ${b.writeSeconds.toFixed(2)} s)` : ''}`;
-
-/** The multi-master section: each burst on each sync shape (2 sources, 3 sources), and the convergence test. */
-function printSwap(swaps: SwapFigures[], rows: number, convergence: ConvergenceFigures | null): void {
-  const n = rows.toLocaleString('en-US');
-  const half = Math.floor(rows / 2).toLocaleString('en-US');
-  console.log(`\nMulti-master replication (every node a source; from the first commit until every other node has the rows, then equal by checksum)`);
-  for (const s of swaps) {
-    const line = (label: string, b: BurstFigure): void => console.log(`  ${`${s.nodes} sources, ${label}:`.padEnd(52)}${burstText(b)}`);
-    line(`${n} rows on a, transactions of 1,000`, s.batched);
-    line(`${n} rows on a, one transaction`, s.oneTransaction);
-    line(`${half} on a + ${half} on b at once`, s.bothSides);
+function tableRows(tps: TpsFigure[], through: Partial<Record<'Capra' | 'Bucardo', ThroughputFigures>>, clone: CloneFigures, bucardoCopySeconds: number | null): Row[] {
+  const best = (config: WriterConfig, clients: number): number | null => tps.find((f) => f.config === config && f.clients === clients)?.best ?? null;
+  const share = (x: number | null, base: number | null): number | null => (x !== null && base ? x / base : null);
+  const rows: Row[] = [];
+  for (const clients of sizes.clients) {
+    const none = best('none', clients);
+    rows.push({ metric: `pgbench, ${clients} clients, no triggers`, unit: 'TPS', capra: none, bucardo: none, better: 'none' });
+    const capra = best('Capra kick', clients);
+    const bucardo = best('Bucardo kick', clients);
+    const capraShare = share(capra, none);
+    rows.push({
+      metric: `pgbench, ${clients} clients, triggers + daemon`,
+      unit: 'TPS',
+      capra,
+      bucardo,
+      capraShare,
+      bucardoShare: share(bucardo, none),
+      better: 'higher',
+      ...(clients === 4 ? { target: 'Capra >= 90% of no triggers', met: capraShare === null ? null : capraShare >= 0.9 } : {}),
+    });
   }
-  console.log(
-    convergence === null
-      ? `  convergence test: skipped (--quick)`
-      : `  convergence test (3 sources, 6 strategies): ${convergence.seconds} s, ${convergence.result}${convergence.ok ? '' : '  FAILED'}`,
-  );
-  if (convergence?.outputTail) console.log(`\nconvergence test output (last lines):\n${convergence.outputTail}`);
-}
-
-function row(cells: (string | number | null)[], widths: number[]): string {
-  return cells.map((c, i) => String(c ?? 'n/a').padEnd(widths[i]!)).join('  ');
+  for (const clients of sizes.pollClients) {
+    const none = best('none', clients);
+    const [cp, bp] = [best('Capra poll', clients), best('Bucardo poll', clients)];
+    rows.push({ metric: `pgbench, ${clients} clients, triggers + daemon polling 1/s`, unit: 'TPS', capra: cp, bucardo: bp, capraShare: share(cp, none), bucardoShare: share(bp, none), better: 'higher' });
+    const cost = (kick: number | null, poll: number | null): number | null => (kick !== null && poll ? (1 - kick / poll) * 100 : null);
+    const capraCost = cost(best('Capra kick', clients), cp);
+    rows.push({
+      metric: `kick cost, ${clients} clients (1 - kicked / polling TPS)`,
+      unit: '%',
+      capra: capraCost,
+      bucardo: cost(best('Bucardo kick', clients), bp),
+      better: 'lower',
+      target: '<= 5%',
+      met: capraCost === null ? null : capraCost <= 5,
+    });
+  }
+  const n = sizes.burst.toLocaleString('en-US');
+  const burst = (metric: string, pick: (t: ThroughputFigures) => number): void => {
+    const [c, b] = [through.Capra ? pick(through.Capra) : null, through.Bucardo ? pick(through.Bucardo) : null];
+    const r: Row = { metric, unit: 'rows/s', capra: c, bucardo: b, better: 'higher', target: '>= 5x Bucardo' };
+    const x = ratio(r);
+    rows.push({ ...r, met: x === null ? null : x >= 5 });
+  };
+  burst(`one-way, ${n} single-row updates, transactions of 1,000`, (t) => t.oneWay.batched.rowsPerSecond);
+  burst(`one-way, ${n} rows updated in one transaction`, (t) => t.oneWay.oneTransaction.rowsPerSecond);
+  burst(`two sources, ${n} single-row updates, transactions of 1,000`, (t) => t.swap.batched.rowsPerSecond);
+  burst(`two sources, ${n} rows updated in one transaction`, (t) => t.swap.oneTransaction.rowsPerSecond);
+  const lat = (p: 'p50Ms' | 'p95Ms', limit: number): void => {
+    const c = through.Capra?.oneWay.latency[p] ?? null;
+    rows.push({
+      metric: `latency, single-row insert, ${p.slice(0, 3)}`,
+      unit: 'ms',
+      capra: c,
+      bucardo: through.Bucardo?.oneWay.latency[p] ?? null,
+      better: 'lower',
+      target: `<= ${limit} ms`,
+      met: c === null ? null : c <= limit,
+    });
+  };
+  lat('p50Ms', 50);
+  lat('p95Ms', 200);
+  const m = clone.rows.toLocaleString('en-US');
+  const pipeRate = (s: number | null): number | null => (s ? Math.round(clone.rows / s) : null);
+  rows.push({ metric: `clone, ${m} rows into an empty table`, unit: 'rows/s', capra: pipeRate(clone.cloneSeconds), bucardo: pipeRate(bucardoCopySeconds), better: 'higher' });
+  const vsText = clone.cloneVsPipe === null ? null : clone.cloneVsPipe * 100;
+  rows.push({ metric: 'clone, share of the raw COPY pipe (text)', unit: '%', capra: vsText, bucardo: bucardoCopySeconds && clone.pipeSeconds ? (clone.pipeSeconds / bucardoCopySeconds) * 100 : null, better: 'higher', target: '>= 90%', met: vsText === null ? null : vsText >= 90 });
+  rows.push({ metric: 'clone, share of the raw COPY pipe (binary)', unit: '%', capra: clone.cloneVsBinaryPipe === null ? null : clone.cloneVsBinaryPipe * 100, bucardo: bucardoCopySeconds && clone.binaryPipeSeconds ? (clone.binaryPipeSeconds / bucardoCopySeconds) * 100 : null, better: 'higher' });
+  rows.push({ metric: 'raw pipe psql COPY TO | COPY FROM, text', unit: 'rows/s', capra: pipeRate(clone.pipeSeconds), bucardo: pipeRate(clone.pipeSeconds), better: 'none' });
+  rows.push({ metric: 'raw pipe psql COPY TO | COPY FROM, binary', unit: 'rows/s', capra: pipeRate(clone.binaryPipeSeconds), bucardo: pipeRate(clone.binaryPipeSeconds), better: 'none' });
+  return rows;
 }
 
 async function main(): Promise<void> {
@@ -72,36 +117,27 @@ async function main(): Promise<void> {
   const bin = process.env.PG_BIN ?? embeddedBinDir();
   const pgbench = findPgbench();
   const psql = findPgTool('psql');
+  if (!pgbench) throw new Error('pgbench not found: set PG_BIN, or apt-get install postgresql-15 (bench/README.md)');
+  const found = findBucardo();
   const clusters: Cluster[] = [];
+  let bucardo: Bucardo | null = null;
+  const started = Date.now();
   try {
-    clusters.push(...(await Promise.all(['a', 'b', 'c'].map((n) => startCluster({ binDir: bin, dataDir: path.join(dir, n) })))));
-    const [a, b, c] = clusters as [Cluster, Cluster, Cluster];
-    console.log(`capra bench${quick ? ' --quick' : ''}: PostgreSQL ${a.major}, ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB`);
-    if (!pgbench) console.log('pgbench not found (set PG_BIN, or apt-get install postgresql-15): TPS figures are skipped');
-    if (!psql) console.log('psql not found (set PG_BIN, or apt-get install postgresql-15): the raw pipe figure of the clone is skipped');
+    clusters.push(...(await Promise.all(['a', 'b'].map((n) => startCluster({ binDir: bin, dataDir: path.join(dir, n), settings: SERVER_SETTINGS })))));
+    const [a, b] = clusters as [Cluster, Cluster];
+    const machine = `${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB`;
+    console.log(`capra bench${quick ? ' --quick' : ''}: PostgreSQL ${a.major} (two servers, fsync on), ${machine}`);
+    if ('missing' in found) console.log(`Bucardo not measured: ${found.missing} (bench/README.md says how to install it)`);
+    else bucardo = await Bucardo.setUp({ workDir: path.join(dir, 'bucardo'), bin: found.bin, pgBin: found.pgBin, log: progress });
+    const tools: Tool[] = [new CapraTool(dir), ...(bucardo ? [new BucardoTool(bucardo)] : [])];
 
-    // Replication first, on servers nothing else has loaded yet: the pgbench phases
-    // below leave autovacuum work behind that competes for the CPUs.
-    process.stdout.write('  replication: burst and latency...\n');
-    const replication = await benchReplication({
-      source: await createDb(a, 'bench_src'),
-      target: await createDb(b, 'bench_dst'),
-      workDir: dir,
-      rows: sizes.burst,
-      trials: sizes.trials,
-    });
-    const swaps: SwapFigures[] = [];
-    for (const nodes of [[a, b], [a, b, c]]) {
-      process.stdout.write(`  multi-master: ${nodes.length} sources, bursts...\n`);
-      const dbs: Record<string, string> = {};
-      for (const [i, cluster] of nodes.entries()) {
-        const node = 'abc'[i]!;
-        dbs[node] = await createDb(cluster, `swap${nodes.length}_${node}`);
-      }
-      swaps.push(await benchSwap({ name: `bench_swap${nodes.length}`, nodes: dbs, workDir: dir, rows: sizes.burst }));
+    // Replication first, on servers nothing else has loaded yet: the pgbench
+    // phase leaves autovacuum work behind that competes for the CPUs.
+    const through: Partial<Record<'Capra' | 'Bucardo', ThroughputFigures>> = {};
+    for (const tool of tools) {
+      through[tool.name] = await benchThroughput({ tool, source: side(a), target: side(b), rows: sizes.burst, trials: sizes.trials, progress });
     }
-    // Before the pgbench phases too, for the same reason.
-    process.stdout.write(`  clone: ${(sizes.cloneScale * 100_000).toLocaleString('en-US')} rows, raw pipe and capra clone...\n`);
+    progress(`clone: ${(sizes.cloneScale * 100_000).toLocaleString('en-US')} rows, raw pipe and capra clone`);
     const clone = await benchClone({
       source: await createDb(a, 'clone_src'),
       target: await createDb(b, 'clone_dst'),
@@ -112,77 +148,51 @@ async function main(): Promise<void> {
       pgbench,
       psql,
     });
-    const capture: CaptureFigures[] = [];
-    const capUrl = await createDb(a, 'bench_capture');
-    for (const mode of ['none', 'row', 'statement'] as const) {
-      process.stdout.write(`  capture: ${mode}...\n`);
-      capture.push(await benchCapture({ url: capUrl, pgbench, clients: sizes.clients, seconds: sizes.seconds, bulkRows: sizes.bulkRows, scriptDir: dir }, mode));
-    }
+    const bucardoCopySeconds = null;
+    const tps = await benchWriters({
+      pgbench,
+      source: side(a),
+      target: side(b),
+      scale: sizes.scale,
+      clients: sizes.clients,
+      pollClients: sizes.pollClients,
+      seconds: sizes.seconds,
+      rounds: sizes.rounds,
+      tools,
+      workDir: dir,
+      progress,
+    });
 
-    const kicks: KickFigures[] = [];
-    if (pgbench) {
-      for (const mode of ['none', 'capture only', 'capture + notify', 'capture + cron'] as const) {
-        process.stdout.write(`  kick: ${mode}...\n`);
-        const tag = mode.replace(/\W/g, '');
-        kicks.push(
-          await benchKick({
-            mode,
-            source: await createDb(a, `kick_src_${tag}`),
-            target: await createDb(b, `kick_dst_${tag}`),
-            workDir: dir,
-            pgbench,
-            clients: sizes.kickClients,
-            seconds: sizes.kickSeconds,
-            rows: sizes.bulkRows,
-          }),
-        );
-      }
+    const rows = tableRows(tps, through, clone, bucardoCopySeconds);
+    const date = new Date().toISOString();
+    console.log(`\n${formatTable(rows)}`);
+    console.log(
+      `\nratio: Capra over Bucardo for TPS and rows/s, Bucardo over Capra for ms and cost; above 1, Capra does better.` +
+        `\n(%) after TPS: share of the TPS with no triggers. Bench took ${Math.round((Date.now() - started) / 1000)} s; ${date}, ${machine}.`,
+    );
+    console.log('\nTPS per round (best counts), and seconds the target needed after each run to have every transaction:');
+    for (const f of tps) {
+      const catchUp = f.catchUpSeconds.every((s) => s === null) ? '' : `; caught up after ${f.catchUpSeconds.map((s) => s!.toFixed(1)).join(', ')} s`;
+      console.log(`  ${f.config.padEnd(13)} ${String(f.clients).padStart(2)} clients: ${f.runs.map((r) => Math.round(r)).join(', ')}${catchUp}`);
     }
-
-    // Last, on a machine the phases above no longer load; it starts its own clusters.
-    let convergence: ConvergenceFigures | null = null;
-    if (!quick) {
-      process.stdout.write('  convergence test...\n');
-      convergence = await benchConvergence();
+    console.log('\nBursts (seconds from the first commit until equal; the writer\'s own time in brackets):');
+    for (const [name, t] of Object.entries(through)) {
+      const show = (label: string, f: ThroughputFigures['swap']['batched']): void =>
+        console.log(`  ${name.padEnd(8)} ${label.padEnd(32)} ${f.seconds.toFixed(2).padStart(7)} s${f.writeSeconds > 0 ? `  (${f.writeSeconds.toFixed(2)} s)` : ''}`);
+      show('one-way, transactions of 1,000', t.oneWay.batched);
+      show('one-way, one transaction', t.oneWay.oneTransaction);
+      show('two sources, transactions of 1,000', t.swap.batched);
+      show('two sources, one transaction', t.swap.oneTransaction);
     }
-
-    const base = capture[0]!;
-    const pct = (x: number | null, y: number | null): string => (x && y ? `${Math.round((x / y) * 100)}%` : 'n/a');
-    const widths = [12, 18, 18, 16, 16];
-    console.log(`\nCapture overhead (${sizes.clients} pgbench clients, ${sizes.seconds} s each; bulk = one statement over ${sizes.bulkRows} rows, median of 3)`);
-    console.log(row(['triggers', 'update TPS', 'insert TPS', 'bulk update ms', 'bulk insert ms'], widths));
-    for (const c of capture) {
-      console.log(
-        row(
-          [
-            c.mode,
-            c.updateTps === null ? null : `${Math.round(c.updateTps)} (${pct(c.updateTps, base.updateTps)})`,
-            c.insertTps === null ? null : `${Math.round(c.insertTps)} (${pct(c.insertTps, base.insertTps)})`,
-            Math.round(c.bulkUpdateMs),
-            Math.round(c.bulkInsertMs),
-          ],
-          widths,
-        ),
-      );
-    }
-    if (kicks.length > 0) {
-      console.log(`\nKick modes (${sizes.kickClients} pgbench clients, ${sizes.kickSeconds} s each, single-row UPDATE on a replicated table; daemon applying in the last two)`);
-      for (const k of kicks) console.log(`  ${k.mode.padEnd(18)} ${Math.round(k.tps)} TPS (${pct(k.tps, kicks[0]!.tps)})`);
-    }
-    console.log(`\nOne-way replication`);
-    console.log(`  ${replication.burstRows}-row update in one transaction: applied in ${replication.burstSeconds} s = ${replication.burstRowsPerSecond} rows/s`);
-    const batched = replication.batchedBurst;
-    console.log(`  ${batched.rows} single-row updates in transactions of 1,000: applied in ${batched.seconds} s = ${batched.rowsPerSecond} rows/s (written in ${batched.writeSeconds} s)`);
-    console.log(`  single-row insert until visible on the target (${replication.latencyTrials} trials): p50 ${replication.latencyP50Ms} ms, p95 ${replication.latencyP95Ms} ms`);
-    printSwap(swaps, sizes.burst, convergence);
-    printClone(clone);
 
     const out = path.join(packageRoot(), 'bench', 'results');
     await mkdir(out, { recursive: true });
-    const file = path.join(out, `${new Date().toISOString().replace(/[:.]/g, '-')}${quick ? '-quick' : ''}.json`);
-    await writeFile(file, JSON.stringify({ date: new Date().toISOString(), quick, postgres: a.major, cores: cpus().length, sizes, capture, kicks, replication, swaps, convergence, clone }, null, 2));
+    const file = path.join(out, `${date.replace(/[:.]/g, '-')}${quick ? '-quick' : ''}.json`);
+    const table = rows.map((r) => ({ ...r, ratio: ratio(r) }));
+    await writeFile(file, JSON.stringify({ date, quick, machine, postgres: a.major, bucardo: bucardo?.version ?? null, sizes, settings: SERVER_SETTINGS, table, tps, throughput: through, clone }, null, 2));
     console.log(`\nwritten to ${path.relative(process.cwd(), file)}`);
   } finally {
+    await bucardo?.close();
     await Promise.all(clusters.map((c) => c.stop()));
     await rm(dir, { recursive: true, force: true });
   }

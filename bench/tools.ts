@@ -1,0 +1,101 @@
+import { Daemon } from '../orchestrator/src/daemon/daemon.js';
+import { silentLogger } from '../orchestrator/src/util/logger.js';
+import type { Bucardo } from './bucardo.js';
+import { benchJob } from './job.js';
+
+/**
+ * The replication tools the bench compares, behind one small interface: a
+ * sync over some tables of some databases is set up (triggers installed,
+ * nothing running), its daemon started and stopped, and the sync left out
+ * of later runs. Each phase of the bench uses databases of its own per tool, so no
+ * tool's triggers fire in another tool's measurement.
+ */
+export type ToolName = 'Capra' | 'Bucardo';
+
+export interface SyncSpec {
+  /** Database name -> URL (no password). */
+  dbs: Record<string, string>;
+  /** The databases written to; the others are targets. Two sources: multi-master. */
+  sources: string[];
+  /** schema.table, each with a primary key. */
+  tables: string[];
+  /** Change notification: a kick from the writers' triggers, or polling once a second. */
+  kick: 'notify' | 'poll';
+}
+
+export interface Tool {
+  readonly name: ToolName;
+  /** Installs the sync (triggers on); nothing runs yet. */
+  setUp(sync: string, spec: SyncSpec): Promise<void>;
+  /** Starts replicating one sync (the others set up stay idle); resolves when it runs. */
+  start(sync: string): Promise<void>;
+  /** Stops replicating; the triggers stay. */
+  stop(): Promise<void>;
+  /** Leaves the sync out of later start()s; its databases are not used again. */
+  remove(sync: string): Promise<void>;
+}
+
+/** Capra: a job per sync, its daemon in this process. */
+export class CapraTool implements Tool {
+  readonly name = 'Capra';
+  private readonly jobs = new Map<string, Awaited<ReturnType<typeof benchJob>>>();
+  private daemons: Daemon[] = [];
+
+  constructor(private readonly workDir: string) {}
+
+  async setUp(sync: string, spec: SyncSpec): Promise<void> {
+    const cfg = await benchJob({
+      name: sync,
+      nodes: spec.dbs,
+      sources: spec.sources,
+      tables: spec.tables,
+      workDir: this.workDir,
+      syncExtra: spec.kick === 'notify' ? 'kick: notify' : 'kick: "*/1 * * * * *"',
+    });
+    this.jobs.set(sync, cfg);
+  }
+
+  async start(sync: string): Promise<void> {
+    const cfg = this.jobs.get(sync);
+    if (!cfg) throw new Error(`no Capra sync ${sync} set up`);
+    const d = new Daemon(cfg, silentLogger);
+    d.start();
+    this.daemons.push(d);
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.daemons.map((d) => d.stop()));
+    this.daemons = [];
+  }
+
+  async remove(sync: string): Promise<void> {
+    this.jobs.delete(sync);
+  }
+}
+
+/**
+ * Bucardo 5, driven through its command line (bench/bucardo.ts). Bucardo
+ * names databases once for all syncs, so each sync's get the sync's name in
+ * front.
+ */
+export class BucardoTool implements Tool {
+  readonly name = 'Bucardo';
+  constructor(private readonly bucardo: Bucardo) {}
+
+  setUp(sync: string, spec: SyncSpec): Promise<void> {
+    const dbs = Object.fromEntries(Object.entries(spec.dbs).map(([n, url]) => [`${sync}_${n}`, url]));
+    return this.bucardo.addSync(sync, { dbs, sources: spec.sources.map((n) => `${sync}_${n}`), tables: spec.tables, kick: spec.kick });
+  }
+
+  start(sync: string): Promise<void> {
+    return this.bucardo.start([sync]);
+  }
+
+  stop(): Promise<void> {
+    return this.bucardo.stop();
+  }
+
+  remove(sync: string): Promise<void> {
+    return this.bucardo.removeSync(sync);
+  }
+}

@@ -1,0 +1,128 @@
+import pg from 'pg';
+import { pgbenchInit, pgbenchTps } from './pgbench.js';
+import type { Tool, ToolName } from './tools.js';
+
+/**
+ * Writer overhead: pgbench's TPC-B-like transaction (three UPDATEs, a
+ * SELECT and an INSERT into pgbench_history, which gets a primary key so
+ * that it can be replicated) on a database with no triggers, and on copies
+ * of it replicated by each tool to a second server, with the tool's daemon
+ * running: once kicked by its triggers (NOTIFY) and once polling every
+ * second instead (no NOTIFY), which isolates what kicking costs.
+ *
+ * Every configuration has its own database, copied from one freshly loaded
+ * template on each server, so no tool's triggers fire in another's runs.
+ * Runs are interleaved round by round (each round runs every configuration
+ * once), so that all share whatever the machine is doing; the figure is the
+ * best round. Before each run: VACUUM of the run's databases (so that
+ * autovacuum has nothing left from earlier runs to do during this one) and a
+ * CHECKPOINT on both servers. After each run the daemon is left running
+ * until the target equals the source, so the next run starts without a
+ * backlog; that wait is recorded as the catch-up time.
+ */
+export type WriterConfig = 'none' | `${ToolName} ${'kick' | 'poll'}`;
+
+export interface TpsFigure {
+  config: WriterConfig;
+  clients: number;
+  /** TPS of each round. */
+  runs: number[];
+  best: number;
+  /** Seconds from the end of each run until the target had everything (null: no tool). */
+  catchUpSeconds: (number | null)[];
+}
+
+export interface WritersOptions {
+  pgbench: string;
+  /** URL of a maintenance database on the source and the target server, and the URL of a database there by name. */
+  source: { admin: string; url: (db: string) => string };
+  target: { admin: string; url: (db: string) => string };
+  scale: number;
+  clients: number[];
+  /** Client counts at which the polling configurations run too. */
+  pollClients: number[];
+  seconds: number;
+  rounds: number;
+  tools: Tool[];
+  workDir: string;
+  progress: (line: string) => void;
+}
+
+export const PGBENCH_TABLES = ['public.pgbench_accounts', 'public.pgbench_branches', 'public.pgbench_tellers', 'public.pgbench_history'];
+
+async function run(url: string, ...statements: string[]): Promise<pg.QueryResultRow[]> {
+  const c = new pg.Client({ connectionString: url, application_name: 'capra-bench' });
+  await c.connect();
+  try {
+    let rows: pg.QueryResultRow[] = [];
+    for (const s of statements) rows = (await c.query(s)).rows;
+    return rows;
+  } finally {
+    await c.end();
+  }
+}
+
+const dbName = (config: WriterConfig): string => `pgb_${config.replace(/\W/g, '_').toLowerCase()}`;
+
+/** What every replicated TPC-B transaction changes, cheap to compare: equal on both sides once the target has every transaction. */
+const STATE = `SELECT (SELECT sum(bbalance) FROM pgbench_branches)::text || '/' || (SELECT sum(tbalance) FROM pgbench_tellers)::text
+                   || '/' || (SELECT count(*) FROM pgbench_history)::text AS s`;
+
+async function caughtUp(source: string, target: string, timeoutMs: number): Promise<number> {
+  const start = Date.now();
+  for (;;) {
+    const [a, b] = await Promise.all([run(source, STATE), run(target, STATE)]);
+    if (a[0]!.s === b[0]!.s) return (Date.now() - start) / 1000;
+    if (Date.now() - start > timeoutMs) throw new Error(`the target did not catch up with pgbench's writes in ${timeoutMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export async function benchWriters(o: WritersOptions): Promise<TpsFigure[]> {
+  o.progress(`writers: loading pgbench at scale ${o.scale} on both servers`);
+  for (const side of [o.source, o.target]) {
+    await run(side.admin, 'CREATE DATABASE pgb_template');
+    await pgbenchInit(o.pgbench, side.url('pgb_template'), o.scale);
+    await run(side.url('pgb_template'), 'ALTER TABLE pgbench_history ADD COLUMN hid bigserial PRIMARY KEY', 'VACUUM ANALYZE');
+  }
+  const configs: WriterConfig[] = ['none', ...o.tools.flatMap((t) => [`${t.name} kick`, `${t.name} poll`] as WriterConfig[])];
+  for (const config of configs) {
+    for (const side of config === 'none' ? [o.source] : [o.source, o.target]) await run(side.admin, `CREATE DATABASE ${dbName(config)} TEMPLATE pgb_template`);
+  }
+  for (const tool of o.tools) {
+    for (const kick of ['kick', 'poll'] as const) {
+      const db = dbName(`${tool.name} ${kick}`);
+      await tool.setUp(db, { dbs: { a: o.source.url(db), b: o.target.url(db) }, sources: ['a'], tables: PGBENCH_TABLES, kick: kick === 'kick' ? 'notify' : 'poll' });
+    }
+  }
+
+  const plan = configs.flatMap((config) =>
+    (config.endsWith('poll') ? o.pollClients : o.clients).map((clients) => ({ config, clients })),
+  );
+  const figures: TpsFigure[] = plan.map((p) => ({ ...p, runs: [], best: 0, catchUpSeconds: [] }));
+  const once = async (config: WriterConfig, clients: number, seconds: number, what: string): Promise<{ tps: number; catchUp: number | null }> => {
+    const db = dbName(config);
+    const tool = o.tools.find((t) => config.startsWith(`${t.name} `)) ?? null;
+    // Every database of the run vacuumed, so autovacuum has nothing left from earlier runs to do during this one.
+    for (const side of tool ? [o.source, o.target] : [o.source]) await run(side.url(db), 'VACUUM', 'CHECKPOINT');
+    await tool?.start(db);
+    try {
+      o.progress(`writers: ${what}, ${config}, ${clients} clients, ${seconds} s`);
+      const tps = await pgbenchTps(o.pgbench, { url: o.source.url(db), clients, seconds, scriptDir: o.workDir });
+      return { tps, catchUp: tool ? await caughtUp(o.source.url(db), o.target.url(db), 600_000) : null };
+    } finally {
+      await tool?.stop();
+    }
+  };
+  // A first, unrecorded run on each database: the first run after loading was the slowest of all on this VM.
+  for (const config of configs) await once(config, o.clients[0]!, Math.min(o.seconds, 10), 'warm-up');
+  for (let round = 1; round <= o.rounds; round++) {
+    for (const f of figures) {
+      const r = await once(f.config, f.clients, o.seconds, `round ${round}/${o.rounds}`);
+      f.runs.push(r.tps);
+      f.catchUpSeconds.push(r.catchUp);
+    }
+  }
+  for (const f of figures) f.best = Math.max(...f.runs);
+  return figures;
+}
