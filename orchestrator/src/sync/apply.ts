@@ -1,7 +1,7 @@
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
-import { onlyUnlessPartitioned, quoteIdent, quoteTable } from '../db/ident.js';
+import { onlyUnlessPartitioned, quoteIdent, quoteLiteral, quoteTable } from '../db/ident.js';
 import type { TableMeta } from './table-meta.js';
 
 /**
@@ -84,35 +84,53 @@ async function copyBetween(source: pg.ClientBase, target: pg.ClientBase, selectS
  */
 export const INDEX_LOOKUP_KEYS = 5_000;
 
-/** Runs `fn` with hash and merge joins off for this transaction (nested loops over the key index), then turns them back on. */
+/**
+ * Runs `fn` with hash and merge joins off for this transaction (nested loops
+ * over the key index), then turns them back on. When `fn` fails the
+ * transaction is rolled back (to a savepoint, at least), which undoes the
+ * setting too; resetting it there would fail and hide `fn`'s error.
+ */
 async function byIndex<T>(client: pg.ClientBase, on: boolean, fn: () => Promise<T>): Promise<T> {
   if (!on) return fn();
   await client.query(`SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)`);
-  try {
-    return await fn();
-  } finally {
-    await client.query(`SELECT set_config('enable_hashjoin', 'on', true), set_config('enable_mergejoin', 'on', true)`);
-  }
+  const result = await fn();
+  await client.query(`SELECT set_config('enable_hashjoin', 'on', true), set_config('enable_mergejoin', 'on', true)`);
+  return result;
 }
 
 /**
  * Applies the keys of one table in the batch, but those in the source's temp
  * table `except` (same key columns) when one is named. Returns the number of
- * rows written.
+ * rows written. Up to INDEX_LOOKUP_KEYS keys are read here and handed to the
+ * target's DELETE as one parameter; more go through a temp table filled by
+ * COPY. Creating and dropping a temp table per table and run is catalog work
+ * that frequent small runs (kicked, under load) paid on every run.
  */
 export async function applyKeys(source: pg.ClientBase, target: pg.ClientBase, t: TableMeta, tempName: string, except?: string): Promise<number> {
   const keyList = t.keyCols.map(quoteIdent).join(', ');
-  const temp = quoteIdent(tempName);
-  await target.query(`CREATE TEMP TABLE ${temp} ON COMMIT DROP AS SELECT ${keyList} FROM ${quoteTable(t)} WITH NO DATA`);
-  const keys = await copyBetween(source, target, keysQuery(t, except), `COPY ${temp} (${keyList}) FROM STDIN`);
-  if (keys === 0) return 0;
-  const few = keys <= INDEX_LOOKUP_KEYS;
   const match = t.keyCols.map((k) => `t.${quoteIdent(k)} = k.${quoteIdent(k)}`).join(' AND ');
-  await byIndex(target, few, () => target.query(`DELETE FROM ${quoteTable(t)} t USING ${temp} k WHERE ${match}`));
+  // Each key as an object by column name (a bare row reference would name a key column called like the alias).
+  const asObject = `json_build_object(${t.keyCols.map((k) => `${quoteLiteral(k)}, q.${quoteIdent(k)}`).join(', ')})`;
+  const few = await source.query<{ keys: string | null; n: number }>(
+    `SELECT json_agg(${asObject})::text AS keys, count(*)::int AS n FROM (${keysQuery(t, except)} LIMIT ${INDEX_LOOKUP_KEYS + 1}) q`,
+  );
+  const { keys, n } = few.rows[0]!;
+  if (n === 0) return 0;
+  const small = n <= INDEX_LOOKUP_KEYS;
+  if (small) {
+    await byIndex(target, true, () =>
+      target.query(`DELETE FROM ${quoteTable(t)} t USING jsonb_to_recordset($1::jsonb) AS k(${keyDefs(t)}) WHERE ${match}`, [keys]),
+    );
+  } else {
+    const temp = quoteIdent(tempName);
+    await target.query(`CREATE TEMP TABLE ${temp} ON COMMIT DROP AS SELECT ${keyList} FROM ${quoteTable(t)} WITH NO DATA`);
+    await copyBetween(source, target, keysQuery(t, except), `COPY ${temp} (${keyList}) FROM STDIN`);
+    await target.query(`DELETE FROM ${quoteTable(t)} t USING ${temp} k WHERE ${match}`);
+  }
   const cols = t.columns.map(quoteIdent).join(', ');
   const srcCols = t.columns.map((c) => `s.${quoteIdent(c)}`).join(', ');
   const keyTuple = t.keyCols.map((k) => `s.${quoteIdent(k)}`).join(', ');
-  return byIndex(source, few, () =>
+  return byIndex(source, small, () =>
     copyBetween(
       source,
       target,
