@@ -1,14 +1,14 @@
 // Notify kicks are rate-limited per table (at most one per 100 ms for all
-// sessions together); the
-// daemon's linger after each kick must still pick up every commit. The
-// safety-net poll is set to an hour, so nothing else would.
+// sessions together); the daemon's linger after each kick must still pick up
+// every commit. The safety-net poll is set to an hour, so nothing else would.
 import t from 'tap';
 import { sql, testClusters, withClient } from './harness/db.js';
-import { makeJob, setUp, startDaemon, waitSame } from './harness/capra.js';
+import { type Job, makeJob, setUp, startDaemon, waitSame } from './harness/capra.js';
 
 const [c1, c2] = testClusters().clusters;
 
-t.test('a burst of commits from one session all arrive without the safety poll', async (t) => {
+/** A one-way job a -> b over table x, kicked only by notify (the safety poll once an hour), its daemon running. */
+async function runningJob(t: Parameters<typeof makeJob>[0]): Promise<Job> {
   const job = await makeJob(t, {
     nodes: { a: c1!, b: c2! },
     schema: 'CREATE TABLE x (id int PRIMARY KEY)',
@@ -16,6 +16,11 @@ t.test('a burst of commits from one session all arrive without the safety poll',
   });
   await setUp(job);
   startDaemon(t, job);
+  return job;
+}
+
+t.test('a burst of commits from one session all arrive without the safety poll', async (t) => {
+  const job = await runningJob(t);
   for (let round = 0; round < 3; round++) {
     await withClient(job.urls.a!, async (c) => {
       for (let i = 1; i <= 30; i++) await c.query('INSERT INTO x VALUES ($1)', [round * 100 + i]);
@@ -26,13 +31,7 @@ t.test('a burst of commits from one session all arrive without the safety poll',
 });
 
 t.test('commits from many sessions at once all arrive without the safety poll', async (t) => {
-  const job = await makeJob(t, {
-    nodes: { a: c1!, b: c2! },
-    schema: 'CREATE TABLE x (id int PRIMARY KEY)',
-    yaml: 'poll_seconds: 3600\nsyncs:\n  s: { sources: [a], targets: [b] }',
-  });
-  await setUp(job);
-  startDaemon(t, job);
+  const job = await runningJob(t);
   // Eight sessions writing at once share the table's one kick per 100 ms.
   await Promise.all(
     Array.from({ length: 8 }, (_, s) =>
