@@ -267,6 +267,41 @@ t.test('start --foreground stops gracefully on SIGTERM', async (t) => {
   t.match(output, /"msg":"stopped"/, "its log says it stopped");
 });
 
+t.test('capra start right after kill -9 of the daemon: the killed process, a zombie for now, does not hold the pidfile', async (t) => {
+  const job = await makeJob(t, { nodes: { a: c1!, b: c2! }, schema, yaml: SYNC });
+  const guard = guardDaemons(t, job);
+  for (const cmd of ['install', 'add-triggers']) t.equal((await capra(job, cmd)).code, 0, `${cmd} exits 0`);
+  const pidfile = pidfilePath(job.cfg);
+  // The daemon's parent never reaps it (the shell becomes a sleep that waits for nothing), so once
+  // killed it stays a zombie, as it does for a moment after any kill -9 until its parent reaps it.
+  const parent = spawn('/bin/sh', ['-c', '"$@" & exec sleep 600', 'sh', process.execPath, path.join(packageRoot(), 'bin', 'capra.js'), '--config', job.configPath, 'start', '--foreground'], {
+    stdio: 'ignore',
+  });
+  guard.children.push(parent);
+  await waitFor(async () => {
+    const pid = await pidInFile(pidfile);
+    return pid !== null && pid !== parent.pid;
+  }, { what: 'the daemon to write its pidfile' });
+  const killed = (await pidInFile(pidfile))!;
+  process.kill(killed, 'SIGKILL');
+  await waitFor(async () => {
+    const stat = await readFile(`/proc/${killed}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
+  }, { what: 'the killed daemon to be a zombie' });
+  t.equal(await pidInFile(pidfile), killed, 'control: the pidfile still names the killed daemon, now a zombie');
+
+  const start = await capra(job, 'start');
+  t.equal(start.code, 0, `start exits 0 ${start.stderr}`);
+  const pid = pidOf(start.stdout);
+  guard.track(pid);
+  t.not(pid, killed, 'a new daemon');
+  t.equal(await pidInFile(pidfile), pid, 'its pid replaced the killed one in the pidfile');
+  await sql(job.urls.a!, `INSERT INTO items VALUES (7, 'after kill -9')`);
+  await waitSame(job, 'items', ['a', 'b'], { orderBy: 'id' });
+  t.equal((await capra(job, 'stop')).code, 0, 'stop exits 0');
+  parent.kill('SIGKILL');
+});
+
 t.test('default run and log directory: $XDG_STATE_HOME/capra, else ~/.local/state/capra', async (t) => {
   const text = stringify({
     name: 'shop',

@@ -1,14 +1,34 @@
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { CapraError } from '../db/errors.js';
 
+/**
+ * Whether process `pid` is running. A process killed a moment ago (kill -9)
+ * stays a zombie until its parent reaps it, and kill(pid, 0) still succeeds
+ * for it: where /proc tells the process state, a zombie (Z) or dead (X)
+ * process is not running.
+ */
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+  return !isZombie(pid);
+}
+
+function isZombie(pid: number): boolean {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    // Gone since kill(pid, 0), where /proc exists; elsewhere kill(pid, 0) has the say.
+    return existsSync('/proc/self/stat');
+  }
+  // "pid (comm) S ...": comm may hold spaces and parentheses, the state follows the last ')'.
+  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  return state === 'Z' || state === 'X';
 }
 
 export async function readPid(file: string): Promise<number | null> {
