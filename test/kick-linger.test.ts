@@ -2,7 +2,7 @@
 // sessions together); the daemon's linger after each kick must still pick up
 // every commit. The safety-net poll is set to an hour, so nothing else would.
 import t from 'tap';
-import { sql, testClusters, withClient } from './harness/db.js';
+import { sql, testClusters, waitFor, withClient } from './harness/db.js';
 import { type Job, makeJob, setUp, startDaemon, waitSame } from './harness/capra.js';
 
 const [c1, c2] = testClusters().clusters;
@@ -69,4 +69,38 @@ t.test('one session writing two tables of two jobs within 100 ms kicks both jobs
     [3, 3],
     'each job got its table (kicks are limited per table, not per session)',
   );
+});
+
+t.test("a user's write right after a cascaded apply is kicked for the job that reads that node", async (t) => {
+  // One job: a -> b cascading, and b -> c. The applier's write on b kicks only other jobs (there are
+  // none); the user's write on b that follows within 100 ms must still kick this job's b -> c lane.
+  const job = await makeJob(t, {
+    nodes: { a: c1!, b: c2!, c: c1! },
+    schema: 'CREATE TABLE x (id int PRIMARY KEY, v text)',
+    yaml: [
+      'poll_seconds: 3600',
+      'syncs:',
+      '  ab: { sources: [a], targets: [b], cascade: true }',
+      '  bc: { sources: [b], targets: [c], copy_data: never }',
+    ].join('\n'),
+  });
+  await setUp(job);
+  startDaemon(t, job);
+  const arrived: number[] = [];
+  for (let round = 1; round <= 5; round++) {
+    await sql(job.urls.a!, 'INSERT INTO x VALUES ($1, $2)', [round, 'from a']);
+    // Write on b the moment the applier's row is there: well within the 100 ms of its kick.
+    await withClient(job.urls.b!, async (c) => {
+      await waitFor(async () => (await c.query('SELECT 1 FROM x WHERE id = $1', [round])).rows.length > 0, { what: `row ${round} on b`, intervalMs: 2 });
+      await c.query('INSERT INTO x VALUES ($1, $2)', [1000 + round, 'from b']);
+    });
+    const wrote = Date.now();
+    await waitFor(async () => (await sql(job.urls.c!, 'SELECT 1 FROM x WHERE id = $1', [1000 + round])).length > 0, {
+      what: `b's row ${1000 + round} on c (the safety poll is an hour away)`,
+      timeoutMs: 10_000,
+      intervalMs: 10,
+    });
+    arrived.push(Date.now() - wrote);
+  }
+  t.pass(`each of b's writes reached c without the safety poll (ms after the write: ${arrived.join(', ')})`);
 });

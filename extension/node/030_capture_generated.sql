@@ -64,34 +64,41 @@ $gen$;
 -- repl.make_kick(rel regclass) -> text
 -- Creates or replaces repl.kick_<oid>(), the statement-level trigger
 -- function that NOTIFYs each job capturing `rel` with kick enabled, on its own
--- channel capra_<job> (jobs sharing a node never share a channel). An
--- applier's own writes kick only other jobs; jobs on cron kicks are left out.
+-- channel capra_<job> (jobs sharing a node never share a channel); jobs on
+-- cron kicks are left out.
 -- NOTIFY serialises the commits of every notifying transaction on one
 -- database-wide lock, held through the commit's WAL flush: with one kick per
--- commit, 64 busy clients lost most of their throughput. So the table is
--- kicked at most once per 100 ms by all sessions together: the time of its
--- last kick is kept in the sequence repl.kick_clock_<oid> (read and set
+-- commit, 64 busy clients lost most of their throughput. So a user's write
+-- kicks the table at most once per 100 ms by all sessions together: the time
+-- of its last kick is kept in the sequence repl.kick_clock_<oid> (read and set
 -- outside any transaction's visibility, with no row lock to wait for), and
 -- the daemon, after any kick, looks again every 25 ms for 250 ms, which picks
 -- up the commits whose kick was skipped. Writers need SELECT and UPDATE on
 -- that sequence; it is granted to PUBLIC like INSERT on repl.delta.
--- Regenerated whenever the consumers change (repl.refresh_kicks()).
+-- An applier's own write (cascade) kicks only the other jobs, and so neither
+-- reads nor sets the clock: a kick that its own job never got must not stand
+-- for a user's write that follows within 100 ms. Appliers commit once per
+-- run, so their kicks need no limit.
+-- Regenerated whenever the consumers change (repl.refresh_kicks()) and on
+-- every install (an upgrade's new body takes effect).
 CREATE OR REPLACE FUNCTION repl.make_kick(p_rel regclass) RETURNS text
 LANGUAGE plpgsql AS $gen$
 DECLARE
-  v_name  text := 'kick_' || p_rel::oid;
-  v_clock text := 'kick_clock_' || p_rel::oid;
-  v_calls text;
+  v_name   text := 'kick_' || p_rel::oid;
+  v_clock  text := 'kick_clock_' || p_rel::oid;
+  v_all    text;
+  v_others text;
 BEGIN
-  SELECT coalesce(string_agg(format('    IF v_origin IS DISTINCT FROM %L THEN PERFORM pg_notify(%L, ''''); END IF;', j.job, 'capra_' || j.job), E'\n' ORDER BY j.job), '')
-    INTO v_calls
+  SELECT coalesce(string_agg(format('    PERFORM pg_notify(%L, '''');', 'capra_' || j.job), E'\n' ORDER BY j.job), ''),
+         coalesce(string_agg(format('    IF v_origin IS DISTINCT FROM %L THEN PERFORM pg_notify(%L, ''''); END IF;', j.job, 'capra_' || j.job), E'\n' ORDER BY j.job), '')
+    INTO v_all, v_others
     FROM (SELECT DISTINCT c.job
             FROM repl.consumer c JOIN repl.consumer_table t USING (job, sync)
            WHERE t.relid = p_rel AND c.kick) j;
   PERFORM pg_advisory_xact_lock(1130459250, 3);
   EXECUTE format('CREATE SEQUENCE IF NOT EXISTS repl.%I MINVALUE 0 START 0', v_clock);
   EXECUTE format('GRANT SELECT, UPDATE ON SEQUENCE repl.%I TO PUBLIC', v_clock);
-  IF v_calls = '' THEN
+  IF v_all = '' THEN
     -- Only cron-kicked jobs (or none) capture this table: nothing to send.
     EXECUTE format('CREATE OR REPLACE FUNCTION repl.%I() RETURNS trigger LANGUAGE plpgsql AS %L', v_name, 'BEGIN RETURN NULL; END');
     RETURN v_name;
@@ -102,12 +109,15 @@ $b$DECLARE
   v_now    bigint;
 BEGIN
   -- Once per transaction and table: its later statements add nothing to the kick.
-  IF current_setting('capra.kicked_%3$s', true) = 'y' THEN
+  IF current_setting('capra.kicked_%4$s', true) = 'y' THEN
     RETURN NULL;
   END IF;
-  PERFORM set_config('capra.kicked_%3$s', 'y', true);
+  PERFORM set_config('capra.kicked_%4$s', 'y', true);
   v_origin := nullif(current_setting('capra.origin', true), '');
-  IF v_origin IS NOT NULL AND current_setting('capra.cascade', true) IS DISTINCT FROM 'on' THEN
+  IF v_origin IS NOT NULL THEN
+    IF current_setting('capra.cascade', true) = 'on' THEN
+%3$s
+    END IF;
     RETURN NULL;
   END IF;
   v_now := (extract(epoch FROM clock_timestamp()) * 1000)::bigint;
@@ -116,7 +126,7 @@ BEGIN
 %2$s
   END IF;
   RETURN NULL;
-END$b$, v_clock, v_calls, p_rel::oid));
+END$b$, v_clock, v_all, v_others, p_rel::oid));
   RETURN v_name;
 END
 $gen$;

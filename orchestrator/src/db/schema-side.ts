@@ -121,6 +121,8 @@ export async function installSide(client: pg.ClientBase, side: Side, logger: Log
     });
     await inTransaction(client, async () => {
       for (const f of extensionFiles(side)) await client.query(readFileSync(f, 'utf8'));
+      // The per-table kick functions are generated: regenerate them, so an upgrade's new body takes effect.
+      if (side === 'node') await client.query('SELECT repl.refresh_kicks()');
     });
   });
 }
