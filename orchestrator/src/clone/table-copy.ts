@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
-import type { Connections } from '../db/connections.js';
+import { type Connections, discardConnection } from '../db/connections.js';
 import { CapraError, errorMessage, isConnectionError, sqlState } from '../db/errors.js';
 import { type TableName, onlyUnlessPartitioned, quoteIdent, quoteTable, tableLabel } from '../db/ident.js';
 import { type ApplierRole, markApplier } from '../sync/applier-session.js';
@@ -162,6 +162,7 @@ export async function copyTable(ctx: TableCopyContext, t: TableName): Promise<Co
         );
       } catch (err) {
         s.broken = err as Error;
+        discardConnection(s.client);
         for (const r of into) r.broken = err as Error;
         throw err;
       }

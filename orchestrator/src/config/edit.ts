@@ -119,6 +119,7 @@ export function resolvedView(cfg: Config, mask = true): Record<string, unknown> 
     log_level: cfg.logLevel,
     batch_rows: cfg.batchRows,
     poll_seconds: cfg.pollSeconds,
+    node_timeout_seconds: cfg.nodeTimeoutSeconds,
   };
 }
 

@@ -63,6 +63,12 @@ export interface Config {
   batchRows: number;
   /** Seconds between safety-net checks for work when no kick arrives. */
   pollSeconds: number;
+  /**
+   * Seconds a node may leave a connect or a waiting query unanswered before
+   * it counts as hung: its connections are ended and it is left out until it
+   * answers again (a long statement is not cut while the node answers).
+   */
+  nodeTimeoutSeconds: number;
 }
 
 export function pidfilePath(cfg: Config): string {

@@ -9,7 +9,7 @@ import type { ConflictRule, ConflictSpec, ConflictStrategy, Config, CopyData, Ha
 const strategies: readonly ConflictStrategy[] = ['source', 'target', 'skip', 'latest', 'abort', 'random'];
 const copyModes: readonly CopyData[] = ['always', 'never', 'empty'];
 const logLevels: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
-const topKeys = ['name', 'metadata', 'databases', 'syncs', 'run_dir', 'log_dir', 'log_level', 'batch_rows', 'poll_seconds'];
+const topKeys = ['name', 'metadata', 'databases', 'syncs', 'run_dir', 'log_dir', 'log_level', 'batch_rows', 'poll_seconds', 'node_timeout_seconds'];
 const syncKeys = ['sources', 'targets', 'tables', 'conflict', 'copy_data', 'kick', 'cascade', 'exception_handlers'];
 const tableKeys = ['include', 'exclude', 'keys'];
 
@@ -58,6 +58,12 @@ function show(v: unknown): string {
 function posInt(file: string, key: string, v: unknown, dflt: number): number {
   if (v === undefined) return dflt;
   if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) fail(file, key, `expected a positive whole number, got ${show(v)}`);
+  return v;
+}
+
+function posNumber(file: string, key: string, v: unknown, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) fail(file, key, `expected a positive number of seconds, got ${show(v)}`);
   return v;
 }
 
@@ -222,5 +228,6 @@ export function validateConfig(raw: unknown, file: string, defaults: Defaults, e
     logLevel: logLevel as LogLevel,
     batchRows: posInt(file, 'batch_rows', raw.batch_rows, 10_000),
     pollSeconds: posInt(file, 'poll_seconds', raw.poll_seconds, 30),
+    nodeTimeoutSeconds: posNumber(file, 'node_timeout_seconds', raw.node_timeout_seconds, 30),
   };
 }

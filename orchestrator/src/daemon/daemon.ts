@@ -53,7 +53,7 @@ class Generation {
     private readonly opts: DaemonOptions,
     metrics: Metrics,
   ) {
-    this.conns = new Connections(cfg, 'capra-sync', logger);
+    this.conns = new Connections(cfg, 'capra-sync', logger, { reportHealth: true });
     this.recorder = new Recorder(this.conns, logger, (r) =>
       metrics.runFinished({ sync: r.sync, source: r.source, target: r.target }, { rows: r.rows, error: r.error }),
     );

@@ -10,6 +10,9 @@ import { SessionLoop } from './session-loop.js';
  * LISTENs on one source node for the job's kick channel (capra_<job>), and
  * keeps doing so across restarts of that server: after every (re)connect it
  * calls onKick once, since notifications sent while it was away are lost.
+ * An idle LISTEN session never learns that its node hung or that the network
+ * path went silent, so it asks the node something once per node timeout: an
+ * unanswered question ends the session (the watchdog) and it reconnects.
  */
 export class KickListener extends SessionLoop {
   private reconnecting = false;
@@ -30,7 +33,12 @@ export class KickListener extends SessionLoop {
     if (this.reconnecting) this.logger.info({ node: this.node }, 'listening again');
     this.reconnecting = true;
     this.onKick();
-    await closed;
+    const heartbeat = setInterval(() => void client.query('SELECT 1').catch(() => {}), this.conns.timeoutMs);
+    try {
+      await closed;
+    } finally {
+      clearInterval(heartbeat);
+    }
     if (!this.stopping) this.logger.warn({ node: this.node }, 'lost the kick connection; reconnecting');
   }
 

@@ -32,12 +32,13 @@ export function isConnectionError(err: unknown): boolean {
 }
 
 function isConnectionErrorItself(err: unknown): boolean {
+  if (err instanceof NodeSilentError) return true;
   const code = sqlState(err);
   if (code && (connectionCodes.has(code) || code.startsWith('08') || code === SQLSTATE.adminShutdown || code === SQLSTATE.cannotConnectNow)) {
     return true;
   }
   const msg = err instanceof Error ? err.message : String(err);
-  return /Connection terminated|connection timeout|timeout expired|Client has encountered a connection error/i.test(msg);
+  return /Connection terminated|connection timeout|timeout expired|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(msg);
 }
 
 export function errorMessage(err: unknown): string {
@@ -64,14 +65,45 @@ export class CapraError extends Error {
   }
 }
 
+/** Seconds, as messages write them: 30, or 1.5 below ten. */
+export function seconds(ms: number): string {
+  const s = ms / 1000;
+  return String(s >= 10 ? Math.round(s) : Math.round(s * 10) / 10);
+}
+
+/**
+ * A node that stopped answering: its server neither replied nor closed the
+ * connection within the node timeout (frozen, or a silent network). Counts as
+ * a connection failure, and names the node.
+ */
+export class NodeSilentError extends CapraError {
+  constructor(node: string, timeoutMs: number) {
+    super(`${node}: no answer for ${seconds(timeoutMs)} s`, { node });
+    this.name = 'NodeSilentError';
+  }
+}
+
+/** The node an error is to blame on, where it says (a CapraError's node, or its cause's). */
+export function errorNode(err: unknown): string | undefined {
+  for (let e = err, depth = 0; e != null && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e instanceof CapraError && e.node !== undefined) return e.node;
+  }
+  return undefined;
+}
+
 /** The table an error is about, if it says. */
 export function errorTable(err: unknown): string | undefined {
   return err instanceof CapraError ? err.table : undefined;
 }
 
-/** Wraps a failure to reach a named database without ever echoing its URL. */
-export function connectError(dbName: string, display: string, err: unknown): CapraError {
-  return new CapraError(`cannot connect to database ${dbName} (${display}): ${errorMessage(err)}`, { cause: err });
+/**
+ * Wraps a failure to reach a named database without ever echoing its URL. A
+ * connect that timed out says how long it waited: the server took the
+ * connection (or nothing refused it) and never answered.
+ */
+export function connectError(dbName: string, display: string, err: unknown, timeoutMs?: number): CapraError {
+  const why = timeoutMs !== undefined && /timeout expired|timeout exceeded when trying to connect|due to connection timeout/i.test(errorMessage(err)) ? `no answer for ${seconds(timeoutMs)} s` : errorMessage(err);
+  return new CapraError(`cannot connect to database ${dbName} (${display}): ${why}`, { cause: err, node: dbName });
 }
 
 /**

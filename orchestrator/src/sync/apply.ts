@@ -1,5 +1,6 @@
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
+import { discardConnection } from '../db/connections.js';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { onlyUnlessPartitioned, quoteIdent, quoteLiteral, quoteTable } from '../db/ident.js';
 import type { TableMeta } from './table-meta.js';
@@ -66,10 +67,21 @@ export async function startBatch(source: pg.ClientBase, oldPosition: string, end
 export const PIN_OUTPUT_FORMATS = `set_config('datestyle', 'ISO', true), set_config('intervalstyle', 'postgres', true),
             set_config('extra_float_digits', '3', true), set_config('bytea_output', 'hex', true)`;
 
+/**
+ * Streams a query's rows from the source into the target's COPY. When either
+ * side fails, the source's COPY is torn down midway and its connection can
+ * take no more queries (see discardConnection): it is ended, and with it the
+ * source's transaction.
+ */
 async function copyBetween(source: pg.ClientBase, target: pg.ClientBase, selectSql: string, copyInSql: string): Promise<number> {
   const out = source.query(copyTo(`COPY (${selectSql}) TO STDOUT`));
   const into = target.query(copyFrom(copyInSql));
-  await pipeline(out, into);
+  try {
+    await pipeline(out, into);
+  } catch (err) {
+    discardConnection(source);
+    throw err;
+  }
   return into.rowCount ?? 0;
 }
 

@@ -1,6 +1,6 @@
 import type { HandlerRef, SyncConfig } from '../config/types.js';
 import type { Connections } from '../db/connections.js';
-import { CapraError, errorMessage } from '../db/errors.js';
+import { CapraError, errorMessage, isConnectionError } from '../db/errors.js';
 import { quoteIdent } from '../db/ident.js';
 import { loadHandler } from './conflict.js';
 
@@ -28,7 +28,8 @@ export interface Failure {
 
 /** What a failure tells a handler: the database error under a CapraError, with the node and table it names. */
 export function describeFailure(sync: string, err: unknown): Failure | null {
-  if (!(err instanceof CapraError) || err.node === undefined) return null;
+  // A node that cannot be reached is nothing a handler could repair (or even reach).
+  if (!(err instanceof CapraError) || err.node === undefined || isConnectionError(err)) return null;
   const pgErr = err.cause as { code?: string; message?: string; detail?: string; constraint?: string } | undefined;
   return {
     sync,
