@@ -1,11 +1,12 @@
 import type { SyncConfig } from '../config/types.js';
 import { receiversOf } from '../config/topology.js';
 import type { Connections } from '../db/connections.js';
-import { CapraError, isConnectionError } from '../db/errors.js';
+import { CapraError, errorMessage, errorNode, isConnectionError } from '../db/errors.js';
 import { seedLane } from '../clone/seed.js';
 import { ConflictResolver } from '../sync/conflict.js';
 import { SequenceKeeper } from '../sync/sequences.js';
-import { DOWN_RETRY_MS, type SwapState, runSwap } from '../sync/swap.js';
+import { DOWN_RETRY_MS, DownNodes } from '../sync/down-nodes.js';
+import { type SwapState, runSwap } from '../sync/swap.js';
 import { sleep } from '../util/backoff.js';
 import type { Logger } from '../util/logger.js';
 import type { Recorder } from './recorder.js';
@@ -13,7 +14,7 @@ import { type LaneLabels, Worker, type WorkerOptions } from './worker.js';
 
 /** Runs a multi-master (swap) sync: all of its nodes in each run (see runSwap). */
 export class SwapWorker extends Worker {
-  private readonly state: SwapState = { roles: new Map() };
+  private readonly state: SwapState = { roles: new Map(), down: new DownNodes(this.conns, () => this.wake(), this.abort.signal) };
   private readonly resolver: ConflictResolver;
   private seeded = false;
   private readonly warnedRole = new Set<string>();
@@ -55,10 +56,9 @@ export class SwapWorker extends Worker {
     }
     const seeded = new Map<string, Set<number>>();
     let complete = true;
-    const knownDown = (db: string): boolean => (this.state.down?.get(db)?.retryAt ?? 0) > Date.now();
     for (const { source, target } of this.lanes) {
       let relids: Set<number> | null;
-      if (knownDown(source) || knownDown(target)) {
+      if (this.state.down.has(source) || this.state.down.has(target)) {
         complete = false;
         continue;
       }
@@ -66,6 +66,8 @@ export class SwapWorker extends Worker {
         relids = await seedLane(this.conns, { job: this.job, sync: this.sync, source, target }, this.log, this.abort.signal);
       } catch (err) {
         if (!isConnectionError(err)) throw err;
+        const node = errorNode(err);
+        if (node !== undefined && this.sync.sources.concat(this.sync.targets).includes(node)) this.state.down.mark(node, errorMessage(err));
         complete = false;
         continue;
       }
@@ -124,8 +126,9 @@ export class SwapWorker extends Worker {
     }
     for (const db of this.wasDown) if (!down.has(db)) this.log.info({ node: db }, 'node reachable again');
     this.wasDown = new Set(down.keys());
-    // Nothing may kick while a node is down (it cannot, and the others may be idle): look for it again soon.
-    if (down.size > 0 || !this.seeded) this.wakeIn(DOWN_RETRY_MS);
+    // A pair's initial copy was left for later (a node was out): try again soon. (A node that is
+    // out wakes the sync itself when it answers again: see DownNodes.)
+    if (!this.seeded) this.wakeIn(DOWN_RETRY_MS);
     for (const l of this.lanes) {
       const error = down.get(l.source) ?? down.get(l.target);
       if (error !== undefined) this.recorder.record({ ...l, started, ended, rows: 0, error });

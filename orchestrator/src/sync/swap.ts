@@ -2,9 +2,10 @@ import type pg from 'pg';
 import type { SyncConfig } from '../config/types.js';
 import { syncNodes } from '../config/topology.js';
 import type { Connections } from '../db/connections.js';
-import { CapraError, SQLSTATE, applyError, errorMessage, isConnectionError, sqlState } from '../db/errors.js';
+import { CapraError, SQLSTATE, applyError, errorMessage, errorNode, isConnectionError, sqlState } from '../db/errors.js';
 import { onlyUnlessPartitioned, quoteIdent, quoteTable, tableLabel } from '../db/ident.js';
 import { type ApplierRole, markApplier } from './applier-session.js';
+import type { DownNodes } from './down-nodes.js';
 import { BATCH_CONDITION, applyKeys, applyTruncate, keyDefs, startBatch } from './apply.js';
 import { type Conflict, type ConflictResolver, type Decision, type Version } from './conflict.js';
 import { batchEnd, registeredPosition } from './lane.js';
@@ -38,11 +39,9 @@ export interface SwapState {
   /** Per source, the relids whose initial copy (copy_data) to every receiver is done; undefined: no check. */
   seededRelids?: Map<string, Set<number>>;
   idleAdvancedAt?: number;
-  /** Nodes found down, with the error, and when to try them again (a connect can take its whole timeout). */
-  down?: Map<string, { error: string; retryAt: number }>;
+  /** Nodes left out of runs until they answer again (down, or hung). */
+  down: DownNodes;
 }
-
-export const DOWN_RETRY_MS = 5_000;
 
 export interface SwapResult {
   /** Changed keys in the batch, all sources together (delta rows where keys were not listed: one source changed). */
@@ -108,45 +107,52 @@ interface NodeRun {
 
 
 /**
- * Runs the sync over the nodes that can be reached. A node that is down is
- * left out (and named in the result) while at least one source and one other
- * node are up: the others keep replicating among themselves. Its positions
- * stay where they were, so when it is back the sources' batches start from
- * there again, and it gets, and gives, everything it missed.
+ * Runs the sync over the nodes that can be reached. A node that is down, or
+ * does not answer within the node timeout, is left out (and named in the
+ * result) while at least one source and one other node are up: the others
+ * keep replicating among themselves, and runs do not wait on it again until
+ * it answers (state.down asks it in the background). Its positions stay
+ * where they were, so when it is back the sources' batches start from there
+ * again, and it gets, and gives, everything it missed. A node that stops
+ * answering in the middle of a run rolls the whole run back (within the
+ * timeout: the watchdog ends its connection), and the run is made again at
+ * once without it.
  */
 export async function runSwap(conns: Connections, job: string, sync: SyncConfig, batchRows: number, state: SwapState, resolver: ConflictResolver): Promise<SwapResult> {
-  const clients = new Map<string, pg.PoolClient>();
-  const down = new Map<string, string>();
-  let failure: Error | undefined;
-  try {
-    let firstDown: unknown;
-    state.down ??= new Map();
-    for (const db of syncNodes(sync)) {
-      const known = state.down.get(db);
-      if (known && known.retryAt > Date.now()) {
-        firstDown ??= new CapraError(known.error);
-        down.set(db, known.error);
-        continue;
+  for (;;) {
+    const clients = new Map<string, pg.PoolClient>();
+    const down = new Map<string, string>();
+    let failure: Error | undefined;
+    try {
+      const nodes = syncNodes(sync);
+      const tried = nodes.filter((db) => !state.down.has(db));
+      const connected = await Promise.allSettled(tried.map((db) => conns.connect(db)));
+      let firstDown: unknown;
+      for (const [i, r] of connected.entries()) {
+        if (r.status === 'fulfilled') clients.set(tried[i]!, r.value);
+        else if (isConnectionError(r.reason)) state.down.mark(tried[i]!, errorMessage(r.reason));
+        else failure ??= r.reason as Error;
       }
-      try {
-        clients.set(db, await conns.connect(db));
-        state.down.delete(db);
-      } catch (err) {
-        if (!isConnectionError(err)) throw err;
-        firstDown ??= err;
-        down.set(db, errorMessage(err));
-        state.down.set(db, { error: errorMessage(err), retryAt: Date.now() + DOWN_RETRY_MS });
+      if (failure) throw failure;
+      for (const db of nodes) {
+        const error = state.down.error(db);
+        if (error === undefined) continue;
+        firstDown ??= new CapraError(error, { node: db });
+        down.set(db, error);
       }
+      if (clients.size < 2 || !sync.sources.some((s) => clients.has(s))) throw firstDown;
+      const result = await runWith(clients, job, sync, batchRows, state, resolver);
+      return down.size > 0 ? { ...result, down } : result;
+    } catch (err) {
+      failure = err as Error;
+      await Promise.all([...clients.values()].map((c) => c.query('ROLLBACK').catch(() => {})));
+      const node = errorNode(err);
+      if (node === undefined || !clients.has(node) || !isConnectionError(err)) throw err;
+      // A node went away or went silent during the run: the run was rolled back everywhere; again without it.
+      state.down.mark(node, errorMessage(err));
+    } finally {
+      for (const c of clients.values()) c.release(failure);
     }
-    if (clients.size < 2 || !sync.sources.some((s) => clients.has(s))) throw firstDown;
-    const result = await runWith(clients, job, sync, batchRows, state, resolver);
-    return down.size > 0 ? { ...result, down } : result;
-  } catch (err) {
-    failure = err as Error;
-    for (const c of clients.values()) await c.query('ROLLBACK').catch(() => {});
-    throw err;
-  } finally {
-    for (const c of clients.values()) c.release(failure);
   }
 }
 
