@@ -13,11 +13,13 @@ export interface Args {
   positional: string[];
   /** capra conflicts --limit N. */
   limit: number;
+  /** capra status --max-lag SECONDS: unhealthy when a lane lags more. */
+  maxLag?: number;
   /** capra clone's options. */
   clone: Omit<CloneOptions, 'sync'>;
 }
 
-const valued = new Set(['--config', '-c', '--sync', '--metrics-port', '--limit', '--tables', '--dbs', '--start', '--cancel', '--watch']);
+const valued = new Set(['--config', '-c', '--sync', '--metrics-port', '--limit', '--max-lag', '--tables', '--dbs', '--start', '--cancel', '--watch']);
 const flags = new Set(['--verbose', '-v', '--json', '--foreground', '--help', '-h', '--only-empty', '--drop-indexes', '--wait', '--list']);
 
 function cloneId(option: string, value: string): number {
@@ -64,6 +66,10 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env):
         const n = Number(value);
         if (!Number.isSafeInteger(n) || n <= 0) throw new CapraError(`option --limit: expected a positive whole number, got ${JSON.stringify(value)}`);
         a.limit = n;
+      } else if (arg === '--max-lag') {
+        const n = Number(value);
+        if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new CapraError(`option --max-lag: expected a number of seconds, got ${JSON.stringify(value)}`);
+        a.maxLag = n;
       } else if (arg === '--tables') a.clone.tables = [...(a.clone.tables ?? []), ...splitList(value)];
       else if (arg === '--dbs') a.clone.dbs = value;
       else if (arg === '--start') a.clone.start = value;
@@ -100,7 +106,9 @@ export const USAGE = `usage: capra [--config FILE] [--verbose] <command> [option
   stop                stop the daemon gracefully (it finishes the runs in progress)
   restart             stop, then start
   reload              the daemon re-reads the config file and table definitions, without losing work
-  status [--json]     daemon and per-sync state, pending rows, lag; exits 1 when unhealthy
+  status [--json] [--max-lag SECONDS]
+                      daemon and per-sync state, pending rows, lag; exits 1 when unhealthy
+                      (a lane failing, a node not answering, or, with --max-lag, a lane lagging more)
   config get [KEY]    print a setting as resolved (defaults filled in, passwords masked); all without KEY
   config set KEY VALUE
                       change a setting in the config file, validated first; capra reload applies it

@@ -122,7 +122,7 @@ async function run(args: Args): Promise<number> {
       return 0;
     }
     case 'status': {
-      const st = await collectStatus(cfg, cliLogger(cfg, args));
+      const st = await collectStatus(cfg, cliLogger(cfg, args), args.maxLag === undefined ? {} : { maxLagSeconds: args.maxLag });
       out(args.json ? JSON.stringify(st, null, 2) : formatStatus(st));
       return st.healthy ? 0 : 1;
     }

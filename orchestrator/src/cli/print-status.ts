@@ -37,5 +37,7 @@ export function formatStatus(st: Status, now = Date.now()): string {
   for (const c of st.clones) {
     lines.push(c.state === 'failed' ? `clone ${c.id}: failed: ${c.error ?? 'no reason recorded'}` : progressLine(c));
   }
+  if (st.unanswered.length > 0) lines.push(`no answer from: ${st.unanswered.map((u) => u.node).join(', ')}`);
+  if (!st.healthy) lines.push(`unhealthy:\n${st.problems.map((p) => `  ${p}`).join('\n')}`);
   return lines.join('\n');
 }

@@ -20,20 +20,37 @@ async function pendingSince(source: pg.ClientBase, job: string, sync: string, po
   return { rows: Number(r.rows[0]!.n), lagSeconds: Math.max(0, r.rows[0]!.lag ?? 0) };
 }
 
-async function positionOf(conns: Connections, job: string, sync: string, source: string, target: string): Promise<string | null> {
-  // The target's own record is authoritative; the source's copy (for purge) may lag behind it.
-  try {
-    const r = await conns.with(target, (c) =>
+export interface LanePosition {
+  /** The snapshot up to which the target has applied the source's changes (null: none known). */
+  position: string | null;
+  /** Why the target's own record could not be read (the source's copy stood in), when it could not. */
+  targetError?: unknown;
+}
+
+/**
+ * Where a lane stands. The target's own record is authoritative; the source's
+ * copy (for purge) may lag behind it, and stands in when the target cannot be
+ * read or has none yet. Both are asked at once, so a node that does not
+ * answer costs no more than its timeout. Throws when the source cannot be read.
+ */
+export async function lanePosition(conns: Connections, job: string, sync: string, source: string, target: string): Promise<LanePosition> {
+  const [onTarget, onSource] = await Promise.allSettled([
+    conns.with(target, (c) =>
       c.query<{ p: string }>('SELECT position::text AS p FROM repl.applied WHERE job = $1 AND sync = $2 AND source = $3', [job, sync, source]),
-    );
-    if (r.rows[0]) return r.rows[0].p;
-  } catch {
-    // fall back to the source's copy
-  }
-  const r = await conns.with(source, (c) =>
-    c.query<{ p: string }>('SELECT position::text AS p FROM repl.consumer WHERE job = $1 AND sync = $2 AND target = $3', [job, sync, target]),
-  );
-  return r.rows[0]?.p ?? null;
+    ),
+    conns.with(source, (c) =>
+      c.query<{ p: string }>('SELECT position::text AS p FROM repl.consumer WHERE job = $1 AND sync = $2 AND target = $3', [job, sync, target]),
+    ),
+  ]);
+  // The pending figures are read on the source: one that does not answer has none to give.
+  if (onSource.status === 'rejected') throw onSource.reason;
+  if (onTarget.status === 'rejected') return { position: onSource.value.rows[0]?.p ?? null, targetError: onTarget.reason as unknown };
+  return { position: onTarget.value.rows[0]?.p ?? onSource.value.rows[0]?.p ?? null };
+}
+
+/** Rows pending on the source after `position`, and the age of the oldest. */
+export function pendingAfter(conns: Connections, job: string, sync: string, source: string, position: string): Promise<LanePending> {
+  return conns.with(source, (c) => pendingSince(c, job, sync, position));
 }
 
 /**
@@ -42,7 +59,7 @@ async function positionOf(conns: Connections, job: string, sync: string, source:
  * yet). Throws when the source cannot be read.
  */
 export async function lanePending(conns: Connections, job: string, sync: string, source: string, target: string): Promise<LanePending | null> {
-  const pos = await positionOf(conns, job, sync, source, target);
-  if (pos === null) return null;
-  return conns.with(source, (c) => pendingSince(c, job, sync, pos));
+  const { position } = await lanePosition(conns, job, sync, source, target);
+  if (position === null) return null;
+  return pendingAfter(conns, job, sync, source, position);
 }
