@@ -1,7 +1,7 @@
 // Helpers for test files: the clusters started by run-suite, fresh databases
 // per test, one-shot queries and the polling barrier used instead of sleeps.
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -113,6 +113,41 @@ export interface OwnCluster {
   stop(): Promise<void>;
   /** Starts it again on the same port and data directory. */
   start(): Promise<void>;
+  /**
+   * Freezes the server as a hung machine would be: SIGSTOP to the postmaster
+   * and every backend. Its kernel still accepts connections and acknowledges
+   * packets; nothing answers. Thawed (SIGCONT) by thaw(), and in any case
+   * before anything else when the test ends.
+   */
+  freeze(t: TeardownTest): void;
+  thaw(): void;
+}
+
+/** The processes whose parent is `pid` (Linux /proc). */
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      // "pid (comm) state ppid ...": comm may hold spaces, so read after the last ')'.
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid) out.push(Number(entry));
+    } catch {
+      // the process went away meanwhile
+    }
+  }
+  return out;
+}
+
+function signalAll(pids: number[], signal: NodeJS.Signals): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // already gone
+    }
+  }
 }
 
 /**
@@ -125,7 +160,13 @@ export async function ownCluster(t: TeardownTest, binDir: string): Promise<OwnCl
   const dataDir = path.join(dir, 'data');
   let server: Cluster | null = await startCluster({ binDir, dataDir });
   const port = server.port;
+  let frozen: number[] = [];
+  const thaw = (): void => {
+    signalAll(frozen, 'SIGCONT');
+    frozen = [];
+  };
   t.teardown(async () => {
+    thaw();
     await server?.stop();
     await rm(dir, { recursive: true, force: true });
   });
@@ -138,5 +179,16 @@ export async function ownCluster(t: TeardownTest, binDir: string): Promise<OwnCl
     async start() {
       server = await startCluster({ binDir, dataDir, port });
     },
+    freeze(test: TeardownTest) {
+      if (!server) throw new Error('freeze: the server is not running');
+      // The postmaster first, so that it forks no backend behind our back.
+      signalAll([server.pid], 'SIGSTOP');
+      const backends = childrenOf(server.pid);
+      signalAll(backends, 'SIGSTOP');
+      frozen = [server.pid, ...backends];
+      // Newest teardowns run first: thawed before the job's databases on it are dropped.
+      test.teardown(thaw);
+    },
+    thaw,
   };
 }
