@@ -17,6 +17,14 @@ const [c1, c2, c3] = testClusters().clusters;
 
 const count = async (url: string, table: string): Promise<number> => (await sql(url, `SELECT count(*)::int AS n FROM ${table}`))[0]!.n;
 
+/** Client sessions on the database of `url` other than the asking one. */
+const clientsOn = async (url: string): Promise<number> =>
+  (await sql(url, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()`))[0]!.n;
+
+/** Sessions on the database of `url` that wait for a lock held by backend `pid`. */
+const waitingFor = async (url: string, pid: number): Promise<number> =>
+  (await sql(url, 'SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND $1 = ANY (pg_blocking_pids(pid))', [pid]))[0]!.n;
+
 async function queue(job: Job, args: string, params: unknown[] = []): Promise<number> {
   return Number((await sql<{ id: string }>(job.cfg.metadata, `SELECT repl.clone(${args}) AS id`, params))[0]!.id);
 }
@@ -151,7 +159,7 @@ t.test('a clone by sync empties every target and fills it from one read of the s
   await sql(job.urls.b!, fill(4000, 9000, 'stale'));
   await sql(job.urls.c!, `CREATE INDEX x_v ON x (v); ${fill(1, 10, 'stale')}`);
   await setUp(job);
-  startDaemon(t, job, { cloneCheckMs: 60_000 }); // only the NOTIFY can wake it in time
+  const daemon = startDaemon(t, job, { cloneCheckMs: 60_000 }); // only the NOTIFY can wake it in time
   const scans = async (): Promise<number> =>
     Number((await sql(job.urls.a!, `SELECT pg_stat_clear_snapshot(), seq_scan FROM pg_stat_user_tables WHERE relname = 'x'`))[0]!.seq_scan);
   const before = await scans();
@@ -160,8 +168,11 @@ t.test('a clone by sync empties every target and fills it from one read of the s
   t.equal(row.state, 'done');
   t.equal(row.error, null);
   t.ok(row.started && row.ended && row.ended >= row.started, 'started and ended are recorded');
-  await waitFor(async () => (await scans()) > before, { what: 'the source scan to show in its statistics' });
-  await new Promise((r) => setTimeout(r, 1500));
+  // A backend's scans reach the statistics when it flushes them, at the
+  // latest on exit, before it leaves pg_stat_activity: once the daemon's
+  // connections to a are gone, every scan it made there is counted.
+  await daemon.stop();
+  await waitFor(async () => (await clientsOn(job.urls.a!)) === 0, { what: "the daemon's connections to a to close" });
   t.equal((await scans()) - before, 1, 'the source table was read once for both targets');
   for (const n of ['b', 'c']) t.equal(await digest(job.urls[n]!, 'x'), await digest(job.urls.a!, 'x'), `${n} is identical to a`);
   const states = await tableStates(job, id);
@@ -387,9 +398,12 @@ t.test('a clone waits for the lane applying to the same target, and live writes 
   await withClient(job.urls.b!, async (lane) => {
     await lane.query('BEGIN');
     await lane.query(`SELECT 1 FROM repl.applied WHERE sync = 's' FOR UPDATE`);
+    const lanePid = (await lane.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
     const id = await queue(job, `sync => 's'`);
     await waitFor(async () => (await cloneRow(job, id)).state === 'running', { what: 'the clone to start' });
-    await new Promise((r) => setTimeout(r, 1000));
+    // The session that waits for this lock is the clone's (nothing is written
+    // to a meanwhile; only a poll could make the daemon's lane wait here too).
+    await waitFor(async () => (await waitingFor(job.urls.b!, lanePid)) > 0, { what: "the clone to wait for the lane's lock" });
     t.equal((await tableStates(job, id))['x@b']!.state, 'queued', 'the clone waits for the lane');
     await lane.query('COMMIT');
     t.equal((await waitEnded(job, id)).state, 'done', 'and goes on once the lane is done');
