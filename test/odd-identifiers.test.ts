@@ -7,29 +7,12 @@ import { randomBytes } from 'node:crypto';
 import t from 'tap';
 import { ROW_TRIGGERS, STATEMENT_TRIGGERS, defaultCaptureMode } from '../orchestrator/src/triggers/ddl.js';
 import { quoteIdent } from '../orchestrator/src/db/ident.js';
-import { sql, testClusters, waitFor } from './harness/db.js';
-import { type Job, makeJob, setUp, startDaemon } from './harness/capra.js';
+import { sql, testClusters } from './harness/db.js';
+import { type Job, digest, makeJob, setUp, startDaemon, waitSame } from './harness/capra.js';
 
 type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
 
 const { clusters } = testClusters();
-
-/**
- * Every row as text, in the given order. Unlike the harness's digest(), whose
- * alias \`t\` a column named t would shadow (t::text would be that column),
- * ROW(x.*) is the whole row whatever the columns are called.
- */
-async function digest(url: string, table: string, orderBy: string): Promise<string> {
-  const rows = await sql<{ d: string | null }>(url, `SELECT string_agg(ROW(x.*)::text, E'\\n' ORDER BY ${orderBy}) AS d FROM ${table} x`);
-  return rows[0]?.d ?? '';
-}
-
-async function waitSame(job: Job, table: string, nodes: string[], orderBy: string): Promise<void> {
-  await waitFor(async () => {
-    const ds = await Promise.all(nodes.map((n) => digest(job.urls[n]!, table, orderBy)));
-    return ds.every((d) => d === ds[0]);
-  }, { what: `${table} to match on ${nodes.join(', ')}`, timeoutMs: 60_000 });
-}
 const [c1, c2, c3] = clusters;
 
 interface OddTable {
@@ -157,7 +140,7 @@ async function changeEverything(a: string): Promise<void> {
 
 async function checkEverything(t: TapTest, urls: Record<string, string>, nodes: string[], job: Job): Promise<void> {
   for (const tb of tables) {
-    await waitSame(job, q(tb), nodes, tb.key.map(quoteIdent).join(', '));
+    await waitSame(job, q(tb), nodes, { orderBy: tb.key.map(quoteIdent).join(', ') });
   }
   for (const n of nodes.slice(1)) {
     const u = urls[n]!;
