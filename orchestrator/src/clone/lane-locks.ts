@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { Connections } from '../db/connections.js';
 import type { TableName } from '../db/ident.js';
-import { registeredPosition } from '../sync/lane.js';
+import { lockPosition, registeredPosition } from '../sync/delta-log.js';
 
 /** A lane (sync, source → the receiving database) that replicates a table. */
 export interface LaneRef {
@@ -46,15 +46,10 @@ export async function lanesInto(meta: pg.ClientBase, tables: TableName[]): Promi
  */
 export async function lockLanes(receiver: pg.ClientBase, receiverName: string, conns: Connections, job: string, lanes: LaneRef[]): Promise<void> {
   for (const lane of lanes) {
-    const lock = (): Promise<pg.QueryResult> =>
-      receiver.query('SELECT 1 FROM repl.applied WHERE job = $1 AND sync = $2 AND source = $3 FOR UPDATE', [job, lane.sync, lane.source]);
-    if ((await lock()).rowCount) continue;
-    const start = await conns.with(lane.source, (c) => registeredPosition(c, job, lane.sync, receiverName));
+    const ref = { job, sync: lane.sync, source: lane.source, target: receiverName };
+    if ((await lockPosition(receiver, ref)) !== null) continue;
+    const start = await conns.with(lane.source, (c) => registeredPosition(c, ref));
     if (start === null) continue; // no consumer registered: that lane cannot run
-    await receiver.query(
-      `INSERT INTO repl.applied (job, sync, source, position) VALUES ($1, $2, $3, $4::pg_snapshot) ON CONFLICT DO NOTHING`,
-      [job, lane.sync, lane.source, start],
-    );
-    await lock();
+    await lockPosition(receiver, ref, start);
   }
 }

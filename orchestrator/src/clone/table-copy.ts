@@ -4,7 +4,7 @@ import { type Connections, discardConnection } from '../db/connections.js';
 import { CapraError, errorMessage, isConnectionError, sqlState } from '../db/errors.js';
 import { type TableName, onlyUnlessPartitioned, quoteIdent, quoteTable, tableLabel } from '../db/ident.js';
 import { type ApplierRole, markApplier } from '../sync/applier-session.js';
-import { PIN_OUTPUT_FORMATS } from '../sync/apply.js';
+import { PIN_OUTPUT_FORMATS } from '../sync/delta-log.js';
 import { matchOnTarget, sourceTables } from '../sync/table-meta.js';
 import type { Logger } from '../util/logger.js';
 import { type ColumnTypes, type CopyFormat, chooseFormat, columnTypes } from './copy-format.js';

@@ -1,7 +1,7 @@
 import { Connections } from '../db/connections.js';
 import { errorMessage } from '../db/errors.js';
 import type { Logger } from '../util/logger.js';
-import type { LoggedConflict } from '../sync/swap.js';
+import type { LoggedConflict } from '../sync/swap-settle.js';
 
 /** What one run of a lane did, for the metadata database. */
 export interface RunRecord {

@@ -3,28 +3,22 @@ import type pg from 'pg';
 import { discardConnection } from '../db/connections.js';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { onlyUnlessPartitioned, quoteIdent, quoteLiteral, quoteTable } from '../db/ident.js';
+import { batchChanges } from './delta-log.js';
 import type { TableMeta } from './table-meta.js';
 
 /**
- * Applying one table of a batch to a target: the target takes "the row's
- * current state on the source" for every key the batch touched (delete, then
- * COPY the rows that still exist). Repeating it gives the same result, so a
- * batch may be applied twice without harm. Data moves as COPY text from the
- * source's connection straight into the target's; no row is parsed here.
- *
- * The source query reads the batch through GUCs set by startBatch
- * (capra.batch_old/new/job), because COPY takes no bind parameters. Each is
- * read in a scalar subquery, which the executor runs once per query: written
- * inline, the snapshots' text was read and parsed again for every delta row,
- * which was most of the time a large batch took on the source.
+ * Applying one table of a batch (see startBatch in delta-log.ts) to a
+ * target: the target takes "the row's current state on the source" for every
+ * key the batch touched (delete, then COPY the rows that still exist).
+ * Repeating it gives the same result, so a batch may be applied twice without
+ * harm. Data moves as COPY text from the source's connection straight into
+ * the target's; no row is parsed here.
  */
-const BATCH_OLD = `(SELECT current_setting('capra.batch_old')::pg_snapshot)`;
-const BATCH_NEW = `(SELECT current_setting('capra.batch_new')::pg_snapshot)`;
-export const BATCH_CONDITION = `d.txid >= pg_snapshot_xmin(${BATCH_OLD})
-  AND d.txid < pg_snapshot_xmax(${BATCH_NEW})
-  AND NOT pg_visible_in_snapshot(d.txid, ${BATCH_OLD})
-  AND pg_visible_in_snapshot(d.txid, ${BATCH_NEW})
-  AND d.origin IS DISTINCT FROM (SELECT current_setting('capra.batch_job'))`;
+
+/** `a.k1 = b.k1 AND a.k2 = b.k2 ...` over the key columns: the join of a table with a set of its keys. */
+export function keyMatch(keyCols: string[], a: string, b: string): string {
+  return keyCols.map((k) => `${a}.${quoteIdent(k)} = ${b}.${quoteIdent(k)}`).join(' AND ');
+}
 
 /**
  * The batch's keys of one table, typed. jsonb_to_record with just the key
@@ -35,37 +29,16 @@ export const BATCH_CONDITION = `d.txid >= pg_snapshot_xmin(${BATCH_OLD})
 function keysQuery(t: TableMeta, except?: string): string {
   const cols = t.keyCols.map((k) => `r.${quoteIdent(k)}`).join(', ');
   const skip = except
-    ? ` AND NOT EXISTS (SELECT 1 FROM ${quoteIdent(except)} x WHERE ${t.keyCols.map((k) => `x.${quoteIdent(k)} = r.${quoteIdent(k)}`).join(' AND ')})`
+    ? ` AND NOT EXISTS (SELECT 1 FROM ${quoteIdent(except)} x WHERE ${keyMatch(t.keyCols, 'x', 'r')})`
     : '';
-  return `SELECT DISTINCT ${cols} FROM repl.delta d CROSS JOIN LATERAL jsonb_to_record(d.pk) AS r(${keyDefs(t)})
-           WHERE ${BATCH_CONDITION} AND d.relid = ${Number(t.relid)} AND d.op <> 'T'${skip}`;
+  return `SELECT DISTINCT ${cols} FROM ${batchChanges(t.relid)} CROSS JOIN LATERAL jsonb_to_record(d.pk) AS r(${keyDefs(t)})
+           WHERE d.op <> 'T'${skip}`;
 }
 
 /** The key columns with their types, for jsonb_to_record(set). keyTypes come from format_type() in the source's session: SQL-ready type names. */
 export function keyDefs(t: TableMeta): string {
   return t.keyCols.map((k, i) => `${quoteIdent(k)} ${t.keyTypes[i]}`).join(', ');
 }
-
-/**
- * Prepares the source's transaction for a batch, in one statement: the batch
- * bounds for BATCH_CONDITION, and output formats every server reads back
- * exactly. COPY's text format is the session's display format: a source
- * database set to DateStyle 'SQL, DMY', IntervalStyle sql_standard or a low
- * extra_float_digits would write dates, time zone abbreviations, intervals and
- * floats that the target reads as other values. Call it before applyKeys or
- * applyTruncate; it lasts until the transaction ends.
- */
-export async function startBatch(source: pg.ClientBase, oldPosition: string, endPosition: string, job: string): Promise<void> {
-  await source.query(
-    `SELECT set_config('capra.batch_old', $1, true), set_config('capra.batch_new', $2, true), set_config('capra.batch_job', $3, true),
-            ${PIN_OUTPUT_FORMATS}`,
-    [oldPosition, endPosition, job],
-  );
-}
-
-/** Select-list items that pin, for the transaction, the output formats COPY text must be written in (see startBatch). */
-export const PIN_OUTPUT_FORMATS = `set_config('datestyle', 'ISO', true), set_config('intervalstyle', 'postgres', true),
-            set_config('extra_float_digits', '3', true), set_config('bytea_output', 'hex', true)`;
 
 /**
  * Streams a query's rows from the source into the target's COPY. When either
@@ -120,7 +93,7 @@ async function byIndex<T>(client: pg.ClientBase, on: boolean, fn: () => Promise<
  */
 export async function applyKeys(source: pg.ClientBase, target: pg.ClientBase, t: TableMeta, tempName: string, except?: string): Promise<number> {
   const keyList = t.keyCols.map(quoteIdent).join(', ');
-  const match = t.keyCols.map((k) => `t.${quoteIdent(k)} = k.${quoteIdent(k)}`).join(' AND ');
+  const match = keyMatch(t.keyCols, 't', 'k');
   // Each key as an object by column name (a bare row reference would name a key column called like the alias).
   const asObject = `json_build_object(${t.keyCols.map((k) => `${quoteLiteral(k)}, q.${quoteIdent(k)}`).join(', ')})`;
   const few = await source.query<{ keys: string | null; n: number }>(

@@ -4,8 +4,19 @@ import type { Connections } from '../db/connections.js';
 import { CapraError, applyError } from '../db/errors.js';
 import { tableLabel } from '../db/ident.js';
 import { type ApplierRole, markApplier } from './applier-session.js';
-import { BATCH_CONDITION, applyKeys, applyTruncate, startBatch } from './apply.js';
-import { type Snap, boundedSnapshot, formatSnapshot, parseSnapshot } from './snapshot.js';
+import { applyKeys, applyTruncate } from './apply.js';
+import {
+  type LaneRef,
+  appliedPosition,
+  batchTables,
+  batchTxids,
+  confirmPosition,
+  lockPosition,
+  registeredPosition,
+  startBatch,
+  storePosition,
+} from './delta-log.js';
+import { batchEnd, formatSnapshot, parseSnapshot } from './snapshot.js';
 import { matchOnTarget, sourceTables } from './table-meta.js';
 
 /**
@@ -53,55 +64,12 @@ export interface LaneState extends ApplierRole {
 
 const IDLE_ADVANCE_MS = 5_000;
 
-async function readPosition(target: pg.ClientBase, k: LaneKey, lock: boolean): Promise<string | null> {
-  const r = await target.query<{ position: string }>(
-    `SELECT position::text AS position FROM repl.applied WHERE job = $1 AND sync = $2 AND source = $3${lock ? ' FOR UPDATE' : ''}`,
-    [k.job, k.sync.name, k.source],
-  );
-  return r.rows[0]?.position ?? null;
-}
-
-/** Where a lane starts when the target has no position yet: what add-triggers registered on the source (null: nothing). */
-export async function registeredPosition(source: pg.ClientBase, job: string, sync: string, target: string): Promise<string | null> {
-  const r = await source.query<{ position: string }>(
-    'SELECT position::text AS position FROM repl.consumer WHERE job = $1 AND sync = $2 AND target = $3',
-    [job, sync, target],
-  );
-  return r.rows[0]?.position ?? null;
-}
+const laneRef = (k: LaneKey): LaneRef => ({ job: k.job, sync: k.sync.name, source: k.source, target: k.target });
 
 async function startPosition(source: pg.ClientBase, k: LaneKey): Promise<string> {
-  const pos = await registeredPosition(source, k.job, k.sync.name, k.target);
+  const pos = await registeredPosition(source, laneRef(k));
   if (!pos) throw new CapraError(`sync ${k.sync.name}: ${k.source} has no consumer registered for ${k.target}: run capra add-triggers`);
   return pos;
-}
-
-async function storePosition(target: pg.ClientBase, k: LaneKey, pos: string): Promise<void> {
-  await target.query(
-    `INSERT INTO repl.applied (job, sync, source, position) VALUES ($1, $2, $3, $4::pg_snapshot)
-     ON CONFLICT (job, sync, source) DO UPDATE SET position = EXCLUDED.position, applied_at = now()`,
-    [k.job, k.sync.name, k.source, pos],
-  );
-}
-
-/** Tells the source how far the target has got, so its delta log can be purged. */
-async function confirmOnSource(source: pg.ClientBase, k: LaneKey, pos: string): Promise<void> {
-  await source.query('UPDATE repl.consumer SET position = $4::pg_snapshot, updated_at = now() WHERE job = $1 AND sync = $2 AND target = $3', [
-    k.job,
-    k.sync.name,
-    k.target,
-    pos,
-  ]);
-}
-
-/** Picks the end of the batch: all of `cur`, or a bounded snapshot that stops at a transaction boundary. */
-export function batchEnd(old: Snap, cur: Snap, txids: bigint[], limit: number): { end: Snap; more: boolean } {
-  if (txids.length <= limit) return { end: cur, more: false };
-  const cut = txids[limit]!;
-  // Never split a transaction: stop before the one that crosses the limit, or take the first whole.
-  const bound = cut > txids[0]! ? cut : cut + 1n;
-  const end = boundedSnapshot(old, cur, bound);
-  return { end, more: formatSnapshot(end) !== formatSnapshot(cur) };
 }
 
 export async function runLane(conns: Connections, k: LaneKey, batchRows: number, state: LaneState): Promise<RunResult> {
@@ -124,7 +92,8 @@ export async function runLane(conns: Connections, k: LaneKey, batchRows: number,
 }
 
 async function runWith(source: pg.ClientBase, target: pg.ClientBase, k: LaneKey, batchRows: number, state: LaneState): Promise<RunResult> {
-  const known = await readPosition(target, k, false);
+  const lane = laneRef(k);
+  const known = await appliedPosition(target, lane);
   await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   try {
     const oldText = known ?? (await startPosition(source, k));
@@ -143,43 +112,29 @@ async function runWith(source: pg.ClientBase, target: pg.ClientBase, k: LaneKey,
       await source.query('COMMIT');
       return { deltas: 0, rows: 0, tables: [], more: false, unseeded: true };
     }
-    const txidRows = await source.query<{ txid: string }>(
-      `SELECT d.txid::text AS txid FROM repl.delta d
-        WHERE d.txid >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(d.txid, $1::pg_snapshot)
-          AND d.relid = ANY ($2::oid[]) AND d.origin IS DISTINCT FROM $3
-        ORDER BY d.txid LIMIT $4`,
-      [oldText, [...keys.keys()], k.job, batchRows + 1],
-    );
-    if (txidRows.rows.length === 0) {
+    const txids = await batchTxids(source, oldText, curText, k.job, [...keys.keys()], batchRows + 1);
+    if (txids.length === 0) {
       await source.query('COMMIT');
       // Nothing for us, but move the position on now and then so the log
       // can be purged and the next scan starts later.
       if (curText !== oldText && Date.now() - (state.idleAdvancedAt ?? 0) > IDLE_ADVANCE_MS) {
-        await advanceIdle(source, target, k, oldText, curText);
+        await advanceIdle(source, target, lane, oldText, curText);
         state.idleAdvancedAt = Date.now();
       }
       return { deltas: 0, rows: 0, tables: [], more: false };
     }
-    const { end, more } = batchEnd(old, cur, txidRows.rows.map((r) => BigInt(r.txid)), batchRows);
+    const { end, more } = batchEnd(old, cur, txids, batchRows);
     const endText = formatSnapshot(end);
     await startBatch(source, oldText, endText, k.job);
-    const perTable = await source.query<{ relid: number; truncated: boolean; n: string }>(
-      `SELECT d.relid::int AS relid, bool_or(d.op = 'T') AS truncated, count(*) AS n FROM repl.delta d
-        WHERE ${BATCH_CONDITION} AND d.relid = ANY ($1::oid[]) GROUP BY d.relid`,
-      [[...keys.keys()]],
-    );
-    const srcMeta = await sourceTables(source, perTable.rows.map((r) => r.relid));
+    const perTable = await batchTables(source, [...keys.keys()]);
+    const srcMeta = await sourceTables(source, perTable.map((r) => r.relid));
     // A table dropped on the source since its deltas were written has nothing left to copy.
-    const live = perTable.rows.filter((r) => srcMeta.has(r.relid));
+    const live = perTable.filter((r) => srcMeta.has(r.relid));
 
     await target.query('BEGIN');
     try {
       await markApplier(target, k.job, k.sync.cascade, state);
-      await target.query(
-        `INSERT INTO repl.applied (job, sync, source, position) VALUES ($1, $2, $3, $4::pg_snapshot) ON CONFLICT DO NOTHING`,
-        [k.job, k.sync.name, k.source, oldText],
-      );
-      const locked = await readPosition(target, k, true);
+      const locked = await lockPosition(target, lane, oldText);
       if (locked !== oldText) throw new CapraError(
           `sync ${k.sync.name}: another run applied ${k.source}'s changes to ${k.target} meanwhile (a second daemon of this job?); this run was dropped and will be retried`,
         );
@@ -194,12 +149,12 @@ async function runWith(source: pg.ClientBase, target: pg.ClientBase, k: LaneKey,
           throw applyError(k.target, err, tableLabel(t));
         }
       }
-      await storePosition(target, k, endText);
+      await storePosition(target, lane, endText);
       await target.query('COMMIT');
       await source.query('COMMIT');
-      await confirmOnSource(source, k, endText);
+      await confirmPosition(source, lane, endText);
       return {
-        deltas: perTable.rows.reduce((n, r) => n + Number(r.n), 0),
+        deltas: perTable.reduce((n, r) => n + r.rows, 0),
         rows,
         tables: metas.map(tableLabel),
         more,
@@ -214,20 +169,19 @@ async function runWith(source: pg.ClientBase, target: pg.ClientBase, k: LaneKey,
   }
 }
 
-async function advanceIdle(source: pg.ClientBase, target: pg.ClientBase, k: LaneKey, oldText: string, curText: string): Promise<void> {
+async function advanceIdle(source: pg.ClientBase, target: pg.ClientBase, lane: LaneRef, oldText: string, curText: string): Promise<void> {
   await target.query('BEGIN');
   try {
-    const locked = await readPosition(target, k, true);
     // Only from where we read it: another writer's newer position must stand.
-    if (locked !== null && locked !== oldText) {
+    if ((await lockPosition(target, lane, oldText)) !== oldText) {
       await target.query('ROLLBACK');
       return;
     }
-    await storePosition(target, k, curText);
+    await storePosition(target, lane, curText);
     await target.query('COMMIT');
   } catch (err) {
     await target.query('ROLLBACK').catch(() => {});
     throw err;
   }
-  await confirmOnSource(source, k, curText);
+  await confirmPosition(source, lane, curText);
 }

@@ -59,3 +59,13 @@ export function boundedSnapshot(old: Snap, cur: Snap, bound: bigint): Snap {
 export function isLater(a: Snap, b: Snap): boolean {
   return a.xmax > b.xmax || (a.xmax === b.xmax && a.xip.length < b.xip.length);
 }
+
+/** Picks the end of a batch from `old`: all of `cur`, or a bounded snapshot that stops at a transaction boundary (txids: the changes' txids in order, limit + 1 of them at most). */
+export function batchEnd(old: Snap, cur: Snap, txids: bigint[], limit: number): { end: Snap; more: boolean } {
+  if (txids.length <= limit) return { end: cur, more: false };
+  const cut = txids[limit]!;
+  // Never split a transaction: stop before the one that crosses the limit, or take the first whole.
+  const bound = cut > txids[0]! ? cut : cut + 1n;
+  const end = boundedSnapshot(old, cur, bound);
+  return { end, more: formatSnapshot(end) !== formatSnapshot(cur) };
+}

@@ -1,0 +1,147 @@
+import type pg from 'pg';
+
+/**
+ * The delta-log protocol, as the daemon and the CLI speak it: one call per
+ * SQL function of extension/node/040_changes.sql to 060_positions.sql, where
+ * the protocol itself is written (what "the changes after a position" are,
+ * a batch's bounds, pending counts, how positions are locked, stored and
+ * confirmed). Nothing else in orchestrator/src reads repl.delta or writes a
+ * position.
+ *
+ * Positions travel as the text of a pg_snapshot.
+ */
+
+/** One lane of a sync: (job, sync, source -> target). */
+export interface LaneRef {
+  job: string;
+  sync: string;
+  source: string;
+  target: string;
+}
+
+/** Select-list items that pin, for the transaction, the output formats COPY text must be written in (see startBatch). */
+export const PIN_OUTPUT_FORMATS = `set_config('datestyle', 'ISO', true), set_config('intervalstyle', 'postgres', true),
+            set_config('extra_float_digits', '3', true), set_config('bytea_output', 'hex', true)`;
+
+/**
+ * Prepares the source's transaction for reading a batch, in one statement:
+ * the batch's bounds for repl.batch_changes (see batchChanges), and output
+ * formats every server reads back exactly. COPY's text format is the
+ * session's display format: a source database set to DateStyle 'SQL, DMY',
+ * IntervalStyle sql_standard or a low extra_float_digits would write dates,
+ * time zone abbreviations, intervals and floats that the target reads as
+ * other values. Lasts until the transaction ends.
+ */
+export async function startBatch(source: pg.ClientBase, oldPosition: string, endPosition: string, job: string): Promise<void> {
+  await source.query(`SELECT repl.start_batch($1, $2, $3), ${PIN_OUTPUT_FORMATS}`, [oldPosition, endPosition, job]);
+}
+
+/**
+ * SQL for the FROM item of the current batch's changes to one table, aliased
+ * `alias` (rows of repl.delta), for queries streamed by COPY (which take no
+ * bind parameters: the bounds come from startBatch).
+ */
+export function batchChanges(relid: number, alias = 'd'): string {
+  return `repl.batch_changes(ARRAY[${Number(relid)}]::oid[]) ${alias}`;
+}
+
+/** SQL for the FROM item of the changes after `$after` visible in `$upto`, not applied by job `$job` (placeholders as given), aliased `alias`. */
+export function changesAfter(after: string, upto: string, job: string, alias = 'd'): string {
+  return `repl.changes(${after}::pg_snapshot, ${upto}::pg_snapshot, ${job}) ${alias}`;
+}
+
+/** The txids of the changes after `after` up to `upto` to `relids`, in order, at most `limit` (one per delta row). */
+export async function batchTxids(source: pg.ClientBase, after: string, upto: string, job: string, relids: number[], limit: number): Promise<bigint[]> {
+  const r = await source.query<{ txid: string }>('SELECT t::text AS txid FROM repl.batch_txids($1, $2, $3, $4::oid[], $5) t', [after, upto, job, relids, limit]);
+  return r.rows.map((x) => BigInt(x.txid));
+}
+
+export interface BatchTable {
+  relid: number;
+  /** The batch holds a TRUNCATE of it. */
+  truncated: boolean;
+  /** The batch holds keys of it (an insert, update or delete). */
+  keyed: boolean;
+  /** Delta rows. */
+  rows: number;
+}
+
+/** What the current batch (startBatch) holds, per table among `relids`. */
+export async function batchTables(source: pg.ClientBase, relids: number[]): Promise<BatchTable[]> {
+  const r = await source.query<{ relid: number; truncated: boolean; keyed: boolean; n: string }>(
+    `SELECT d.relid::int AS relid, bool_or(d.op = 'T') AS truncated, bool_or(d.op <> 'T') AS keyed, count(*) AS n
+       FROM repl.batch_changes($1::oid[]) d GROUP BY d.relid`,
+    [relids],
+  );
+  return r.rows.map((x) => ({ relid: x.relid, truncated: x.truncated, keyed: x.keyed, rows: Number(x.n) }));
+}
+
+/** Changes committed on a lane's source and not yet applied on its target. */
+export interface LanePending {
+  rows: number;
+  /** Age in seconds of the oldest such change (0 when none). */
+  lagSeconds: number;
+}
+
+/** Rows pending on the source after `position` for a sync's tracked tables, and the age of the oldest. */
+export async function pendingAfter(source: pg.ClientBase, job: string, sync: string, position: string): Promise<LanePending> {
+  const r = await source.query<{ changes: string; lag_seconds: number | null }>('SELECT changes, lag_seconds FROM repl.pending($1, $2, $3)', [
+    position,
+    job,
+    sync,
+  ]);
+  return { rows: Number(r.rows[0]!.changes), lagSeconds: Math.max(0, r.rows[0]!.lag_seconds ?? 0) };
+}
+
+/** The position the lane's target has applied, read on the target without a lock (null: none yet). */
+export async function appliedPosition(target: pg.ClientBase, lane: LaneRef): Promise<string | null> {
+  const r = await target.query<{ p: string }>('SELECT position::text AS p FROM repl.applied WHERE job = $1 AND sync = $2 AND source = $3', [
+    lane.job,
+    lane.sync,
+    lane.source,
+  ]);
+  return r.rows[0]?.p ?? null;
+}
+
+/** Where a lane starts when the target has no position yet: what add-triggers registered on the source (null: nothing). */
+export async function registeredPosition(source: pg.ClientBase, lane: LaneRef): Promise<string | null> {
+  const r = await source.query<{ p: string }>('SELECT position::text AS p FROM repl.consumer WHERE job = $1 AND sync = $2 AND target = $3', [
+    lane.job,
+    lane.sync,
+    lane.target,
+  ]);
+  return r.rows[0]?.p ?? null;
+}
+
+/**
+ * The lane's position on its target, row-locked until the target's
+ * transaction ends (no other run applies the lane meanwhile); `initial` is
+ * stored first when the lane has no row yet and it is given. Null: no row.
+ */
+export async function lockPosition(target: pg.ClientBase, lane: LaneRef, initial: string | null = null): Promise<string | null> {
+  const r = await target.query<{ p: string | null }>('SELECT repl.lock_position($1, $2, $3, $4)::text AS p', [lane.job, lane.sync, lane.source, initial]);
+  return r.rows[0]?.p ?? null;
+}
+
+/**
+ * Every position the node has for a sync, row-locked until its transaction
+ * ends (source -> position). Also prints timestamps in UTC for the rest of
+ * the transaction: multi-master compares keys as text across nodes.
+ */
+export async function lockSyncPositions(node: pg.ClientBase, job: string, sync: string): Promise<Map<string, string>> {
+  const r = await node.query<{ source: string; p: string }>(
+    `SELECT source, position::text AS p, set_config('TimeZone', 'UTC', true) FROM repl.applied WHERE job = $1 AND sync = $2 FOR UPDATE`,
+    [job, sync],
+  );
+  return new Map(r.rows.map((x) => [x.source, x.p]));
+}
+
+/** In the target's applying transaction: the lane has applied everything up to `position`. */
+export async function storePosition(target: pg.ClientBase, lane: LaneRef, position: string): Promise<void> {
+  await target.query('SELECT repl.store_position($1, $2, $3, $4)', [lane.job, lane.sync, lane.source, position]);
+}
+
+/** On the source, after the target committed: how far the target has got, so the source's delta log can be purged. */
+export async function confirmPosition(source: pg.ClientBase, lane: LaneRef, position: string): Promise<void> {
+  await source.query('SELECT repl.confirm_position($1, $2, $3, $4)', [lane.job, lane.sync, lane.target, position]);
+}

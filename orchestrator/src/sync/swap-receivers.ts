@@ -1,0 +1,207 @@
+import type pg from 'pg';
+import type { SyncConfig } from '../config/types.js';
+import { SQLSTATE, applyError, sqlState } from '../db/errors.js';
+import { quoteIdent, quoteTable, tableLabel } from '../db/ident.js';
+import { type ApplierRole, markApplier } from './applier-session.js';
+import { applyKeys, applyTruncate, keyDefs, keyMatch } from './apply.js';
+import { type LaneRef, confirmPosition, lockSyncPositions, storePosition } from './delta-log.js';
+import { isLater, parseSnapshot } from './snapshot.js';
+import type { Changes, SourceRun } from './swap-sources.js';
+import type { ExplicitRow, Settlement } from './swap-settle.js';
+import { type TableMeta, matchOnTarget } from './table-meta.js';
+
+/**
+ * Multi-master, step three: applying to the receivers (every node of the
+ * run). Each node has one REPEATABLE READ transaction for the whole run, so
+ * it is read as a source and written as a receiver in one snapshot; each
+ * receiver stores every source's new position in its own transaction, and
+ * the transactions commit one after another (one that fails leaves that
+ * receiver behind, to be caught up by the next run).
+ */
+
+export interface NodeRun {
+  db: string;
+  client: pg.ClientBase;
+  /** source -> position stored on this node */
+  applied: Map<string, string>;
+  /** Its apply was rolled back this run (a user's concurrent write): its positions stay where they were. */
+  behind?: boolean;
+}
+
+/** Opens every node's transaction for the run, marked as the applier's, with its positions for the sync locked. */
+export async function openNodes(clients: Map<string, pg.ClientBase>, job: string, sync: SyncConfig, roles: Map<string, ApplierRole>): Promise<NodeRun[]> {
+  const nodes: NodeRun[] = [];
+  for (const [db, client] of clients) {
+    try {
+      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+      let role = roles.get(db);
+      if (!role) roles.set(db, (role = {}));
+      await markApplier(client, job, sync.cascade, role);
+      nodes.push({ db, client, applied: await lockSyncPositions(client, job, sync.name) });
+    } catch (err) {
+      throw applyError(db, err);
+    }
+  }
+  return nodes;
+}
+
+/**
+ * Keys a source does not send (lost conflicts), in a temp table on it that
+ * its key query leaves out: "source\0table" -> temp table name.
+ */
+export async function withholdKeys(sources: SourceRun[], withheld: Settlement['withheld']): Promise<Map<string, string>> {
+  const exceptTables = new Map<string, string>();
+  let n = 0;
+  for (const [db, tables] of withheld) {
+    const s = sources.find((x) => x.db === db)!;
+    for (const [table, keys] of tables) {
+      const meta = s.metas.get(table)!.meta;
+      const name = `capra_withheld_${n++}`;
+      const cols = meta.keyCols.map(quoteIdent).join(', ');
+      try {
+        await s.client.query(
+          `CREATE TEMP TABLE ${quoteIdent(name)} ON COMMIT DROP AS SELECT ${cols} FROM jsonb_to_recordset($1::jsonb) AS r(${keyDefs(meta)})`,
+          [`[${keys.join(',')}]`],
+        );
+      } catch (err) {
+        throw applyError(db, err, table);
+      }
+      exceptTables.set(`${db}\0${table}`, name);
+    }
+  }
+  return exceptTables;
+}
+
+/**
+ * A duplicate of the replicated key itself: a user inserted the key on the
+ * receiver after the run's snapshot (invisible to its DELETE). The next run
+ * sees that insert as a change, so it is worth retrying at once.
+ */
+function keyCollision(err: unknown, meta: TableMeta): boolean {
+  if (sqlState(err) !== SQLSTATE.uniqueViolation) return false;
+  const m = /^Key \((.*)\)=\(/.exec(String((err as { detail?: unknown }).detail ?? ''));
+  return m !== null && m[1]!.replaceAll('"', '') === meta.keyCols.join(', ');
+}
+
+export interface Applied {
+  /** Rows written, by "source>receiver" (the winner whose rows they are); merged rows count under "(merged)>receiver". */
+  rows: Map<string, number>;
+  /** Receivers left behind by a user's concurrent write. */
+  behind: number;
+}
+
+/**
+ * Applies the changed tables to every node, node by node. A user's write on
+ * a receiver, committed after the run's snapshot, to a key the run
+ * overwrites there fails that receiver's apply (serialization failure): it
+ * is rolled back to before its apply and left behind (its positions stay),
+ * the others go on; the next run starts from its positions.
+ */
+export async function applyToNodes(nodes: NodeRun[], sources: SourceRun[], changes: Changes, settled: Settlement, exceptTables: Map<string, string>): Promise<Applied> {
+  const written = new Map<string, number>();
+  let temp = 0;
+  let behind = 0;
+  /** A source's tables as a receiver has them (its columns, in its order; the source's key types): one catalog query per pair. */
+  const onReceivers = new Map<string, Promise<Map<string, TableMeta>>>();
+  const metasOn = (r: NodeRun, src: SourceRun): Promise<Map<string, TableMeta>> => {
+    let metas = onReceivers.get(`${r.db}\0${src.db}`);
+    if (!metas) {
+      const rows = new Map([...src.metas.values()].map((t) => [t.row.relid, t.row]));
+      metas = matchOnTarget(r.client, rows, src.keys, r.db).then((ms) => new Map(ms.map((m) => [tableLabel(m), m])));
+      onReceivers.set(`${r.db}\0${src.db}`, metas);
+    }
+    return metas;
+  };
+  const anyMeta = (table: string): TableMeta => sources.find((s) => s.metas.has(table))!.metas.get(table)!.meta;
+  for (const r of nodes) {
+    await r.client.query('SAVEPOINT capra_apply');
+    const mine = new Map<string, number>();
+    const add = (from: string, rows: number): void => void mine.set(from, (mine.get(from) ?? 0) + rows);
+    try {
+      for (const table of changes.keys()) {
+        const truncator = settled.truncatedBy.get(table);
+        try {
+          if (truncator) {
+            if (truncator.db !== r.db) add(truncator.db, await applyTruncate(truncator.client, r.client, (await metasOn(r, truncator)).get(table)!));
+            continue;
+          }
+          for (const s of sources) {
+            if (s.db === r.db || !s.metas.get(table)?.hasKeys) continue;
+            const meta = (await metasOn(r, s)).get(table)!;
+            add(s.db, await applyKeys(s.client, r.client, meta, `capra_keys_${temp++}`, exceptTables.get(`${s.db}\0${table}`)));
+          }
+          const rows = (settled.explicit.get(table) ?? []).filter((e) => e.except !== r.db);
+          if (rows.length > 0) add(rows[0]!.except ?? '(merged)', await writeRows(r.client, anyMeta(table), rows));
+        } catch (err) {
+          throw applyError(r.db, err, table, keyCollision(err, anyMeta(table)));
+        }
+      }
+      for (const [from, rows] of mine) if (rows > 0) written.set(`${from}>${r.db}`, (written.get(`${from}>${r.db}`) ?? 0) + rows);
+    } catch (err) {
+      // Only a serialization failure: it comes from a DELETE, never from the middle of a COPY
+      // (after which the source's connection could not be trusted), so rolling back to the savepoint is safe.
+      if (sqlState((err as { cause?: unknown }).cause ?? err) !== SQLSTATE.serializationFailure) throw err;
+      await r.client.query('ROLLBACK TO SAVEPOINT capra_apply');
+      r.behind = true;
+      behind++;
+    }
+  }
+  return { rows: written, behind };
+}
+
+/** Rows given as JSON (a handler's merge, or a winner's row read earlier): delete the keys, insert the rows that exist. */
+async function writeRows(client: pg.ClientBase, meta: TableMeta, rows: ExplicitRow[]): Promise<number> {
+  await client.query(`DELETE FROM ${quoteTable(meta)} t USING jsonb_to_recordset($1::jsonb) AS k(${keyDefs(meta)}) WHERE ${keyMatch(meta.keyCols, 't', 'k')}`, [
+    `[${rows.map((r) => r.key).join(',')}]`,
+  ]);
+  const present = rows.filter((r) => r.row !== null).map((r) => r.row);
+  if (present.length === 0) return 0;
+  const cols = meta.columns.map(quoteIdent).join(', ');
+  const res = await client.query(
+    `INSERT INTO ${quoteTable(meta)} (${cols}) SELECT ${cols} FROM jsonb_populate_recordset(NULL::${quoteTable(meta)}, $1::jsonb)`,
+    [JSON.stringify(present)],
+  );
+  return res.rowCount ?? 0;
+}
+
+/**
+ * Ends the run on every node: each receiver stores every other source's new
+ * position (never moved back) in its transaction, the transactions commit,
+ * and each source is told how far each receiver has got, so its delta log
+ * can be purged.
+ */
+export async function finishRun(nodes: NodeRun[], sources: SourceRun[], job: string, sync: SyncConfig): Promise<void> {
+  for (const n of nodes) {
+    if (n.behind) continue;
+    for (const s of sources) {
+      if (s.db === n.db) continue;
+      const have = n.applied.get(s.db);
+      if (have !== undefined && !isLater(parseSnapshot(s.endText), parseSnapshot(have))) continue;
+      try {
+        await storePosition(n.client, { job, sync: sync.name, source: s.db, target: n.db }, s.endText);
+      } catch (err) {
+        throw applyError(n.db, err);
+      }
+      n.applied.set(s.db, s.endText);
+    }
+  }
+  await commitAll(nodes);
+  for (const s of sources) {
+    for (const n of nodes) {
+      const pos = n.applied.get(s.db);
+      if (n.db === s.db || pos === undefined) continue;
+      const lane: LaneRef = { job, sync: sync.name, source: s.db, target: n.db };
+      await confirmPosition(s.client, lane, pos);
+    }
+  }
+}
+
+export async function commitAll(nodes: NodeRun[]): Promise<void> {
+  for (const n of nodes) {
+    try {
+      await n.client.query('COMMIT');
+    } catch (err) {
+      throw applyError(n.db, err);
+    }
+  }
+}

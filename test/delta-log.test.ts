@@ -1,0 +1,105 @@
+// The delta-log protocol as written in SQL (extension/node/040-060): what
+// "the changes after a position" are, that a batch read through
+// repl.start_batch / repl.batch_changes is exactly those changes, that the
+// planner inlines the functions (the txid index range scan stays: a
+// function scan would read the whole log on every run), pending counts, and
+// how positions are locked, stored and confirmed.
+import t from 'tap';
+import { type LaneRef, appliedPosition, batchTables, batchTxids, confirmPosition, lockPosition, pendingAfter, registeredPosition, startBatch, storePosition } from '../orchestrator/src/sync/delta-log.js';
+import { sql, testClusters, withClient } from './harness/db.js';
+import { makeJob, setUp } from './harness/capra.js';
+
+const [c1, c2] = testClusters().clusters;
+
+t.test('the delta-log protocol', async (t) => {
+  const job = await makeJob(t, {
+    nodes: { a: c1!, b: c2! },
+    schema: 'CREATE TABLE x (id int PRIMARY KEY); CREATE TABLE y (id int PRIMARY KEY)',
+    yaml: 'syncs:\n  s:\n    sources: [a]\n    targets: [b]',
+  });
+  await setUp(job);
+  const lane: LaneRef = { job: job.name, sync: 's', source: 'a', target: 'b' };
+  const [rel] = await sql<{ x: number; y: number }>(job.urls.a!, `SELECT 'x'::regclass::oid::int AS x, 'y'::regclass::oid::int AS y`);
+  const start = (await withClient(job.urls.a!, (c) => registeredPosition(c, lane)))!;
+  t.match(start, /^\d+:\d+:/, 'add-triggers registered where the lane starts');
+
+  await sql(job.urls.a!, 'INSERT INTO x SELECT generate_series(1, 3)');
+  await sql(job.urls.a!, 'INSERT INTO y VALUES (1)');
+  // A change an applier of this job wrote here (cascade): never sent back.
+  await withClient(job.urls.a!, async (c) => {
+    await c.query('BEGIN');
+    await c.query(`SELECT set_config('capra.origin', $1, true), set_config('capra.cascade', 'on', true)`, [job.name]);
+    await c.query('INSERT INTO x VALUES (100)');
+    await c.query('COMMIT');
+  });
+  // Open while the position below is taken, committed after it: must not be skipped.
+  await withClient(job.urls.a!, async (late) => {
+    await late.query('BEGIN');
+    await late.query('INSERT INTO x VALUES (4)');
+    const [mid] = await sql<{ s: string }>(job.urls.a!, 'SELECT pg_current_snapshot()::text AS s');
+    await late.query('COMMIT');
+    const [now] = await sql<{ s: string }>(job.urls.a!, 'SELECT pg_current_snapshot()::text AS s');
+
+    const after = async (from: string, upto: string): Promise<number[]> =>
+      (
+        await sql<{ id: number }>(
+          job.urls.a!,
+          `SELECT (d.pk->>'id')::int AS id FROM repl.changes($1, $2, $3) d WHERE d.relid = $4 ORDER BY 1`,
+          [from, upto, job.name, rel!.x],
+        )
+      ).map((r) => r.id);
+    t.same(await after(start, mid!.s), [1, 2, 3], "repl.changes: what the later position sees, none of the job's own, not the open transaction");
+    t.same(await after(mid!.s, now!.s), [4], 'the transaction open at the earlier position comes after it');
+    t.same(await after(start, now!.s), [1, 2, 3, 4], 'both at once');
+
+    await withClient(job.urls.a!, async (c) => {
+      const txids = await batchTxids(c, start, now!.s, job.name, [rel!.x, rel!.y], 100);
+      t.equal(txids.length, 5, 'batch_txids: one per delta row of both tables');
+      t.same([...txids].sort((p, q) => (p < q ? -1 : p > q ? 1 : 0)), txids, 'in txid order');
+      t.equal((await batchTxids(c, start, now!.s, job.name, [rel!.x], 2)).length, 2, 'at most the limit');
+
+      await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      await startBatch(c, start, now!.s, job.name);
+      t.same(
+        (await batchTables(c, [rel!.x, rel!.y])).sort((p, q) => p.relid - q.relid),
+        [
+          { relid: rel!.x, truncated: false, keyed: true, rows: 4 },
+          { relid: rel!.y, truncated: false, keyed: true, rows: 1 },
+        ].sort((p, q) => p.relid - q.relid),
+        'batch_changes between the bounds start_batch set: the same changes, per table',
+      );
+      const plans = [
+        (await c.query<{ 'QUERY PLAN': string }>(`EXPLAIN SELECT * FROM repl.batch_changes(ARRAY[$1::oid])`, [rel!.x])).rows,
+        (await c.query<{ 'QUERY PLAN': string }>(`EXPLAIN SELECT * FROM repl.batch_txids($1, $2, $3, ARRAY[$4::oid], 10)`, [start, now!.s, job.name, rel!.x])).rows,
+      ].map((rows) => rows.map((r) => r['QUERY PLAN']).join('\n'));
+      for (const [i, plan] of plans.entries()) {
+        t.match(plan, /Index (Only )?Scan (using|on) delta_txid_idx/, `${i === 0 ? 'batch_changes' : 'batch_txids'} is inlined: the txid index range scan stays`);
+        t.notMatch(plan, /Function Scan on (batch_changes|batch_txids|changes)/, 'no function scan of the log');
+      }
+      await c.query('COMMIT');
+      t.same(
+        await c.query(`SELECT current_setting('capra.batch_old', true) AS v`).then((r) => r.rows[0].v ?? ''),
+        '',
+        "the batch's bounds end with the transaction",
+      );
+
+      const pending = await pendingAfter(c, job.name, 's', start);
+      t.equal(pending.rows, 5, 'pending: every change after the position on the tables the sync tracks');
+      t.ok(pending.lagSeconds >= 0, 'with the age of the oldest');
+      t.same(await pendingAfter(c, job.name, 's', now!.s), { rows: 0, lagSeconds: 0 }, 'nothing after the latest position');
+    });
+  });
+
+  await withClient(job.urls.b!, async (c) => {
+    t.equal(await appliedPosition(c, lane), null, 'the target has no position before the first run');
+    await c.query('BEGIN');
+    t.equal(await lockPosition(c, lane), null, 'lock_position without a start: no row');
+    t.equal(await lockPosition(c, lane, start), start, 'with a start: stored and locked');
+    await storePosition(c, lane, '5:5:');
+    t.equal(await lockPosition(c, lane, start), '5:5:', 'a start does not overwrite a stored position');
+    await c.query('COMMIT');
+    t.equal(await appliedPosition(c, lane), '5:5:', 'store_position: the new position');
+  });
+  await withClient(job.urls.a!, (c) => confirmPosition(c, lane, '5:5:'));
+  t.equal(await withClient(job.urls.a!, (c) => registeredPosition(c, lane)), '5:5:', "confirm_position: the source's copy");
+});
