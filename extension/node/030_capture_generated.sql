@@ -61,7 +61,12 @@ END$b$, v_new, v_old, v_changed, p_rel::oid);
 END
 $gen$;
 
--- repl.make_kick(rel regclass) -> text
+-- Before the kick window became a parameter; a second signature beside the
+-- new one would make an unqualified DROP FUNCTION of the name ambiguous.
+DROP FUNCTION IF EXISTS repl.make_kick(regclass);
+DROP FUNCTION IF EXISTS repl.refresh_kicks();
+
+-- repl.make_kick(rel regclass, window_ms integer) -> text
 -- Creates or replaces repl.kick_<oid>(), the statement-level trigger
 -- function that NOTIFYs each job capturing `rel` with kick enabled, on its own
 -- channel capra_<job> (jobs sharing a node never share a channel); jobs on
@@ -69,19 +74,20 @@ $gen$;
 -- NOTIFY serialises the commits of every notifying transaction on one
 -- database-wide lock, held through the commit's WAL flush: with one kick per
 -- commit, 64 busy clients lost most of their throughput. So a user's write
--- kicks the table at most once per 100 ms by all sessions together: the time
--- of its last kick is kept in the sequence repl.kick_clock_<oid> (read and set
--- outside any transaction's visibility, with no row lock to wait for), and
--- the daemon, after any kick, looks again every 25 ms for 250 ms, which picks
--- up the commits whose kick was skipped. Writers need SELECT and UPDATE on
--- that sequence; it is granted to PUBLIC like INSERT on repl.delta.
+-- kicks the table at most once per `window_ms` by all sessions together: the
+-- time of its last kick is kept in the sequence repl.kick_clock_<oid> (read
+-- and set outside any transaction's visibility, with no row lock to wait for).
+-- The window and the daemon's linger that picks up the skipped kicks' commits
+-- are one setting, orchestrator/src/db/kick-timing.ts, which every caller
+-- passes in. Writers need SELECT and UPDATE on that sequence; it is granted
+-- to PUBLIC like INSERT on repl.delta.
 -- An applier's own write (cascade) kicks only the other jobs, and so neither
 -- reads nor sets the clock: a kick that its own job never got must not stand
--- for a user's write that follows within 100 ms. Appliers commit once per
--- run, so their kicks need no limit.
--- Regenerated whenever the consumers change (repl.refresh_kicks()) and on
--- every install (an upgrade's new body takes effect).
-CREATE OR REPLACE FUNCTION repl.make_kick(p_rel regclass) RETURNS text
+-- for a user's write that follows within the window. Appliers commit once
+-- per run, so their kicks need no limit.
+-- Regenerated whenever the consumers change (repl.refresh_kicks) and on
+-- every install (an upgrade's new body or window takes effect).
+CREATE OR REPLACE FUNCTION repl.make_kick(p_rel regclass, p_window_ms integer) RETURNS text
 LANGUAGE plpgsql AS $gen$
 DECLARE
   v_name   text := 'kick_' || p_rel::oid;
@@ -89,6 +95,9 @@ DECLARE
   v_all    text;
   v_others text;
 BEGIN
+  IF p_window_ms IS NULL OR p_window_ms < 0 THEN
+    RAISE EXCEPTION 'repl.make_kick: the kick window must be 0 ms or more, not %', coalesce(p_window_ms::text, 'NULL');
+  END IF;
   SELECT coalesce(string_agg(format('    PERFORM pg_notify(%L, '''');', 'capra_' || j.job), E'\n' ORDER BY j.job), ''),
          coalesce(string_agg(format('    IF v_origin IS DISTINCT FROM %L THEN PERFORM pg_notify(%L, ''''); END IF;', j.job, 'capra_' || j.job), E'\n' ORDER BY j.job), '')
     INTO v_all, v_others
@@ -121,20 +130,20 @@ BEGIN
     RETURN NULL;
   END IF;
   v_now := (extract(epoch FROM clock_timestamp()) * 1000)::bigint;
-  IF v_now - coalesce(pg_sequence_last_value('repl.%1$I'::regclass), 0) >= 100 THEN
+  IF v_now - coalesce(pg_sequence_last_value('repl.%1$I'::regclass), 0) >= %5$s THEN
     PERFORM setval('repl.%1$I'::regclass, v_now);
 %2$s
   END IF;
   RETURN NULL;
-END$b$, v_clock, v_all, v_others, p_rel::oid));
+END$b$, v_clock, v_all, v_others, p_rel::oid, p_window_ms));
   RETURN v_name;
 END
 $gen$;
 
--- repl.refresh_kicks() -> void
+-- repl.refresh_kicks(window_ms integer) -> void
 -- Regenerates the kick function of every table that has a kick trigger, after
--- consumers or their kick settings changed.
-CREATE OR REPLACE FUNCTION repl.refresh_kicks() RETURNS void
+-- consumers or their kick settings changed, with the kick window `window_ms`.
+CREATE OR REPLACE FUNCTION repl.refresh_kicks(p_window_ms integer) RETURNS void
 LANGUAGE sql AS $$
-  SELECT count(repl.make_kick(tgrelid)) FROM pg_trigger WHERE tgname = 'capra_kick';
+  SELECT count(repl.make_kick(tgrelid, p_window_ms)) FROM pg_trigger WHERE tgname = 'capra_kick';
 $$;

@@ -3,6 +3,7 @@ import type { Config } from '../config/types.js';
 import { receiversOf } from '../config/topology.js';
 import { Connections } from '../db/connections.js';
 import { CapraError, errorMessage } from '../db/errors.js';
+import { KICK_LINGER_MS, KICK_LINGER_STEP_MS } from '../db/kick-timing.js';
 import { purgeDeltas } from '../sync/purge.js';
 import type { Logger } from '../util/logger.js';
 import { JobLock } from './job-lock.js';
@@ -26,10 +27,6 @@ export interface DaemonOptions {
 }
 
 export type DaemonState = 'standby' | 'active' | 'stopped';
-
-/** After a kick, lanes are woken every LINGER_STEP_MS for LINGER_MS (a table is kicked at most once per 100 ms). */
-const LINGER_MS = 250;
-const LINGER_STEP_MS = 25;
 
 /**
  * Everything that works for one version of the config: a worker per lane, a
@@ -87,14 +84,13 @@ class Generation {
       if (workers.length === 0) continue;
       const onKick = (): void => {
         workers.forEach((w) => w.wake());
-        this.linger.set(workers, Date.now() + LINGER_MS);
+        this.linger.set(workers, Date.now() + KICK_LINGER_MS);
       };
       const l = new KickListener(this.conns, source, `capra_${this.cfg.name}`, onKick, this.logger);
       this.listeners.push(l);
       l.start();
     }
-    // A table is kicked at most once per 100 ms (see repl.make_kick): after a
-    // kick, look again every LINGER_STEP_MS for LINGER_MS to pick up the commits whose kick was skipped.
+    // The linger: the commits whose kick was skipped (db/kick-timing.ts).
     this.timers.push(
       setInterval(() => {
         const now = Date.now();
@@ -102,7 +98,7 @@ class Generation {
           if (until < now) this.linger.delete(workers);
           else workers.forEach((w) => w.wake());
         }
-      }, LINGER_STEP_MS),
+      }, KICK_LINGER_STEP_MS),
     );
     this.timers.push(setInterval(() => this.workers.forEach((w) => w.wake()), this.cfg.pollSeconds * 1000));
     this.timers.push(setInterval(() => void this.purge([...bySource.keys()]), this.opts.purgeEveryMs ?? 60_000));

@@ -2,7 +2,7 @@ import type { Connections } from '../db/connections.js';
 import { CapraError } from '../db/errors.js';
 import { seedLane } from '../clone/seed.js';
 import { type LaneKey, type LaneState, runLane } from '../sync/lane.js';
-import { SequenceKeeper } from '../sync/sequences.js';
+import { SequenceKeeper } from '../sync/sequence-keeper.js';
 import type { Logger } from '../util/logger.js';
 import type { Recorder, RunRecord } from './recorder.js';
 import { type LaneLabels, Worker, type WorkerOptions } from './worker.js';

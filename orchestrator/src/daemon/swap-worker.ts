@@ -4,7 +4,7 @@ import type { Connections } from '../db/connections.js';
 import { CapraError, errorMessage, errorNode, isConnectionError } from '../db/errors.js';
 import { seedLane } from '../clone/seed.js';
 import { ConflictResolver } from '../sync/conflict.js';
-import { SequenceKeeper } from '../sync/sequences.js';
+import { SequenceKeeper } from '../sync/sequence-keeper.js';
 import { DOWN_RETRY_MS, DownNodes } from '../sync/down-nodes.js';
 import { type SwapState, runSwap } from '../sync/swap.js';
 import { sleep } from '../util/backoff.js';

@@ -6,6 +6,7 @@ import type { Logger } from '../util/logger.js';
 import { packageRoot } from '../util/paths.js';
 import { inTransaction } from './connections.js';
 import { quoteIdent } from './ident.js';
+import { refreshKicks } from './kick-timing.js';
 
 /**
  * The two sets of database objects Capra installs, both in schema `repl`:
@@ -122,7 +123,7 @@ export async function installSide(client: pg.ClientBase, side: Side, logger: Log
     await inTransaction(client, async () => {
       for (const f of extensionFiles(side)) await client.query(readFileSync(f, 'utf8'));
       // The per-table kick functions are generated: regenerate them, so an upgrade's new body takes effect.
-      if (side === 'node') await client.query('SELECT repl.refresh_kicks()');
+      if (side === 'node') await refreshKicks(client);
     });
   });
 }

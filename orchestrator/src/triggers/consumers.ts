@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { type TableName, quoteTable } from '../db/ident.js';
+import { refreshKicks } from '../db/kick-timing.js';
 import { purgeDeltas } from '../sync/purge.js';
 
 // Node-side registry of who consumes the delta log (repl.consumer*) and how
@@ -19,7 +20,7 @@ export async function registerConsumers(client: pg.ClientBase, job: string, sync
     [job, sync, targets, kick],
   );
   await client.query(`DELETE FROM repl.consumer WHERE job = $1 AND sync = $2 AND target <> ALL ($3::text[])`, [job, sync, targets]);
-  await client.query('SELECT repl.refresh_kicks()');
+  await refreshKicks(client);
 }
 
 export async function trackTable(client: pg.ClientBase, job: string, sync: string, t: TableName, keyCols: string[]): Promise<void> {
@@ -58,7 +59,7 @@ export async function forgetSync(client: pg.ClientBase, job: string, sync: strin
   await client.query('DELETE FROM repl.consumer_table WHERE job = $1 AND sync = $2', [job, sync]);
   await client.query('DELETE FROM repl.consumer WHERE job = $1 AND sync = $2', [job, sync]);
   await client.query('DELETE FROM repl.applied WHERE job = $1 AND sync = $2', [job, sync]);
-  await client.query('SELECT repl.refresh_kicks()');
+  await refreshKicks(client);
   await dropUnreadDeltas(client);
 }
 
@@ -94,7 +95,7 @@ export async function forgetJob(client: pg.ClientBase, job: string): Promise<boo
   await client.query('DELETE FROM repl.consumer_table WHERE job = $1', [job]);
   await client.query('DELETE FROM repl.consumer WHERE job = $1', [job]);
   await client.query('DELETE FROM repl.applied WHERE job = $1', [job]);
-  await client.query('SELECT repl.refresh_kicks()');
+  await refreshKicks(client);
   await dropUnreadDeltas(client);
   const r = await client.query(
     `SELECT EXISTS (SELECT 1 FROM repl.job) OR EXISTS (SELECT 1 FROM repl.consumer) OR EXISTS (SELECT 1 FROM repl.consumer_table)

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { CapraError, SQLSTATE, errorMessage, sqlState } from '../db/errors.js';
 import { type TableName, quoteIdent, quoteLiteral, quoteTable, tableLabel } from '../db/ident.js';
+import { KICK_WINDOW_MS } from '../db/kick-timing.js';
 import { backoffMs, sleep } from '../util/backoff.js';
 
 /**
@@ -199,8 +200,8 @@ export async function addCaptureTriggers(
 /** Creates or replaces the table's generated capture and kick functions; returns their names. */
 async function generateFunctions(client: pg.ClientBase, t: TableName, keyCols: string[]): Promise<{ capture: string; kick: string }> {
   const r = await client.query<{ capture: string; kick: string }>(
-    'SELECT repl.make_capture(to_regclass($1), $2::text[]) AS capture, repl.make_kick(to_regclass($1)) AS kick',
-    [quoteTable(t), keyCols],
+    'SELECT repl.make_capture(to_regclass($1), $2::text[]) AS capture, repl.make_kick(to_regclass($1), $3) AS kick',
+    [quoteTable(t), keyCols, KICK_WINDOW_MS],
   );
   return r.rows[0]!;
 }

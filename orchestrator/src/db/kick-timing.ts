@@ -1,0 +1,39 @@
+import type pg from 'pg';
+
+/**
+ * The kick's timing, the one setting shared by the node's SQL and the daemon.
+ *
+ * NOTIFY serialises the commits of every notifying transaction on one
+ * database-wide lock, held through the commit's WAL flush, so a table's kick
+ * trigger (repl.make_kick) NOTIFYs at most once per KICK_WINDOW_MS for all
+ * sessions together: a transaction whose first write to the table comes
+ * within the window after the last kick sends none. The daemon makes up for
+ * those skipped kicks: after every kick it wakes the kicked source's workers
+ * every KICK_LINGER_STEP_MS for KICK_LINGER_MS. A skipped transaction wrote
+ * the table at most KICK_WINDOW_MS after the kick, but may commit later, so
+ * the linger is the window plus KICK_COMMIT_SLACK_MS; a commit later still,
+ * when nothing writes the table after it, waits for the safety-net poll
+ * (poll_seconds).
+ *
+ * Install and add-triggers pass KICK_WINDOW_MS to repl.make_kick and
+ * repl.refresh_kicks, which write it into each table's kick function; the
+ * daemon reads the rest. Not configurable: a change here takes effect on
+ * the next install.
+ */
+
+/** A table is kicked at most once per this many milliseconds. */
+export const KICK_WINDOW_MS = 100;
+
+/** How long after writing the table a skipped transaction's commit is still picked up by the linger. */
+export const KICK_COMMIT_SLACK_MS = 150;
+
+/** After a kick, how long the daemon keeps looking for the commits whose kick was skipped. */
+export const KICK_LINGER_MS = KICK_WINDOW_MS + KICK_COMMIT_SLACK_MS;
+
+/** How often it looks meanwhile: a skipped commit waits at most this long once it is visible. */
+export const KICK_LINGER_STEP_MS = 25;
+
+/** Regenerates every table's kick function with the window (after install, and whenever consumers change). */
+export async function refreshKicks(client: pg.ClientBase): Promise<void> {
+  await client.query('SELECT repl.refresh_kicks($1)', [KICK_WINDOW_MS]);
+}
