@@ -1,10 +1,10 @@
 import { randomInt } from 'node:crypto';
-import { pathToFileURL } from 'node:url';
 import type { ConflictRule, HandlerRef, SyncConfig } from '../config/types.js';
 import { Connections } from '../db/connections.js';
 import { CapraError, errorMessage } from '../db/errors.js';
-import { quoteIdent, tableLabel } from '../db/ident.js';
-import { parseTableName } from '../triggers/table-ref.js';
+import { tableLabel } from '../db/ident.js';
+import { parseTableName } from '../db/table-ref.js';
+import { handlerName, loadHandler, sqlFunction } from './handler.js';
 
 /**
  * Conflicts of multi-master syncs: a key changed on two or more sources since
@@ -52,7 +52,7 @@ export function ruleFor(sync: SyncConfig, table: string): ConflictRule {
 /** How a rule is named in the log and in messages. */
 export function ruleName(rule: ConflictRule): string {
   if (Array.isArray(rule)) return `[${rule.join(', ')}]`;
-  if (typeof rule === 'object') return 'sql' in rule.handler ? `handler sql:${rule.handler.sql}` : `handler ${rule.handler.module}`;
+  if (typeof rule === 'object') return `handler ${handlerName(rule.handler)}`;
   return rule;
 }
 
@@ -142,12 +142,11 @@ export class ConflictResolver {
   private async runHandler(h: HandlerRef, c: Conflict): Promise<Decision> {
     const input = handlerInput(c);
     let out: unknown;
-    const where = 'sql' in h ? `conflict handler sql:${h.sql}` : `conflict handler ${h.module}`;
+    const where = `conflict handler ${handlerName(h)}`;
     try {
       if ('sql' in h) {
-        const [schema, fn] = h.sql.split('.') as [string, string];
         const r = await this.conns.with(Connections.META, (m) =>
-          m.query<{ r: string | null }>(`SELECT ${quoteIdent(schema)}.${quoteIdent(fn)}($1::jsonb)::text AS r`, [JSON.stringify(input)]),
+          m.query<{ r: string | null }>(`SELECT ${sqlFunction(h)}($1::jsonb)::text AS r`, [JSON.stringify(input)]),
         );
         const text = r.rows[0]?.r ?? null;
         if (text === null) throw new Error('returned SQL NULL (return a database name, a row as jsonb, or JSON null to delete the key)');
@@ -183,12 +182,4 @@ export class ConflictResolver {
     }
     return p;
   }
-}
-
-/** A handler module's function: its default export, or an export named handler. */
-export async function loadHandler(path: string): Promise<(input: unknown) => unknown> {
-  const mod = (await import(pathToFileURL(path).href)) as { default?: unknown; handler?: unknown };
-  const fn = typeof mod.default === 'function' ? mod.default : mod.handler;
-  if (typeof fn !== 'function') throw new Error(`${path} exports no function (export default function (input) { … })`);
-  return fn as (input: unknown) => unknown;
 }

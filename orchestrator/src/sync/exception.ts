@@ -1,8 +1,7 @@
 import type { HandlerRef, SyncConfig } from '../config/types.js';
 import type { Connections } from '../db/connections.js';
 import { CapraError, errorMessage, isConnectionError } from '../db/errors.js';
-import { quoteIdent } from '../db/ident.js';
-import { loadHandler } from './conflict.js';
+import { handlerName, loadHandler, sqlFunction } from './handler.js';
 
 /**
  * Exception handlers: when applying fails on a node (a unique constraint
@@ -50,7 +49,7 @@ export type ModuleExceptionHandler = (
 /** Runs the sync's handlers in order until one repairs; returns which one did, or null. */
 export async function runExceptionHandlers(conns: Connections, sync: SyncConfig, failure: Failure): Promise<string | null> {
   for (const h of sync.exceptionHandlers) {
-    const name = 'sql' in h ? `sql:${h.sql}` : h.module;
+    const name = handlerName(h);
     let repaired: boolean;
     try {
       repaired = await runOne(conns, sync, h, failure);
@@ -64,9 +63,8 @@ export async function runExceptionHandlers(conns: Connections, sync: SyncConfig,
 
 async function runOne(conns: Connections, sync: SyncConfig, h: HandlerRef, failure: Failure): Promise<boolean> {
   if ('sql' in h) {
-    const [schema, fn] = h.sql.split('.') as [string, string];
     const r = await conns.with(failure.node, (c) =>
-      c.query<{ r: boolean | null }>(`SELECT ${quoteIdent(schema)}.${quoteIdent(fn)}($1::jsonb) IS TRUE AS r`, [JSON.stringify(failure)]),
+      c.query<{ r: boolean | null }>(`SELECT ${sqlFunction(h)}($1::jsonb) IS TRUE AS r`, [JSON.stringify(failure)]),
     );
     return r.rows[0]?.r === true;
   }

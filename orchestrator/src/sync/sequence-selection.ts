@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { TableSelection } from '../config/types.js';
 import { type TableName, quoteTable, tableLabel } from '../db/ident.js';
-import { type TableRef, matches, parseSelector } from '../triggers/table-ref.js';
+import { SYSTEM_SCHEMAS, matches, tableSelector } from '../db/table-ref.js';
 
 /** Which sequences a sync carries on one database, chosen by the sync's table selection. */
 
@@ -9,8 +9,6 @@ export interface SequenceName {
   schema: string;
   name: string;
 }
-
-const SYSTEM_SCHEMAS = ['pg_catalog', 'information_schema', 'pg_toast', 'repl'];
 
 export const sequenceLabel = (s: SequenceName): string => tableLabel({ schema: s.schema, table: s.name });
 export const quoteSequence = (s: SequenceName): string => quoteTable({ schema: s.schema, table: s.name });
@@ -41,14 +39,8 @@ async function listSequences(client: pg.ClientBase): Promise<ListedSequence[]> {
   }));
 }
 
-/** The rule resolveTables applies: included (or include empty) and not excluded. */
-function tableSelected(include: TableRef[], exclude: TableRef[], t: TableName): boolean {
-  return (include.length === 0 || include.some((r) => matches(r, t))) && !exclude.some((r) => matches(r, t));
-}
-
 function carried(listed: ListedSequence[], sel: TableSelection, ownerSelected: (t: TableName) => boolean): SequenceName[] {
-  const include = sel.include.map(parseSelector);
-  const exclude = sel.exclude.map(parseSelector);
+  const { include, exclude } = tableSelector(sel);
   const out: SequenceName[] = [];
   for (const s of listed) {
     const asTable = { schema: s.schema, table: s.name };
@@ -77,7 +69,5 @@ export async function resolveSequences(client: pg.ClientBase, sel: TableSelectio
 
 /** The same, judging owner tables by the selection itself (no key lookups: cheap enough to run every second). */
 export async function selectedSequences(client: pg.ClientBase, sel: TableSelection): Promise<SequenceName[]> {
-  const include = sel.include.map(parseSelector);
-  const exclude = sel.exclude.map(parseSelector);
-  return carried(await listSequences(client), sel, (t) => tableSelected(include, exclude, t));
+  return carried(await listSequences(client), sel, tableSelector(sel).selected);
 }

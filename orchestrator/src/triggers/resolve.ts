@@ -2,13 +2,11 @@ import type pg from 'pg';
 import type { TableSelection } from '../config/types.js';
 import { CapraError } from '../db/errors.js';
 import { type TableName, quoteTable, tableLabel } from '../db/ident.js';
-import { matches, parseSelector, parseTableName } from './table-ref.js';
+import { SYSTEM_SCHEMAS, matches, parseTableName, tableSelector } from '../db/table-ref.js';
 
 export interface TrackedTable extends TableName {
   keyCols: string[];
 }
-
-const SYSTEM_SCHEMAS = ['pg_catalog', 'information_schema', 'pg_toast', 'repl'];
 
 /**
  * The tables a selection names on one database, each with its key: the
@@ -16,8 +14,8 @@ const SYSTEM_SCHEMAS = ['pg_catalog', 'information_schema', 'pg_toast', 'repl'];
  * neither is refused, by name.
  */
 export async function resolveTables(client: pg.ClientBase, sel: TableSelection, dbName: string): Promise<TrackedTable[]> {
-  const include = sel.include.map(parseSelector);
-  const exclude = sel.exclude.map(parseSelector);
+  const selector = tableSelector(sel);
+  const { include } = selector;
   const { rows: rels } = await client.query<{ oid: number; schema: string; table: string; sequence: boolean }>(
     `SELECT c.oid::int AS oid, n.nspname AS schema, c.relname AS table, c.relkind = 'S' AS sequence
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -28,9 +26,7 @@ export async function resolveTables(client: pg.ClientBase, sel: TableSelection, 
   );
   // Sequences are carried by sync/sequences.ts; an include entry may name one.
   const rows = rels.filter((r) => !r.sequence);
-  const chosen = rows.filter(
-    (t) => (include.length === 0 || include.some((r) => matches(r, t))) && !exclude.some((r) => matches(r, t)),
-  );
+  const chosen = rows.filter((t) => selector.selected(t));
   // Every include entry must match something: a typo should not silently replicate nothing.
   for (const r of include) {
     if (r.table !== null ? rels.some((t) => matches(r, t)) : rows.some((t) => matches(r, t))) continue;

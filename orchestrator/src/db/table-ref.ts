@@ -1,4 +1,4 @@
-import type { TableName } from '../db/ident.js';
+import type { TableName } from './ident.js';
 
 /**
  * Parses the table references of the config: `schema`, `schema.table`, or a
@@ -64,4 +64,25 @@ export function parseTableName(ref: string): TableName {
 
 export function matches(ref: TableRef, t: TableName): boolean {
   return ref.schema === t.schema && (ref.table === null || ref.table === t.table);
+}
+
+/** Schemas whose tables and sequences are never replicated: the system's and Capra's own. */
+export const SYSTEM_SCHEMAS = ['pg_catalog', 'information_schema', 'pg_toast', 'repl'];
+
+/** A sync's table selection, parsed, with the one include/exclude rule. */
+export interface Selector {
+  include: TableRef[];
+  exclude: TableRef[];
+  /** Included (or include is empty) and not excluded. */
+  selected(t: TableName): boolean;
+}
+
+export function tableSelector(sel: { include: readonly string[]; exclude: readonly string[] }): Selector {
+  const include = sel.include.map(parseSelector);
+  const exclude = sel.exclude.map(parseSelector);
+  return {
+    include,
+    exclude,
+    selected: (t) => (include.length === 0 || include.some((r) => matches(r, t))) && !exclude.some((r) => matches(r, t)),
+  };
 }
