@@ -77,6 +77,7 @@ function scraped<L extends string>(
  * touched), and lets a reload forget a lane whole. A lane's series appear once
  * it reports anything, counters starting at 0, so a rate() has a baseline; a
  * pending count or lag that is not known is left out rather than shown as 0.
+ * Failed runs are capra_runs_total{result="error"}, not a metric of their own.
  */
 export class Metrics {
   readonly registry = new Registry();
@@ -104,7 +105,6 @@ export class Metrics {
         [{ job, ...s.labels, result: 'ok' }, s.runsOk],
       ]),
     );
-    scraped(this.registry, 'counter', 'capra_errors_total', 'Runs of the lane that failed.', LANE, perLane((s) => s.runsError));
     scraped(this.registry, 'counter', 'capra_conflicts_total', 'Conflicts resolved in the sync.', ['job', 'sync'], () =>
       [...this.conflicts.entries()].sort(([a], [b]) => compare(a, b)).map(([sync, n]) => [{ job, sync }, n]),
     );
