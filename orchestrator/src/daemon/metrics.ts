@@ -32,7 +32,8 @@ function laneKey(l: LaneLabels): string {
 
 /**
  * A metric whose series are written afresh from `samples` at every scrape, in
- * the order given. prom-client calls collect just before it reads the series.
+ * the order given. prom-client calls collect just before it reads the series;
+ * after the reset, inc sets a gauge's series as it does a counter's.
  */
 function scraped<L extends string>(
   registry: Registry,
@@ -42,29 +43,12 @@ function scraped<L extends string>(
   labelNames: readonly L[],
   samples: () => Samples<L>,
 ): Counter<L> | Gauge<L> {
-  const registers = [registry];
-  if (kind === 'gauge') {
-    return new Gauge<L>({
-      name,
-      help,
-      labelNames,
-      registers,
-      collect() {
-        this.reset();
-        for (const [labels, v] of samples()) this.set(labels, v);
-      },
-    });
+  function collect(this: Counter<L> | Gauge<L>): void {
+    this.reset();
+    for (const [labels, v] of samples()) this.inc(labels, v);
   }
-  return new Counter<L>({
-    name,
-    help,
-    labelNames,
-    registers,
-    collect() {
-      this.reset();
-      for (const [labels, v] of samples()) this.inc(labels, v);
-    },
-  });
+  const config = { name, help, labelNames, registers: [registry], collect };
+  return kind === 'gauge' ? new Gauge<L>(config) : new Counter<L>(config);
 }
 
 /**
