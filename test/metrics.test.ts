@@ -4,7 +4,9 @@
 // databases, driven through runLane without a daemon.
 import net from 'node:net';
 import t from 'tap';
-import { METRICS_CONTENT_TYPE, Metrics, serveMetrics } from '../orchestrator/src/daemon/metrics.js';
+import { register as globalRegistry } from 'prom-client';
+import { Metrics } from '../orchestrator/src/daemon/metrics.js';
+import { METRICS_CONTENT_TYPE, serveMetrics } from '../orchestrator/src/daemon/metrics-server.js';
 import { Connections } from '../orchestrator/src/db/connections.js';
 import { lanePending } from '../orchestrator/src/status/pending.js';
 import { runLane } from '../orchestrator/src/sync/lane.js';
@@ -70,7 +72,7 @@ t.test('render: exact text for a small scenario', async (t) => {
   m.setConflicts('r', 2);
   m.setActive(true);
   t.equal(
-    m.render(),
+    await m.render(),
     [
       '# HELP capra_active 1 when this daemon holds the job lock and replicates, 0 in standby.',
       '# TYPE capra_active gauge',
@@ -91,10 +93,6 @@ t.test('render: exact text for a small scenario', async (t) => {
       'capra_runs_total{job="shop",sync="r",source="x",target="y",result="ok"} 0',
       'capra_runs_total{job="shop",sync="s",source="a",target="b",result="error"} 1',
       'capra_runs_total{job="shop",sync="s",source="a",target="b",result="ok"} 1',
-      '# HELP capra_errors_total Runs of the lane that failed.',
-      '# TYPE capra_errors_total counter',
-      'capra_errors_total{job="shop",sync="r",source="x",target="y"} 0',
-      'capra_errors_total{job="shop",sync="s",source="a",target="b"} 1',
       '# HELP capra_conflicts_total Conflicts resolved in the sync.',
       '# TYPE capra_conflicts_total counter',
       'capra_conflicts_total{job="shop",sync="r"} 2',
@@ -105,15 +103,35 @@ t.test('render: exact text for a small scenario', async (t) => {
     ].join('\n'),
   );
   m.setActive(false);
-  t.equal(value(m.render(), 'capra_active', { job: 'shop' }), 0, 'standby shows 0');
+  t.equal(value(await m.render(), 'capra_active', { job: 'shop' }), 0, 'standby shows 0');
 });
 
 t.test('render: before anything is reported', async (t) => {
-  const text = new Metrics('j').render();
+  const text = await new Metrics('j').render();
   t.same(parse(text), [{ name: 'capra_active', labels: { job: 'j' }, value: 0 }], 'only capra_active, at 0');
-  for (const name of ['capra_lag_seconds', 'capra_rows_pending', 'capra_rows_applied_total', 'capra_runs_total', 'capra_errors_total', 'capra_conflicts_total']) {
+  for (const name of ['capra_lag_seconds', 'capra_rows_pending', 'capra_rows_applied_total', 'capra_runs_total', 'capra_conflicts_total']) {
     t.match(text, new RegExp(`^# TYPE ${name} (gauge|counter)$`, 'm'), `${name} is declared`);
   }
+  t.notMatch(text, /capra_errors_total/, 'failed runs are capra_runs_total{result="error"}, not a metric of their own');
+});
+
+t.test('render: two daemons in one process keep their own series', async (t) => {
+  const shop = new Metrics('shop');
+  const crm = new Metrics('crm');
+  shop.runFinished(ab, { rows: 3 });
+  shop.setActive(true);
+  crm.runFinished(ab, { rows: 5, error: 'boom' });
+  const [a, b] = [await shop.render(), await crm.render()];
+  t.same([...new Set(parse(a).map((s) => s.labels.job))], ['shop'], 'only shop in shop');
+  t.same([...new Set(parse(b).map((s) => s.labels.job))], ['crm'], 'only crm in crm');
+  t.equal(value(a, 'capra_rows_applied_total', ab), 3);
+  t.equal(value(b, 'capra_rows_applied_total', ab), 5);
+  t.equal(value(a, 'capra_active', {}), 1);
+  t.equal(value(b, 'capra_active', {}), 0);
+  t.equal(value(b, 'capra_runs_total', { ...ab, result: 'error' }), 1);
+  t.equal(value(a, 'capra_runs_total', { ...ab, result: 'error' }), 0);
+  t.not(shop.registry, crm.registry, 'a registry each');
+  t.same(await globalRegistry.metrics(), '\n', "prom-client's global registry is left empty");
 });
 
 t.test('render: odd label values are escaped', async (t) => {
@@ -123,7 +141,7 @@ t.test('render: odd label values are escaped', async (t) => {
   m.runFinished(lane, { rows: 7 });
   m.setPending(lane, 1, 0.25);
   m.setConflicts(lane.sync, 4);
-  const text = m.render();
+  const text = await m.render();
   t.ok(
     text.includes('capra_rows_applied_total{job="job \\"q\\" \\\\ back",sync="we\\"ird\\\\sync\\nline two",source="Src Node",target="tgt\\\\\\"\\n"} 7\n'),
     'escaped exactly as the format says',
@@ -139,41 +157,41 @@ t.test('render: odd label values are escaped', async (t) => {
 t.test('render: counters increase', async (t) => {
   const m = new Metrics('j');
   m.runFinished(ab, { rows: 10 });
-  let text = m.render();
+  let text = await m.render();
   t.equal(value(text, 'capra_rows_applied_total', ab), 10);
   t.equal(value(text, 'capra_runs_total', { ...ab, result: 'ok' }), 1);
   t.equal(value(text, 'capra_runs_total', { ...ab, result: 'error' }), 0);
-  t.equal(value(text, 'capra_errors_total', ab), 0);
+  t.equal(value(text, 'capra_runs_total', { ...ab, result: 'error' }), 0, 'failed runs (was capra_errors_total)');
   m.runFinished(ab, { rows: 0 });
   m.runFinished(ab, { rows: 4, error: 'target unreachable' });
   m.runFinished(ab, { rows: 0, error: 'target unreachable' });
   m.runFinished(ab, { rows: 6 });
-  text = m.render();
+  text = await m.render();
   t.equal(value(text, 'capra_rows_applied_total', ab), 20, 'rows of failed runs count too: their batches committed');
   t.equal(value(text, 'capra_runs_total', { ...ab, result: 'ok' }), 3);
   t.equal(value(text, 'capra_runs_total', { ...ab, result: 'error' }), 2);
-  t.equal(value(text, 'capra_errors_total', ab), 2);
+  t.equal(value(text, 'capra_runs_total', { ...ab, result: 'error' }), 2, 'failed runs (was capra_errors_total)');
   m.setConflicts('s', 1);
   m.setConflicts('s', 3);
-  t.equal(value(m.render(), 'capra_conflicts_total', { sync: 's' }), 3, 'conflicts show the latest total');
+  t.equal(value(await m.render(), 'capra_conflicts_total', { sync: 's' }), 3, 'conflicts show the latest total');
 });
 
 t.test('render: an unknown pending count or lag omits the series', async (t) => {
   const m = new Metrics('j');
   m.setPending(ab, 8, 12.5);
-  let text = m.render();
+  let text = await m.render();
   t.equal(value(text, 'capra_rows_pending', ab), 8);
   t.equal(value(text, 'capra_lag_seconds', ab), 12.5);
   m.setPending(ab, null, 3);
-  text = m.render();
+  text = await m.render();
   t.equal(value(text, 'capra_rows_pending', ab), undefined, 'rows pending unknown: no series');
   t.equal(value(text, 'capra_lag_seconds', ab), 3);
   m.setPending(ab, 0, null);
-  text = m.render();
+  text = await m.render();
   t.equal(value(text, 'capra_rows_pending', ab), 0, 'zero is known, and shown');
   t.equal(value(text, 'capra_lag_seconds', ab), undefined, 'lag unknown: no series');
   m.setPending(ab, null, null);
-  text = m.render();
+  text = await m.render();
   t.notOk(/^capra_(rows_pending|lag_seconds)\{/m.test(text), 'neither series');
   t.equal(value(text, 'capra_runs_total', { ...ab, result: 'ok' }), 0, 'the lane is still known');
 });
@@ -187,15 +205,15 @@ t.test('render: forgetLane removes the lane series', async (t) => {
   }
   m.setConflicts('s', 0);
   m.forgetLane(ab);
-  let samples = parse(m.render());
+  let samples = parse(await m.render());
   t.same(samples.filter((s) => s.labels.target === 'b'), [], 'nothing left of a -> b');
-  t.equal(samples.filter((s) => s.labels.target === 'c').length, 6, 'a -> c keeps its six series');
-  t.equal(value(m.render(), 'capra_conflicts_total', { sync: 's' }), 0, 'the sync still has a lane: conflicts stay');
+  t.equal(samples.filter((s) => s.labels.target === 'c').length, 5, 'a -> c keeps its five series (six with the dropped capra_errors_total)');
+  t.equal(value(await m.render(), 'capra_conflicts_total', { sync: 's' }), 0, 'the sync still has a lane: conflicts stay');
   m.forgetLane(ac);
-  samples = parse(m.render());
+  samples = parse(await m.render());
   t.same(samples, [{ name: 'capra_active', labels: { job: 'j' }, value: 0 }], 'last lane of the sync gone: its conflicts too');
   m.runFinished(ab, { rows: 2 });
-  t.equal(value(m.render(), 'capra_rows_applied_total', ab), 2, 'a lane that comes back starts from 0');
+  t.equal(value(await m.render(), 'capra_rows_applied_total', ab), 2, 'a lane that comes back starts from 0');
 });
 
 t.test('HTTP: /metrics, 404, 405, refresh that fails or hangs', async (t) => {
@@ -286,7 +304,7 @@ t.test('HTTP: no refresh, a port in use, default host', async (t) => {
   const r = await fetch(`http://127.0.0.1:${srv.port}/metrics`);
   t.equal(r.status, 200, 'listens on 127.0.0.1 by default');
   const text = await r.text();
-  t.equal(text, m.render(), 'without refresh: the current values');
+  t.equal(text, await m.render(), 'without refresh: the current values');
   t.notOk(/^capra_scrape_refresh_seconds\{/m.test(text), 'no refresh: no refresh time');
   await t.rejects(serveMetrics({ metrics: m, port: srv.port }), /could not serve metrics on 127\.0\.0\.1:\d+: .*EADDRINUSE.*choose another metrics port/, 'a port in use is refused, saying what to do');
   await srv.close();

@@ -5,7 +5,7 @@ import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import { logfilePath, pidfilePath } from '../config/types.js';
 import { Daemon } from '../daemon/daemon.js';
-import { type MetricsServer, serveMetrics } from '../daemon/metrics.js';
+import { type MetricsServer, serveMetrics } from '../daemon/metrics-server.js';
 import { claimPidfile, isAlive, readPid, releasePidfile } from '../daemon/pidfile.js';
 import { CapraError, errorMessage } from '../db/errors.js';
 import { sleep } from '../util/backoff.js';
