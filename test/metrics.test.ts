@@ -8,7 +8,7 @@ import { register as globalRegistry } from 'prom-client';
 import { Metrics } from '../orchestrator/src/daemon/metrics.js';
 import { METRICS_CONTENT_TYPE, serveMetrics } from '../orchestrator/src/daemon/metrics-server.js';
 import { Connections } from '../orchestrator/src/db/connections.js';
-import { lanePending } from '../orchestrator/src/status/pending.js';
+import { lanePending } from '../orchestrator/src/sync/lane-pending.js';
 import { runLane } from '../orchestrator/src/sync/lane.js';
 import { type Logger, silentLogger } from '../orchestrator/src/util/logger.js';
 import { sql, testClusters } from './harness/db.js';

@@ -12,7 +12,7 @@ import { LaneWorker } from './lane-worker.js';
 import { SwapWorker } from './swap-worker.js';
 import type { Worker } from './worker.js';
 import { KickListener } from './listener.js';
-import { lanePending } from '../status/pending.js';
+import { lanePending } from '../sync/lane-pending.js';
 import { Metrics } from './metrics.js';
 import { Recorder } from './recorder.js';
 

@@ -6,7 +6,7 @@ import { errorMessage, errorNode, isConnectionError } from '../db/errors.js';
 import { activeHolder as lockHolder } from '../daemon/job-lock.js';
 import { isAlive, readPid } from '../daemon/pidfile.js';
 import type { Logger } from '../util/logger.js';
-import { type LanePending, lanePosition, pendingAfter } from './pending.js';
+import { type LanePending, lanePosition, pendingAfter } from '../sync/lane-pending.js';
 import { type CloneView, readClone } from '../clone/watch.js';
 
 export interface LaneStatus {

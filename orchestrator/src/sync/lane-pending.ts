@@ -1,5 +1,5 @@
 import type { Connections } from '../db/connections.js';
-import { type LanePending, appliedPosition, pendingAfter as pendingOn, registeredPosition } from '../sync/delta-log.js';
+import { type LanePending, appliedPosition, pendingAfter as pendingOn, registeredPosition } from './delta-log.js';
 
 export type { LanePending };
 
