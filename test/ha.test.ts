@@ -5,7 +5,7 @@
 import path from 'node:path';
 import t from 'tap';
 import { Connections } from '../orchestrator/src/db/connections.js';
-import { JOB_LOCK_CLASS } from '../orchestrator/src/daemon/job-lock.js';
+import { JOB_LOCK_CLASS } from '../orchestrator/src/db/advisory-locks.js';
 import { runLane } from '../orchestrator/src/sync/lane.js';
 import { collectStatus } from '../orchestrator/src/status/status.js';
 import { silentLogger } from '../orchestrator/src/util/logger.js';

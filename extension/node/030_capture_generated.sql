@@ -55,7 +55,7 @@ BEGIN
   RETURN NULL;
 END$b$, v_new, v_old, v_changed, p_rel::oid);
   -- CREATE OR REPLACE of one function from two sessions at once fails; serialise.
-  PERFORM pg_advisory_xact_lock(1130459250, 3);
+  PERFORM pg_advisory_xact_lock(1130459251, 3); -- FIXED_LOCK_CLASS, generatedFunctions (orchestrator/src/db/advisory-locks.ts)
   EXECUTE format('CREATE OR REPLACE FUNCTION repl.%I() RETURNS trigger LANGUAGE plpgsql AS %L', v_name, v_body);
   RETURN v_name;
 END
@@ -104,7 +104,7 @@ BEGIN
     FROM (SELECT DISTINCT c.job
             FROM repl.consumer c JOIN repl.consumer_table t USING (job, sync)
            WHERE t.relid = p_rel AND c.kick) j;
-  PERFORM pg_advisory_xact_lock(1130459250, 3);
+  PERFORM pg_advisory_xact_lock(1130459251, 3); -- FIXED_LOCK_CLASS, generatedFunctions (orchestrator/src/db/advisory-locks.ts)
   EXECUTE format('CREATE SEQUENCE IF NOT EXISTS repl.%I MINVALUE 0 START 0', v_clock);
   EXECUTE format('GRANT SELECT, UPDATE ON SEQUENCE repl.%I TO PUBLIC', v_clock);
   IF v_all = '' THEN

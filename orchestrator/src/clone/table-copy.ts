@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { type Connections, discardConnection } from '../db/connections.js';
-import { CapraError, errorMessage, isConnectionError, sqlState } from '../db/errors.js';
+import { CapraError, SQLSTATE, errorMessage, isConnectionError, sqlState } from '../db/errors.js';
 import { type TableName, onlyUnlessPartitioned, quoteIdent, quoteTable, tableLabel } from '../db/ident.js';
 import { type ApplierRole, markApplier } from '../sync/applier-session.js';
 import { PIN_OUTPUT_FORMATS } from '../sync/delta-log.js';
@@ -43,9 +43,6 @@ interface Receiver extends Side {
   freeze: boolean;
   indexes: string[];
 }
-
-/** SQLSTATE of "cannot truncate a table referenced in a foreign key constraint". */
-const FEATURE_NOT_SUPPORTED = '0A000';
 
 /**
  * Copies one table from the clone's source(s) into every receiving database,
@@ -231,7 +228,8 @@ async function emptyTable(r: Receiver, t: TableName): Promise<boolean> {
     await r.client.query('RELEASE SAVEPOINT capra_empty');
     return !r.partitioned;
   } catch (err) {
-    if (sqlState(err) !== FEATURE_NOT_SUPPORTED) throw err;
+    // "cannot truncate a table referenced in a foreign key constraint": delete instead.
+    if (sqlState(err) !== SQLSTATE.featureNotSupported) throw err;
     await r.client.query('ROLLBACK TO SAVEPOINT capra_empty');
     await r.client.query(`DELETE FROM ${onlyUnlessPartitioned(r.partitioned)}${quoteTable(t)}`);
     return false;

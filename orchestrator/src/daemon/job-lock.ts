@@ -1,12 +1,10 @@
 import { hostname } from 'node:os';
 import type pg from 'pg';
+import { JOB_LOCK_CLASS } from '../db/advisory-locks.js';
 import { Connections } from '../db/connections.js';
 import { errorMessage } from '../db/errors.js';
 import type { Logger } from '../util/logger.js';
 import { SessionLoop } from './session-loop.js';
-
-/** Advisory lock class of job locks (two-int form: class, hashtext(job name)). */
-export const JOB_LOCK_CLASS = 1130459250;
 
 /** application_name of the session that holds a job's lock: names the daemon holding it. */
 export function lockHolderName(pid: number = process.pid): string {

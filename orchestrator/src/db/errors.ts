@@ -14,6 +14,8 @@ export const SQLSTATE = {
   invalidCatalogName: '3D000',
   adminShutdown: '57P01',
   cannotConnectNow: '57P03',
+  featureNotSupported: '0A000',
+  invalidDatetimeFormat: '22007',
 } as const;
 
 export function sqlState(err: unknown): string | undefined {
