@@ -66,7 +66,8 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env):
     if (operands.length > 1) throw new CapraError(`unexpected argument ${operands[1]} for help ${seeHelp(undefined)}`);
     const [topic] = operands;
     if (topic !== undefined && !isCommand(topic)) throw new CapraError(`unknown command ${topic} ${seeHelp(undefined)}`);
-    return { ...a, help: true, command: topic, operands: [] };
+    // `capra help --help` is help's own.
+    return { ...a, help: true, command: topic ?? (a.help ? 'help' : undefined), operands: [] };
   }
   if (a.help) return a;
   if (name !== undefined && !('operands' in COMMANDS[name]) && operands.length > 0) {
