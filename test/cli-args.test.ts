@@ -31,9 +31,9 @@ t.test('an option of another command, or of none, is refused by other commands t
     [['conflicts', '--wait'], '--wait', 'conflicts'],
     [['--foreground', 'restart'], '--foreground', 'restart'],
   ] as const;
-  const results = await Promise.all(cases.map(([args]) => cli(['--config', 'no-such-file.yml', ...args])));
-  for (const [i, [args, flag, command]] of cases.entries()) {
-    const line = refused(t, results[i]!, args.join(' '));
+  const results = await Promise.all(cases.map(async (c) => [c, await cli(['--config', 'no-such-file.yml', ...c[0]])] as const));
+  for (const [[args, flag, command], r] of results) {
+    const line = refused(t, r, args.join(' '));
     t.ok(line.includes(flag) && line.includes(command), `${args.join(' ')}: names ${flag} and ${command}: ${line}`);
   }
 });
@@ -50,8 +50,8 @@ t.test('a missing or bad value, a value for a flag, an extra word: one line each
     [['help', 'frobnicate'], /^capra: unknown command frobnicate/],
     [['--config'], /^capra: option --config needs a value/],
   ] as [string[], RegExp][];
-  const results = await Promise.all(cases.map(([args]) => cli(args)));
-  for (const [i, [args, re]] of cases.entries()) t.match(refused(t, results[i]!, args.join(' ')), re);
+  const results = await Promise.all(cases.map(async (c) => [c, await cli(c[0])] as const));
+  for (const [[args, re], r] of results) t.match(refused(t, r, args.join(' ')), re);
 });
 
 t.test("each command's own options are accepted", async (t) => {

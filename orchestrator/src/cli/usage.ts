@@ -14,20 +14,25 @@ const optionWord = (name: string, o: OptionSpec): string => (o.type === 'string'
 function synopsis(name: CommandName, indent: number): string[] {
   const s = spec(name);
   const head = s.operands ? `${name} ${s.operands}` : name;
-  const lines = [head];
+  const lines: string[] = [];
+  let line = head;
   for (const [opt, o] of Object.entries(s.options)) {
     const word = `[${optionWord(opt, o)}]`;
-    if (indent + lines.at(-1)!.length + 1 + word.length > WIDTH) lines.push(' '.repeat(name.length + 1) + word);
-    else lines[lines.length - 1] += ` ${word}`;
+    if (indent + line.length + 1 + word.length <= WIDTH) line += ` ${word}`;
+    else {
+      lines.push(line);
+      line = ' '.repeat(name.length + 1) + word;
+    }
   }
-  return lines;
+  return [...lines, line];
 }
 
 /** Left column, then the description at `column` (on the next line when the left one is too long). */
 function columns(left: string[], right: string[], column: number): string[] {
   const pad = ' '.repeat(column);
-  if (left.length === 1 && left[0]!.length + 2 <= column) {
-    return [`${left[0]!.padEnd(column)}${right[0] ?? ''}`.trimEnd(), ...right.slice(1).map((r) => pad + r)];
+  const [only, ...more] = left;
+  if (only !== undefined && more.length === 0 && only.length + 2 <= column) {
+    return [`${only.padEnd(column)}${right[0] ?? ''}`.trimEnd(), ...right.slice(1).map((r) => pad + r)];
   }
   return [...left, ...right.map((r) => pad + r)];
 }
