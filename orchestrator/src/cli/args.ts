@@ -1,126 +1,79 @@
+import { type ParseArgsConfig, parseArgs as parseTokens } from 'node:util';
 import { CapraError } from '../db/errors.js';
-import { type CloneOptions, splitList } from './clone-command.js';
+import { type Args, COMMANDS, type CommandName, GLOBAL_OPTIONS, type OptionSpec, defaultArgs, isCommand } from './options.js';
 
-export interface Args {
-  config: string;
-  verbose: boolean;
-  json: boolean;
-  foreground: boolean;
-  syncs: string[];
-  /** --metrics-port N: serve Prometheus metrics (start). */
-  metricsPort?: number;
-  help: boolean;
-  positional: string[];
-  /** capra conflicts --limit N. */
-  limit: number;
-  /** capra status --max-lag SECONDS: unhealthy when a lane lags more. */
-  maxLag?: number;
-  /** capra clone's options. */
-  clone: Omit<CloneOptions, 'sync'>;
+export type { Args } from './options.js';
+
+// node:util's parseArgs splits the words (--opt=value, -vc FILE, --) in its
+// lenient mode; the checks are ours, so that each refusal is one line naming
+// the option and the command (its strict mode throws several lines naming
+// neither the command nor what to do).
+
+/** The types of every option of every command, to split the words before the command is known. */
+const EVERY_OPTION: NonNullable<ParseArgsConfig['options']> = Object.fromEntries(
+  [GLOBAL_OPTIONS, ...Object.values(COMMANDS).map((c) => c.options as Record<string, OptionSpec>)].flatMap((specs) =>
+    Object.entries(specs).map(([name, o]) => [name, { type: o.type, ...(o.short ? { short: o.short } : {}), multiple: o.multiple ?? false }]),
+  ),
+);
+
+function tokenize(argv: string[]) {
+  return parseTokens({ args: argv, options: EVERY_OPTION, strict: false, allowPositionals: true, tokens: true }).tokens ?? [];
 }
 
-const valued = new Set(['--config', '-c', '--sync', '--metrics-port', '--limit', '--max-lag', '--tables', '--dbs', '--start', '--cancel', '--watch']);
-const flags = new Set(['--verbose', '-v', '--json', '--foreground', '--help', '-h', '--only-empty', '--drop-indexes', '--wait', '--list']);
-
-function cloneId(option: string, value: string): number {
-  const id = Number(value);
-  if (!Number.isSafeInteger(id) || id <= 0) throw new CapraError(`option ${option}: expected a clone id, got ${JSON.stringify(value)}`);
-  return id;
+/** How a command and an option look on the command line, for messages: `capra status --max-lag SECONDS`. */
+function example(command: CommandName | undefined, flag: string, o: OptionSpec): string {
+  return ['capra', ...(command ? [command] : []), flag, ...(o.type === 'string' ? [o.arg ?? 'VALUE'] : [])].join(' ');
 }
 
-/** `capra [--config FILE] [--verbose] <command> [options]`; options may come anywhere. */
+const seeHelp = (command: CommandName | undefined): string => `(see capra ${command ? `${command} ` : ''}--help)`;
+
+/**
+ * `capra [--config FILE] [--verbose] <command> [options]`: global options may
+ * come anywhere, a command's own options anywhere after or before it; an
+ * option of another command is refused.
+ */
 export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): Args {
-  const a: Args = {
-    config: env.CAPRA_CONFIG ?? 'capra.yml',
-    verbose: false,
-    json: false,
-    foreground: false,
-    syncs: [],
-    help: false,
-    positional: [],
-    limit: 20,
-    clone: { onlyEmpty: false, dropIndexes: false, wait: false, list: false },
-  };
-  for (let i = 0; i < argv.length; i++) {
-    let arg = argv[i]!;
-    // The VALUE of `config set KEY VALUE` is taken as it is, even "-3".
-    if (a.positional.length === 3 && a.positional[0] === 'config' && a.positional[1] === 'set') {
-      a.positional.push(arg);
-      continue;
-    }
-    let value: string | undefined;
-    const eq = arg.indexOf('=');
-    if (arg.startsWith('--') && eq > 0) {
-      value = arg.slice(eq + 1);
-      arg = arg.slice(0, eq);
-    }
-    if (valued.has(arg)) {
-      value ??= argv[++i];
-      if (value === undefined) throw new CapraError(`option ${arg} needs a value`);
-      if (arg === '--sync') a.syncs.push(value);
-      else if (arg === '--metrics-port') {
-        const port = Number(value);
-        if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CapraError(`option --metrics-port: expected a port number, got ${JSON.stringify(value)}`);
-        a.metricsPort = port;
-      } else if (arg === '--limit') {
-        const n = Number(value);
-        if (!Number.isSafeInteger(n) || n <= 0) throw new CapraError(`option --limit: expected a positive whole number, got ${JSON.stringify(value)}`);
-        a.limit = n;
-      } else if (arg === '--max-lag') {
-        const n = Number(value);
-        if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new CapraError(`option --max-lag: expected a number of seconds, got ${JSON.stringify(value)}`);
-        a.maxLag = n;
-      } else if (arg === '--tables') a.clone.tables = [...(a.clone.tables ?? []), ...splitList(value)];
-      else if (arg === '--dbs') a.clone.dbs = value;
-      else if (arg === '--start') a.clone.start = value;
-      else if (arg === '--cancel') a.clone.cancel = cloneId(arg, value);
-      else if (arg === '--watch') a.clone.watch = cloneId(arg, value);
-      else a.config = value;
-    } else if (flags.has(arg)) {
-      if (arg === '--verbose' || arg === '-v') a.verbose = true;
-      else if (arg === '--json') a.json = true;
-      else if (arg === '--foreground') a.foreground = true;
-      else if (arg === '--only-empty') a.clone.onlyEmpty = true;
-      else if (arg === '--drop-indexes') a.clone.dropIndexes = true;
-      else if (arg === '--wait') a.clone.wait = true;
-      else if (arg === '--list') a.clone.list = true;
-      else a.help = true;
-    } else if (arg.startsWith('-') && arg !== '-') {
-      throw new CapraError(`unknown option ${arg} (see capra --help)`);
-    } else {
-      a.positional.push(arg);
-    }
+  let tokens = tokenize(argv);
+  const words = tokens.flatMap((t) => (t.kind === 'positional' ? [t] : []));
+  // The VALUE of `config set KEY VALUE` is taken as it is, even "-3".
+  let value: string | undefined;
+  if (words[0]?.value === 'config' && words[1]?.value === 'set' && words[2] !== undefined && words[2].index + 1 < argv.length) {
+    const at = words[2].index + 1;
+    value = argv[at];
+    tokens = tokenize(argv.filter((_, i) => i !== at));
   }
+
+  const a = defaultArgs(env);
+  const [name, ...operands] = tokens.flatMap((t) => (t.kind === 'positional' ? [t.value] : []));
+  if (name !== undefined && !isCommand(name)) throw new CapraError(`unknown command ${name} ${seeHelp(undefined)}`);
+  if (value !== undefined) operands.splice(2, 0, value);
+  a.command = name;
+  a.operands = operands;
+  const own: Record<string, OptionSpec> = { ...GLOBAL_OPTIONS, ...(name ? COMMANDS[name].options : {}) };
+
+  for (const t of tokens) {
+    if (t.kind !== 'option') continue;
+    const o = Object.hasOwn(own, t.name) ? own[t.name] : undefined;
+    if (!o) throw new CapraError(`unknown option ${t.rawName}${name ? ` for ${name}` : ''} ${seeHelp(name)}`);
+    const flag = t.rawName.startsWith('--') ? t.rawName : `--${t.name}`;
+    if (o.type === 'boolean' && t.value !== undefined) throw new CapraError(`option ${flag} takes no value (${example(name, flag, o)})`);
+    if (o.type === 'string' && t.value === undefined) throw new CapraError(`option ${flag} needs a value (${example(name, flag, o)})`);
+    o.set(a, t.value ?? '', flag);
+  }
+
+  if (name === 'help') {
+    // `capra help status` is `capra status --help`.
+    if (operands.length > 1) throw new CapraError(`unexpected argument ${operands[1]} for help ${seeHelp(undefined)}`);
+    const [topic] = operands;
+    if (topic !== undefined && !isCommand(topic)) throw new CapraError(`unknown command ${topic} ${seeHelp(undefined)}`);
+    // `capra help --help` is help's own.
+    return { ...a, help: true, command: topic ?? (a.help ? 'help' : undefined), operands: [] };
+  }
+  if (a.help) return a;
+  if (name !== undefined && !('operands' in COMMANDS[name]) && operands.length > 0) {
+    throw new CapraError(`unexpected argument ${operands[0]} for ${name} ${seeHelp(name)}`);
+  }
+  // One clone per sync: a second --sync is refused, not merged.
+  if (name === 'clone' && a.syncs.length > 1) throw new CapraError('clone takes one --sync (queue one clone per sync)');
   return a;
 }
-
-export const USAGE = `usage: capra [--config FILE] [--verbose] <command> [options]
-
-  install             create the metadata database and the repl schema on every database
-  uninstall           remove what install created (and this job's triggers)
-  add-triggers        register the syncs' tables and put capture triggers on [--sync NAME]
-  drop-triggers       take the capture triggers off [--sync NAME]
-  start               run the daemon detached (pidfile and log named after the job)
-  start --foreground  run the daemon in this process (systemd, containers)
-  start --metrics-port N   also serve Prometheus metrics on 127.0.0.1:N/metrics
-  stop                stop the daemon gracefully (it finishes the runs in progress)
-  restart             stop, then start
-  reload              the daemon re-reads the config file and table definitions, without losing work
-  status [--json] [--max-lag SECONDS]
-                      daemon and per-sync state, pending rows, lag; exits 1 when unhealthy
-                      (a lane failing, a node not answering, or, with --max-lag, a lane lagging more)
-  config get [KEY]    print a setting as resolved (defaults filled in, passwords masked); all without KEY
-  config set KEY VALUE
-                      change a setting in the config file, validated first; capra reload applies it
-                      KEY: a dotted path (syncs.shop.kick); quote a part holding dots: tables.keys."public.t"
-                      VALUE: YAML (5000, [b, a], "5000"); text that is not YAML is a string (*/5 * * * * *)
-  conflicts [--sync NAME] [--limit N] [--json]
-                      the latest conflicts of multi-master syncs (newest first, 20 by default): each node's version, the rule, the decision
-  clone [--sync NAME] [--tables T,...] [--dbs a:source,b:target] [--start INTERVAL] [--only-empty] [--drop-indexes] [--wait]
-                      queue a one-time copy of tables (as SELECT repl.clone(...) does); --wait shows its progress
-  clone --watch ID    show a queued or running clone's progress until it ends
-  clone --cancel ID   cancel a clone (a running one rolls back the table it is copying)
-  clone --list        the latest clones and their states
-  demo                two embedded PostgreSQL servers syncing both ways, a conflict settled
-
-FILE defaults to ./capra.yml (or $CAPRA_CONFIG).`;

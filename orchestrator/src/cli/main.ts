@@ -7,12 +7,13 @@ import { collectStatus } from '../status/status.js';
 import { addTriggers, dropTriggers } from '../triggers/sync-triggers.js';
 import type { Logger } from '../util/logger.js';
 import { makeLogger } from '../util/make-logger.js';
-import { type Args, USAGE, parseArgs } from './args.js';
+import { type Args, parseArgs } from './args.js';
 import { cloneCommand } from './clone-command.js';
 import { configCommand } from './config-command.js';
 import { formatConflicts, recentConflicts } from './conflicts-command.js';
 import { reloadDaemon, runForeground, startDetached, stopDaemon } from './daemon-control.js';
 import { formatStatus } from './print-status.js';
+import { commandUsage, usage } from './usage.js';
 
 const out = (line: string): void => void process.stdout.write(line + '\n');
 const err = (line: string): void => void process.stderr.write(line + '\n');
@@ -55,10 +56,10 @@ async function triggersCommand(cfg: Config, args: Args, add: boolean): Promise<v
 }
 
 async function run(args: Args): Promise<number> {
-  const [command, ...rest] = args.positional;
-  if (args.help || command === undefined || command === 'help') {
-    out(USAGE);
-    return command === undefined && !args.help ? 2 : 0;
+  const { command } = args;
+  if (args.help || command === undefined) {
+    out(command === undefined ? usage() : commandUsage(command));
+    return args.help ? 0 : 2;
   }
   if (command === 'demo') {
     const { runDemo } = await import('../demo/demo.js');
@@ -80,10 +81,7 @@ async function run(args: Args): Promise<number> {
     }
     return 0;
   }
-  const known = ['install', 'uninstall', 'add-triggers', 'drop-triggers', 'start', 'stop', 'restart', 'reload', 'status', 'config', 'clone', 'conflicts'];
-  if (!known.includes(command)) throw new CapraError(`unknown command ${command} (see capra --help)`);
-  if (command === 'config') return configCommand(args.config, rest, { json: args.json, out });
-  if (rest.length > 0) throw new CapraError(`unexpected argument ${rest[0]} for ${command}`);
+  if (command === 'config') return configCommand(args.config, args.operands, { json: args.json, out });
   const cfg = await loadConfig(args.config);
   switch (command) {
     case 'install':
@@ -112,10 +110,8 @@ async function run(args: Args): Promise<number> {
       await stopDaemon(cfg, out);
       await startDetached(cfg, out, { metricsPort: args.metricsPort });
       return 0;
-    case 'clone': {
-      if (args.syncs.length > 1) throw new CapraError('clone takes one --sync (queue one clone per sync)');
+    case 'clone':
       return cloneCommand(cfg, { ...args.clone, sync: args.syncs[0] }, { out, progress: process.stderr }, cliLogger(cfg, args));
-    }
     case 'conflicts': {
       const rows = await recentConflicts(cfg, cliLogger(cfg, args), { syncs: args.syncs, limit: args.limit });
       out(args.json ? JSON.stringify(rows, null, 2) : formatConflicts(rows));

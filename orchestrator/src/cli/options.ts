@@ -1,0 +1,177 @@
+import { CapraError } from '../db/errors.js';
+import { type CloneOptions, splitList } from './clone-command.js';
+
+// Each command's options, in one table: the parser accepts a command's own
+// options and the global ones, nothing else, and the help is written from the
+// same table, so what --help lists is what is accepted.
+
+/** What the command line asked for, each option already checked and converted. */
+export interface Args {
+  config: string;
+  verbose: boolean;
+  /** --help, or `capra help [COMMAND]`: print the usage (of `command`, when set) and exit 0. */
+  help: boolean;
+  /** Undefined when none was given (the usage is printed, exit 2). */
+  command?: CommandName;
+  /** The words after the command (config's `get KEY`, `set KEY VALUE`; help's COMMAND). */
+  operands: string[];
+  json: boolean;
+  foreground: boolean;
+  syncs: string[];
+  /** --metrics-port N: serve Prometheus metrics (start, restart). */
+  metricsPort?: number;
+  /** capra conflicts --limit N. */
+  limit: number;
+  /** capra status --max-lag SECONDS: unhealthy when a lane lags more. */
+  maxLag?: number;
+  /** capra clone's options. */
+  clone: Omit<CloneOptions, 'sync'>;
+}
+
+export interface OptionSpec {
+  type: 'string' | 'boolean';
+  short?: string;
+  /** May be given more than once (each value is kept). */
+  multiple?: boolean;
+  /** The value's name in the help: N, NAME, SECONDS. */
+  arg?: string;
+  help: string;
+  /** Records the option in `a`; a string option gets its value, a flag gets true. */
+  set(a: Args, value: string, flag: string): void;
+}
+
+export interface CommandSpec {
+  /** What follows the command in its synopsis besides the options (config's `get [KEY] | set KEY VALUE`). */
+  operands?: string;
+  /** What the command does, one or more lines of the help. */
+  about: string[];
+  options: Record<string, OptionSpec>;
+}
+
+/** The defaults of everything an option can set. */
+export function defaultArgs(env: NodeJS.ProcessEnv): Args {
+  return {
+    config: env.CAPRA_CONFIG ?? 'capra.yml',
+    verbose: false,
+    help: false,
+    operands: [],
+    json: false,
+    foreground: false,
+    syncs: [],
+    limit: 20,
+    clone: { onlyEmpty: false, dropIndexes: false, wait: false, list: false },
+  };
+}
+
+function number(flag: string, value: string, expected: string, ok: (n: number) => boolean): number {
+  const n = Number(value);
+  if (value.trim() === '' || !ok(n)) throw new CapraError(`option ${flag}: expected ${expected}, got ${JSON.stringify(value)}`);
+  return n;
+}
+const cloneId = (flag: string, value: string): number => number(flag, value, 'a clone id', (n) => Number.isSafeInteger(n) && n > 0);
+
+export const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
+  config: { type: 'string', short: 'c', arg: 'FILE', help: "the job's config file (default ./capra.yml, or $CAPRA_CONFIG)", set: (a, v) => { a.config = v; } },
+  verbose: { type: 'boolean', short: 'v', help: 'log at debug level; a failure also prints its stack trace', set: (a) => { a.verbose = true; } },
+  help: { type: 'boolean', short: 'h', help: 'print this help', set: (a) => { a.help = true; } },
+};
+
+const json: OptionSpec = { type: 'boolean', help: 'print JSON', set: (a) => { a.json = true; } };
+const syncs = (what: string): OptionSpec => ({
+  type: 'string',
+  multiple: true,
+  arg: 'NAME',
+  help: `${what} (again for more; all syncs without it)`,
+  set: (a, v) => void a.syncs.push(v),
+});
+const metricsPort: OptionSpec = {
+  type: 'string',
+  arg: 'N',
+  help: 'also serve Prometheus metrics on 127.0.0.1:N/metrics',
+  set: (a, v, flag) => { a.metricsPort = number(flag, v, 'a port number', (n) => Number.isInteger(n) && n >= 0 && n <= 65535); },
+};
+
+export const COMMANDS = {
+  install: { about: ['create the metadata database and the repl schema on every database'], options: {} },
+  uninstall: { about: ["remove what install created (and this job's triggers)"], options: {} },
+  'add-triggers': { about: ["register the syncs' tables and put capture triggers on"], options: { sync: syncs('only this sync') } },
+  'drop-triggers': { about: ['take the capture triggers off'], options: { sync: syncs('only this sync') } },
+  start: {
+    about: ['run the daemon detached (pidfile and log named after the job)'],
+    options: {
+      foreground: { type: 'boolean', help: 'run the daemon in this process (systemd, containers)', set: (a) => { a.foreground = true; } },
+      'metrics-port': metricsPort,
+    },
+  },
+  stop: { about: ['stop the daemon gracefully (it finishes the runs in progress)'], options: {} },
+  restart: { about: ['stop, then start (detached)'], options: { 'metrics-port': metricsPort } },
+  reload: { about: ['the daemon re-reads the config file and table definitions, without losing work'], options: {} },
+  status: {
+    about: [
+      'daemon and per-sync state, pending rows, lag; exits 1 when unhealthy',
+      '(a lane failing, a node not answering, or, with --max-lag, a lane lagging more)',
+    ],
+    options: {
+      json,
+      'max-lag': {
+        type: 'string',
+        arg: 'SECONDS',
+        help: 'also unhealthy when a lane lags more than this',
+        set: (a, v, flag) => { a.maxLag = number(flag, v, 'a number of seconds', (n) => Number.isFinite(n) && n >= 0); },
+      },
+    },
+  },
+  config: {
+    operands: 'get [KEY] | set KEY VALUE',
+    about: [
+      'get: print a setting as resolved (defaults filled in, passwords masked); all without KEY',
+      'set: change a setting in the config file, validated first; capra reload applies it',
+      'KEY: a dotted path (syncs.shop.kick); quote a part holding dots: tables.keys."public.t"',
+      'VALUE: YAML (5000, [b, a], "5000"); text that is not YAML is a string (*/5 * * * * *); taken as it is, even -3',
+    ],
+    options: { json },
+  },
+  conflicts: {
+    about: ['the latest conflicts of multi-master syncs (newest first): each node\'s version, the rule, the decision'],
+    options: {
+      sync: syncs('only conflicts of this sync'),
+      limit: {
+        type: 'string',
+        arg: 'N',
+        help: 'show the latest N (default 20)',
+        set: (a, v, flag) => { a.limit = number(flag, v, 'a positive whole number', (n) => Number.isSafeInteger(n) && n > 0); },
+      },
+      json,
+    },
+  },
+  clone: {
+    about: ['queue a one-time copy of tables (as SELECT repl.clone(...) does), or act on clones already queued'],
+    options: {
+      // One sync per clone: given twice it is refused (a clone per sync), not merged.
+      sync: { type: 'string', multiple: true, arg: 'NAME', help: 'the sync whose tables to copy', set: (a, v) => void a.syncs.push(v) },
+      tables: {
+        type: 'string',
+        multiple: true,
+        arg: 'T,...',
+        help: 'these tables (table or schema.table, SQL quoting; again for more)',
+        set: (a, v) => { a.clone.tables = [...(a.clone.tables ?? []), ...splitList(v)]; },
+      },
+      dbs: { type: 'string', arg: 'a:source,b:target', help: 'the databases to copy from (source) and to (target), instead of a sync\'s', set: (a, v) => { a.clone.dbs = v; } },
+      start: { type: 'string', arg: 'INTERVAL', help: 'not before now() + INTERVAL (a PostgreSQL interval)', set: (a, v) => { a.clone.start = v; } },
+      'only-empty': { type: 'boolean', help: 'skip targets whose table has rows', set: (a) => { a.clone.onlyEmpty = true; } },
+      'drop-indexes': { type: 'boolean', help: 'large tables: drop the indexes during the copy, rebuild them after', set: (a) => { a.clone.dropIndexes = true; } },
+      wait: { type: 'boolean', help: 'show its progress until it ends; exit 1 when it failed or was cancelled', set: (a) => { a.clone.wait = true; } },
+      watch: { type: 'string', arg: 'ID', help: "show a queued or running clone's progress until it ends", set: (a, v, flag) => { a.clone.watch = cloneId(flag, v); } },
+      cancel: { type: 'string', arg: 'ID', help: 'cancel a clone (a running one rolls back the table it is copying)', set: (a, v, flag) => { a.clone.cancel = cloneId(flag, v); } },
+      list: { type: 'boolean', help: 'the latest clones and their states', set: (a) => { a.clone.list = true; } },
+    },
+  },
+  demo: { about: ['two embedded PostgreSQL servers syncing both ways, a conflict settled'], options: {} },
+  help: { operands: '[COMMAND]', about: ['this help, or what COMMAND does and its options'], options: {} },
+} satisfies Record<string, CommandSpec>;
+
+export type CommandName = keyof typeof COMMANDS;
+
+export function isCommand(name: string): name is CommandName {
+  return Object.hasOwn(COMMANDS, name);
+}
