@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { Config } from '../config/types.js';
 import { isFinished, progressLine, readClone, summaryLine } from '../clone/watch.js';
 import { Connections } from '../db/connections.js';
-import { CapraError, sqlState } from '../db/errors.js';
+import { CapraError, SQLSTATE, sqlState } from '../db/errors.js';
 import { activeHolder } from '../daemon/job-lock.js';
 import { sleep } from '../util/backoff.js';
 import type { Logger } from '../util/logger.js';
@@ -46,8 +46,6 @@ export function splitList(text: string): string[] {
   return items.filter((s) => s !== '');
 }
 
-const INVALID_DATETIME = '22007';
-
 /**
  * `capra clone`: queues a clone through repl.clone() (so the CLI and psql
  * check arguments the same way), and with --wait shows its progress until it
@@ -84,7 +82,7 @@ export async function cloneCommand(cfg: Config, o: CloneOptions, io: CloneIo, lo
           );
           id = Number(r.rows[0]!.id);
         } catch (err) {
-          if (sqlState(err) === INVALID_DATETIME) throw new CapraError(`option --start: ${(err as Error).message}`);
+          if (sqlState(err) === SQLSTATE.invalidDatetimeFormat) throw new CapraError(`option --start: ${(err as Error).message}`);
           throw err;
         }
         io.out(`clone ${id} queued`);
