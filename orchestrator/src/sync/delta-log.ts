@@ -93,24 +93,19 @@ export async function pendingAfter(source: pg.ClientBase, job: string, sync: str
   return { rows: Number(r.rows[0]!.changes), lagSeconds: Math.max(0, r.rows[0]!.lag_seconds ?? 0) };
 }
 
-/** The position the lane's target has applied, read on the target without a lock (null: none yet). */
-export async function appliedPosition(target: pg.ClientBase, lane: LaneRef): Promise<string | null> {
-  const r = await target.query<{ p: string }>('SELECT position::text AS p FROM repl.applied WHERE job = $1 AND sync = $2 AND source = $3', [
-    lane.job,
-    lane.sync,
-    lane.source,
-  ]);
+async function onePosition(client: pg.ClientBase, sql: string, params: string[]): Promise<string | null> {
+  const r = await client.query<{ p: string }>(sql, params);
   return r.rows[0]?.p ?? null;
 }
 
+/** The position the lane's target has applied, read on the target without a lock (null: none yet). */
+export function appliedPosition(target: pg.ClientBase, lane: LaneRef): Promise<string | null> {
+  return onePosition(target, 'SELECT position::text AS p FROM repl.applied WHERE job = $1 AND sync = $2 AND source = $3', [lane.job, lane.sync, lane.source]);
+}
+
 /** Where a lane starts when the target has no position yet: what add-triggers registered on the source (null: nothing). */
-export async function registeredPosition(source: pg.ClientBase, lane: LaneRef): Promise<string | null> {
-  const r = await source.query<{ p: string }>('SELECT position::text AS p FROM repl.consumer WHERE job = $1 AND sync = $2 AND target = $3', [
-    lane.job,
-    lane.sync,
-    lane.target,
-  ]);
-  return r.rows[0]?.p ?? null;
+export function registeredPosition(source: pg.ClientBase, lane: LaneRef): Promise<string | null> {
+  return onePosition(source, 'SELECT position::text AS p FROM repl.consumer WHERE job = $1 AND sync = $2 AND target = $3', [lane.job, lane.sync, lane.target]);
 }
 
 /**
