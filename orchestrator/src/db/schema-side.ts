@@ -1,12 +1,13 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type pg from 'pg';
-import { migrate } from 'postgres-migrations';
-import type { Logger } from '../util/logger.js';
+import { type Logger, silentLogger } from '../util/logger.js';
 import { packageRoot } from '../util/paths.js';
 import { inTransaction } from './connections.js';
 import { quoteIdent } from './ident.js';
 import { refreshKicks } from './kick-timing.js';
+import { bookkeepingTable, runSideMigrations } from './side-migrations.js';
+import { added, dropRecorded, record, recorded, schemaObjects } from './side-objects.js';
 
 /**
  * The two sets of database objects Capra installs, both in schema `repl`:
@@ -14,23 +15,32 @@ import { refreshKicks } from './kick-timing.js';
  * side, in the job's metadata database). One database may hold both.
  *
  * Tables come from numbered, immutable files in migrations/<side>, run by
- * postgres-migrations; functions from extension/<side>, re-applied on every
- * install. Uninstall drops exactly the objects those files create.
+ * postgres-migrations (side-migrations.ts); functions from extension/<side>,
+ * re-applied on every install. Install records what they created, and
+ * uninstall drops exactly that (side-objects.ts).
  */
 export type Side = 'node' | 'meta';
 
 export const SCHEMA = 'repl';
 
-/** Session-level advisory lock key (two-int form) serialising install/uninstall of one side per database. */
+/**
+ * Session-level advisory lock key (two-int form) serialising install and
+ * uninstall in one database, of both sides: install tells its side's objects
+ * by what appeared in the schema while it ran, so the other side must not be
+ * installing at the same moment.
+ */
 const LOCK_CLASS = 0x43617072; // "Capr"
-const lockKey = (side: Side): number => (side === 'node' ? 1 : 2);
+const LOCK_KEY = 1;
 
-export function bookkeepingTable(side: Side): string {
-  return `${side}_migrations`;
+const otherSide = (side: Side): Side => (side === 'node' ? 'meta' : 'node');
+
+export function migrationsDir(side: Side): string {
+  return path.join(packageRoot(), 'migrations', side);
 }
 
-/** The .sql files of a directory, in name order; none when it does not exist (git keeps no empty directory). */
-function sqlFiles(dir: string): string[] {
+/** The .sql files of extension/<side>, in name order; none when it does not exist (git keeps no empty directory). */
+export function extensionFiles(side: Side): string[] {
+  const dir = path.join(packageRoot(), 'extension', side);
   if (!existsSync(dir)) return [];
   return readdirSync(dir)
     .filter((f) => f.endsWith('.sql'))
@@ -38,94 +48,31 @@ function sqlFiles(dir: string): string[] {
     .map((f) => path.join(dir, f));
 }
 
-export function migrationsDir(side: Side): string {
-  return path.join(packageRoot(), 'migrations', side);
-}
-
-export function extensionFiles(side: Side): string[] {
-  return sqlFiles(path.join(packageRoot(), 'extension', side));
-}
-
-/** Names of the tables the side's migrations create (read from the files, so it cannot drift). */
-export function sideTables(side: Side): string[] {
-  const names: string[] = [];
-  for (const f of sqlFiles(migrationsDir(side))) {
-    for (const m of readFileSync(f, 'utf8').matchAll(/CREATE TABLE (?:IF NOT EXISTS )?repl\.(\w+)/gi)) names.push(m[1]!);
-  }
-  return names;
-}
-
-/** Names of the views the side's migrations create (dropped before the tables they read). */
-export function sideViews(side: Side): string[] {
-  const names: string[] = [];
-  for (const f of sqlFiles(migrationsDir(side))) {
-    for (const m of readFileSync(f, 'utf8').matchAll(/CREATE (?:OR REPLACE )?VIEW repl\.(\w+)/gi)) names.push(m[1]!);
-  }
-  return names;
-}
-
-/** Names of the functions the side's extension files create. */
-export function sideFunctions(side: Side): string[] {
-  const names = new Set<string>();
-  for (const f of extensionFiles(side)) {
-    for (const m of readFileSync(f, 'utf8').matchAll(/CREATE OR REPLACE FUNCTION repl\.(\w+)\s*\(/gi)) names.add(m[1]!);
-  }
-  return [...names];
-}
-
-/**
- * postgres-migrations (5.3) keeps its bookkeeping in an unqualified table
- * `migrations` and tests for it by name in *any* schema. We want it in our
- * schema, one per side, and unaffected by a user's own `migrations` table, so
- * this client wrapper redirects exactly its four bookkeeping statements and
- * passes everything else (our migration files) through unchanged.
- */
-function bookkeepingClient(client: pg.ClientBase, side: Side): { query: (q: string | pg.QueryConfig) => Promise<pg.QueryResult> } {
-  const table = `${SCHEMA}.${bookkeepingTable(side)}`;
-  return {
-    async query(q) {
-      const text = typeof q === 'string' ? q : q.text;
-      const values = typeof q === 'string' ? undefined : q.values;
-      if (text.includes('pg_catalog.pg_class') && values?.[0] === 'migrations') {
-        const r = await client.query('SELECT to_regclass($1) IS NOT NULL AS exists', [table]);
-        return r;
-      }
-      if (/^\s*SELECT \* FROM migrations ORDER BY id\s*$/.test(text)) {
-        return client.query(`SELECT * FROM ${table} ORDER BY id`);
-      }
-      if (/CREATE TABLE IF NOT EXISTS migrations \(/.test(text)) {
-        return client.query(text.replace('CREATE TABLE IF NOT EXISTS migrations (', `CREATE TABLE IF NOT EXISTS ${table} (`));
-      }
-      if (/^\s*INSERT INTO migrations /.test(text)) {
-        return client.query(text.replace(/^\s*INSERT INTO migrations /, `INSERT INTO ${table} `), values as unknown[]);
-      }
-      return typeof q === 'string' ? client.query(q) : client.query(q);
-    },
-  };
-}
-
-async function withSideLock<T>(client: pg.ClientBase, side: Side, fn: () => Promise<T>): Promise<T> {
-  await client.query('SELECT pg_advisory_lock($1, $2)', [LOCK_CLASS, lockKey(side)]);
+async function withInstallLock<T>(client: pg.ClientBase, fn: () => Promise<T>): Promise<T> {
+  await client.query('SELECT pg_advisory_lock($1, $2)', [LOCK_CLASS, LOCK_KEY]);
   try {
     return await fn();
   } finally {
-    await client.query('SELECT pg_advisory_unlock($1, $2)', [LOCK_CLASS, lockKey(side)]).catch(() => {});
+    await client.query('SELECT pg_advisory_unlock($1, $2)', [LOCK_CLASS, LOCK_KEY]).catch(() => {});
   }
+}
+
+/** Migrations, then extension files; records what appeared in the schema as the side's own. Called under the lock. */
+async function applySide(client: pg.ClientBase, side: Side, logger: Logger): Promise<void> {
+  await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(SCHEMA)}`);
+  const before = await schemaObjects(client, SCHEMA);
+  await runSideMigrations(client, SCHEMA, side, migrationsDir(side), (msg: string) => logger.debug({ side }, msg));
+  await inTransaction(client, async () => {
+    for (const f of extensionFiles(side)) await client.query(readFileSync(f, 'utf8'));
+    await record(client, SCHEMA, side, added(before, await schemaObjects(client, SCHEMA)));
+    // The per-table kick functions are generated: regenerate them, so an upgrade's new body takes effect.
+    if (side === 'node') await refreshKicks(client);
+  });
 }
 
 /** Create or upgrade one side in the connected database. Harmless to repeat, safe to run concurrently. */
 export async function installSide(client: pg.ClientBase, side: Side, logger: Logger): Promise<void> {
-  await withSideLock(client, side, async () => {
-    await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(SCHEMA)}`);
-    await migrate({ client: bookkeepingClient(client, side) as unknown as pg.Client }, migrationsDir(side), {
-      logger: (msg: string) => logger.debug({ side }, msg),
-    });
-    await inTransaction(client, async () => {
-      for (const f of extensionFiles(side)) await client.query(readFileSync(f, 'utf8'));
-      // The per-table kick functions are generated: regenerate them, so an upgrade's new body takes effect.
-      if (side === 'node') await refreshKicks(client);
-    });
-  });
+  await withInstallLock(client, () => applySide(client, side, logger));
 }
 
 /** True when the side is installed in the connected database. */
@@ -135,12 +82,16 @@ export async function sideInstalled(client: pg.ClientBase, side: Side): Promise<
 }
 
 /**
- * Drop exactly what installSide created; the schema goes too once nothing of
- * the other side (or anything else) is left in it. Callers drop triggers first.
+ * Drop exactly what installSide created (as recorded, see side-objects.ts);
+ * the schema goes too once nothing of the other side (or anything else) is
+ * left in it. Callers drop triggers first. A side installed before the
+ * record existed is upgraded first, which records it.
  */
-export async function uninstallSide(client: pg.ClientBase, side: Side): Promise<void> {
-  await withSideLock(client, side, () =>
-    inTransaction(client, async () => {
+export async function uninstallSide(client: pg.ClientBase, side: Side, logger: Logger = silentLogger): Promise<void> {
+  await withInstallLock(client, async () => {
+    if (!(await sideInstalled(client, side))) return;
+    if ((await recorded(client, SCHEMA, side)).length === 0) await applySide(client, side, logger);
+    await inTransaction(client, async () => {
       if (side === 'node') {
         // Per-table functions generated by repl.make_capture / repl.make_kick (add-triggers).
         const gen = await client.query<{ f: string }>(
@@ -157,14 +108,7 @@ export async function uninstallSide(client: pg.ClientBase, side: Side): Promise<
         );
         for (const { s } of clocks.rows) await client.query(`DROP SEQUENCE IF EXISTS ${s}`);
       }
-      for (const fn of sideFunctions(side)) {
-        await client.query(`DROP FUNCTION IF EXISTS ${quoteIdent(SCHEMA)}.${quoteIdent(fn)}`);
-      }
-      for (const v of sideViews(side).reverse()) await client.query(`DROP VIEW IF EXISTS ${quoteIdent(SCHEMA)}.${quoteIdent(v)}`);
-      // Newest first: a table may reference (foreign key) only tables created before it.
-      for (const t of [...sideTables(side).reverse(), bookkeepingTable(side)]) {
-        await client.query(`DROP TABLE IF EXISTS ${quoteIdent(SCHEMA)}.${quoteIdent(t)}`);
-      }
+      await dropRecorded(client, SCHEMA, side, otherSide(side));
       const left = await client.query(
         `SELECT (SELECT count(*) FROM pg_class WHERE relnamespace = n.oid)
               + (SELECT count(*) FROM pg_proc WHERE pronamespace = n.oid)
@@ -173,6 +117,6 @@ export async function uninstallSide(client: pg.ClientBase, side: Side): Promise<
         [SCHEMA],
       );
       if (left.rows.length > 0 && Number(left.rows[0].n) === 0) await client.query(`DROP SCHEMA ${quoteIdent(SCHEMA)}`);
-    }),
-  );
+    });
+  });
 }

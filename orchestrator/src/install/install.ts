@@ -62,7 +62,7 @@ export async function uninstall(cfg: Config, logger: Logger): Promise<void> {
         if (!(await sideInstalled(c, 'node'))) return;
         const stillUsed = await forgetJob(c, cfg.name);
         if (stillUsed) logger.info({ node: db }, 'node kept: another job still uses it');
-        else await uninstallSide(c, 'node');
+        else await uninstallSide(c, 'node', logger);
       });
     }
     let dropDb = false;
@@ -71,7 +71,7 @@ export async function uninstall(cfg: Config, logger: Logger): Promise<void> {
         if (!(await sideInstalled(c, 'meta'))) return false;
         const r = await c.query('SELECT value FROM repl.setting WHERE key = $1', [CREATED_DB]);
         if (r.rows.length > 0) return true;
-        await uninstallSide(c, 'meta');
+        await uninstallSide(c, 'meta', logger);
         return false;
       });
     } catch (err) {
