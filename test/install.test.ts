@@ -215,6 +215,99 @@ t.test('a user table public.migrations does not confuse install and is left unto
   }
 });
 
+// A second user table `migrations`, shaped otherwise, in a schema the
+// database puts first on every session's search_path: where an unqualified
+// `migrations` would be read or created.
+const searchPathMigrations = `
+  CREATE SCHEMA app;
+  CREATE TABLE app.migrations (version text PRIMARY KEY, applied_at timestamptz NOT NULL);
+  INSERT INTO app.migrations VALUES ('2024_01_init', '2024-01-01 00:00+00'), ('2024_02_users', '2024-02-01 00:00+00');
+  DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET search_path = app, public', current_database()); END $$;
+`;
+
+/** Rows and columns of the user's two `migrations` tables. */
+async function userMigrationTables(url: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const [table, key] of [['public.migrations', 'id'], ['app.migrations', 'version']] as const) {
+    const cols = await sql<{ c: string }>(url, `SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum) AS c
+      FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped`, [table]);
+    out[table] = `${cols[0]!.c}\n${await digest(url, table, key)}`;
+  }
+  return out;
+}
+
+/** The bookkeeping rows with the time each migration ran: a migration run again would show a new one. */
+async function migrationRuns(url: string, side: 'node' | 'meta'): Promise<string[]> {
+  return (await sql<{ x: string }>(url, `SELECT format('%s %s %s %s', id, name, hash, executed_at) AS x FROM repl.${side}_migrations ORDER BY id`))
+    .map((r) => r.x);
+}
+
+/**
+ * The side as the version before the object record left it: no
+ * repl.<side>_object, its migration not recorded, and without the extension
+ * function `fn`, as if this version had added it.
+ */
+async function asPreviousVersion(url: string, side: 'node' | 'meta', fn: string): Promise<void> {
+  await sql(url, `DROP TABLE repl.${side}_object; DELETE FROM repl.${side}_migrations WHERE name = 'object_record'; DROP FUNCTION repl.${fn}`);
+}
+
+t.test('user tables named migrations, in public and first on the search_path: untouched by install, upgrade and uninstall', async (t) => {
+  const aUrl = await freshDb(t, c1!, 'a');
+  const bUrl = await freshDb(t, c2!, 'b');
+  for (const u of [aUrl, bUrl]) await sql(u, schema + userMigrations + searchPathMigrations);
+  // Metadata inside a: both sides' bookkeeping passes by the user's tables there.
+  const job = await makeJob(t, {
+    nodes: { a: aUrl, b: bUrl },
+    yaml: `metadata: ${aUrl}\nsyncs:\n  s:\n    sources: [a]\n    targets: [b]\n    tables: { include: [public.items] }`,
+  });
+  const urls = { a: aUrl, b: bUrl };
+  const sides = { a: ['node', 'meta'], b: ['node'] } as const;
+  t.same(await sql(aUrl, 'SHOW search_path'), [{ search_path: 'app, public' }], 'control: sessions start with app first on the search_path');
+  const before = { a: await catalog(aUrl), b: await catalog(bUrl) };
+  const tables = { a: await userMigrationTables(aUrl), b: await userMigrationTables(bUrl) };
+  t.match(tables.a['app.migrations'], /2024_02_users/, 'control: the snapshot sees the rows');
+  const untouched = async (when: string): Promise<void> => {
+    for (const n of ['a', 'b'] as const) {
+      t.same(await userMigrationTables(urls[n]), tables[n], `${n}: public.migrations and app.migrations have the same rows and columns after ${when}`);
+      t.same(await sql(urls[n], `SELECT relnamespace::regnamespace::text AS s FROM pg_class WHERE relname = 'migrations' ORDER BY 1`),
+        [{ s: 'app' }, { s: 'public' }], `${n}: no other table "migrations" after ${when}`);
+    }
+  };
+
+  await run(t, job, 'install');
+  await untouched('install');
+  const runs: Record<string, string[]> = {};
+  for (const n of ['a', 'b'] as const) {
+    for (const side of sides[n]) {
+      runs[`${n} ${side}`] = await migrationRuns(urls[n], side);
+      t.same(ids(runs[`${n} ${side}`]!), migrationIds(side), `${n}: repl.${side}_migrations has every ${side} migration`);
+    }
+  }
+
+  // Upgrade a database the previous version installed.
+  for (const n of ['a', 'b'] as const) await asPreviousVersion(urls[n], 'node', 'skip_capture()');
+  await asPreviousVersion(aUrl, 'meta', 'clone_cancel(bigint)');
+  await run(t, job, 'install');
+  await untouched('an upgrade');
+  for (const n of ['a', 'b'] as const) {
+    for (const side of sides[n]) {
+      const after = await migrationRuns(urls[n], side);
+      const previous = (rows: string[]): string[] => rows.filter((r) => !/^\d+ object_record /.test(r));
+      t.same(previous(after), previous(runs[`${n} ${side}`]!), `${n}: the upgrade ran no earlier ${side} migration again`);
+      t.same(ids(after), migrationIds(side), `${n}: and ran the new one`);
+    }
+    t.same(await sql(urls[n], `SELECT name FROM repl.node_object WHERE kind = 'routine' AND name = 'skip_capture'`), [{ name: 'skip_capture' }],
+      `${n}: the upgrade recorded the function it added`);
+  }
+  t.same(await sql(aUrl, `SELECT name FROM repl.meta_object WHERE kind = 'routine' AND name = 'clone_cancel'`), [{ name: 'clone_cancel' }],
+    'a: and the control side\'s');
+
+  await run(t, job, 'uninstall');
+  await untouched('uninstall');
+  t.same(await catalog(aUrl), before.a, 'a: catalog exactly as before install');
+  t.same(await catalog(bUrl), before.b, 'b: catalog exactly as before install');
+});
+
 t.test('metadata inside node a\'s own database: both sides coexist and uninstall removes both', async (t) => {
   const aUrl = await freshDb(t, c1!, 'a');
   const bUrl = await freshDb(t, c2!, 'b');
