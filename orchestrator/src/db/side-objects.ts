@@ -98,8 +98,9 @@ export async function recorded(client: pg.ClientBase, schema: string, side: stri
 /**
  * Drops the objects of `schema` that `side` recorded and `other` did not,
  * one statement per kind (so tables that reference each other go together),
- * named from the live catalog. Nothing cascades: an object of the user's
- * that depends on ours makes this fail rather than disappear.
+ * named from the live catalog (a routine's argument list as PostgreSQL
+ * writes it, not as the record holds it). Nothing cascades: an object of the
+ * user's that depends on ours makes this fail rather than disappear.
  */
 export async function dropRecorded(client: pg.ClientBase, schema: string, side: string, other: string): Promise<void> {
   const mine = new Set((await recorded(client, schema, side)).map(keyOf));
