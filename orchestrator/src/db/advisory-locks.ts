@@ -18,10 +18,12 @@ export const JOB_LOCK_CLASS = 0x43617072;
 export const FIXED_LOCK_CLASS = 0x43617073;
 
 export const FIXED_LOCKS = {
-  /** Install/uninstall of the node side of a database (session lock). */
-  installNode: 1,
-  /** Install/uninstall of the meta side of a database (session lock). */
-  installMeta: 2,
+  /**
+   * Install/uninstall of either side of a database (session lock): install
+   * tells a side's objects by what appeared in schema repl while it ran, so
+   * the two sides never install at once (db/schema-side.ts).
+   */
+  install: 1,
   /** CREATE OR REPLACE of generated per-table functions (repl.make_capture, repl.make_kick: transaction lock). */
   generatedFunctions: 3,
 } as const;

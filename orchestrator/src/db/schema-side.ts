@@ -3,6 +3,7 @@ import path from 'node:path';
 import type pg from 'pg';
 import { type Logger, silentLogger } from '../util/logger.js';
 import { packageRoot } from '../util/paths.js';
+import { FIXED_LOCK_CLASS, FIXED_LOCKS } from './advisory-locks.js';
 import { inTransaction } from './connections.js';
 import { quoteIdent } from './ident.js';
 import { refreshKicks } from './kick-timing.js';
@@ -23,14 +24,9 @@ export type Side = 'node' | 'meta';
 
 export const SCHEMA = 'repl';
 
-/**
- * Session-level advisory lock key (two-int form) serialising install and
- * uninstall in one database, of both sides: install tells its side's objects
- * by what appeared in the schema while it ran, so the other side must not be
- * installing at the same moment.
- */
-const LOCK_CLASS = 0x43617072; // "Capr"
-const LOCK_KEY = 1;
+// Install and uninstall of both sides of a database take one session lock
+// (advisory-locks.ts says why).
+const LOCK = [FIXED_LOCK_CLASS, FIXED_LOCKS.install];
 
 const otherSide = (side: Side): Side => (side === 'node' ? 'meta' : 'node');
 
@@ -49,11 +45,11 @@ export function extensionFiles(side: Side): string[] {
 }
 
 async function withInstallLock<T>(client: pg.ClientBase, fn: () => Promise<T>): Promise<T> {
-  await client.query('SELECT pg_advisory_lock($1, $2)', [LOCK_CLASS, LOCK_KEY]);
+  await client.query('SELECT pg_advisory_lock($1, $2)', LOCK);
   try {
     return await fn();
   } finally {
-    await client.query('SELECT pg_advisory_unlock($1, $2)', [LOCK_CLASS, LOCK_KEY]).catch(() => {});
+    await client.query('SELECT pg_advisory_unlock($1, $2)', LOCK).catch(() => {});
   }
 }
 
