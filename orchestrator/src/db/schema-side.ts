@@ -8,7 +8,7 @@ import { inTransaction } from './connections.js';
 import { quoteIdent } from './ident.js';
 import { refreshKicks } from './kick-timing.js';
 import { bookkeepingTable, runSideMigrations } from './side-migrations.js';
-import { added, dropRecorded, record, recorded, schemaObjects } from './side-objects.js';
+import { added, dropRecorded, record, recorded, routinesWritten, schemaObjects } from './side-objects.js';
 
 /**
  * The two sets of database objects Capra installs, both in schema `repl`:
@@ -53,14 +53,14 @@ async function withInstallLock<T>(client: pg.ClientBase, fn: () => Promise<T>): 
   }
 }
 
-/** Migrations, then extension files; records what appeared in the schema as the side's own. Called under the lock. */
+/** Migrations, then extension files; records what they created as the side's own. Called under the lock. */
 async function applySide(client: pg.ClientBase, side: Side, logger: Logger): Promise<void> {
   await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(SCHEMA)}`);
   const before = await schemaObjects(client, SCHEMA);
   await runSideMigrations(client, SCHEMA, side, migrationsDir(side), (msg: string) => logger.debug({ side }, msg));
   await inTransaction(client, async () => {
     for (const f of extensionFiles(side)) await client.query(readFileSync(f, 'utf8'));
-    await record(client, SCHEMA, side, added(before, await schemaObjects(client, SCHEMA)));
+    await record(client, SCHEMA, side, [...added(before, await schemaObjects(client, SCHEMA)), ...(await routinesWritten(client, SCHEMA))]);
     // The per-table kick functions are generated: regenerate them, so an upgrade's new body takes effect.
     if (side === 'node') await refreshKicks(client);
   });

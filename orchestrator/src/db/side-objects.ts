@@ -2,13 +2,14 @@ import type pg from 'pg';
 import { quoteIdent } from './ident.js';
 
 /**
- * What each side of schema `repl` consists of, as data: install compares the
- * schema before and after it runs a side's migrations and extension files
- * and records what appeared in repl.<side>_object (migrations/<side>/000004,
- * which also lists what older installs had created); uninstall drops what is
- * recorded there and still exists, and nothing the other side recorded too.
- * So a function added to extension/ later is dropped without anyone naming
- * it, and no file is read to find out.
+ * What each side of schema `repl` consists of, as data: install records in
+ * repl.<side>_object what appeared in the schema while it ran the side's
+ * migrations and extension files, and every function those files created or
+ * replaced (migrations/<side>/000004 creates the record and lists the tables
+ * of earlier installs); uninstall drops what is recorded there and still
+ * exists, and nothing the other side recorded too. So a function added to
+ * extension/ later is dropped without anyone naming it, and no file is read
+ * to find out.
  */
 
 export interface SchemaObject {
@@ -69,6 +70,22 @@ export async function schemaObjects(client: pg.ClientBase, schema: string): Prom
   return r.rows;
 }
 
+/**
+ * The routines of `schema` whose catalog row this transaction wrote. CREATE
+ * OR REPLACE rewrites the row even when nothing changed, so after a side's
+ * extension files have run these are exactly its functions, including on a
+ * database installed before the record existed.
+ */
+export async function routinesWritten(client: pg.ClientBase, schema: string): Promise<SchemaObject[]> {
+  const r = await client.query<SchemaObject>(
+    `SELECT 'routine' AS kind, p.proname::text AS name, pg_get_function_identity_arguments(p.oid) AS args
+       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+      WHERE n.nspname = $1 AND p.xmin = pg_current_xact_id()::xid AND p.proname !~ '^(capture|kick)_[0-9]+$'`,
+    [schema],
+  );
+  return r.rows;
+}
+
 const keyOf = (o: SchemaObject): string => JSON.stringify([o.kind, o.name, o.args]);
 
 /** The objects in `after` that were not in `before`. */
@@ -78,7 +95,8 @@ export function added(before: SchemaObject[], after: SchemaObject[]): SchemaObje
 }
 
 /** Adds `objects` to the side's record (which the side's migrations created). */
-export async function record(client: pg.ClientBase, schema: string, side: string, objects: SchemaObject[]): Promise<void> {
+export async function record(client: pg.ClientBase, schema: string, side: string, found: SchemaObject[]): Promise<void> {
+  const objects = [...new Map(found.map((o) => [keyOf(o), o])).values()];
   if (objects.length === 0) return;
   await client.query(
     `INSERT INTO ${quoteIdent(schema)}.${quoteIdent(registryTable(side))} (kind, name, args)
