@@ -8,7 +8,9 @@
  *    its key may be any int4, so no fixed key shares its class.
  *  - Fixed keys are (FIXED_LOCK_CLASS, one of FIXED_LOCKS). The SQL in
  *    extension/ takes them by number; test/advisory-locks.test.ts checks
- *    that every lock there is one of these.
+ *    that every lock there and in orchestrator/src is one of these.
+ *  - postgres-migrations takes its own lock in the one-bigint form
+ *    (db/side-migrations.ts lists its statement), which cannot meet these.
  */
 
 /** "Capr": a job's lock, keyed by hashtext(job name). Fixed since the first release: a standby of an older version must see it. */
