@@ -2,7 +2,6 @@ import type pg from 'pg';
 import type { Config } from '../config/types.js';
 import { inTransaction } from '../db/connections.js';
 import { describeUrl } from '../db/url.js';
-import type { TrackedTable } from '../triggers/resolve.js';
 
 /**
  * Copies the config's nodes and syncs into the metadata database, so the SQL
@@ -37,22 +36,6 @@ export async function publishConfig(client: pg.ClientBase, cfg: Config): Promise
     // A target that left a sync (or a removed sync) gets its initial copy again if it comes back.
     await client.query(
       `DELETE FROM repl.seeded s WHERE NOT EXISTS (SELECT 1 FROM repl.sync_node n WHERE n.sync = s.sync AND n.node = s.target)`,
-    );
-  });
-}
-
-export async function publishTables(client: pg.ClientBase, sync: string, tables: TrackedTable[]): Promise<void> {
-  await inTransaction(client, async () => {
-    await client.query('DELETE FROM repl.sync_table WHERE sync = $1', [sync]);
-    // A table that left the sync gets its initial copy (copy_data) again if it comes back.
-    await client.query(
-      `DELETE FROM repl.seeded WHERE sync = $1 AND (schema_name, table_name) NOT IN (SELECT * FROM unnest($2::text[], $3::text[]))`,
-      [sync, tables.map((t) => t.schema), tables.map((t) => t.table)],
-    );
-    await client.query(
-      `INSERT INTO repl.sync_table (sync, schema_name, table_name, key_cols)
-       SELECT $1, s, t, ARRAY(SELECT jsonb_array_elements_text(k)) FROM unnest($2::text[], $3::text[], $4::jsonb[]) AS u(s, t, k)`,
-      [sync, tables.map((t) => t.schema), tables.map((t) => t.table), tables.map((t) => JSON.stringify(t.keyCols))],
     );
   });
 }

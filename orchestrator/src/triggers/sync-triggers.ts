@@ -4,7 +4,7 @@ import { Connections } from '../db/connections.js';
 import { tableLabel } from '../db/ident.js';
 import { sideInstalled } from '../db/schema-side.js';
 import { CapraError } from '../db/errors.js';
-import { publishTables } from '../install/meta-config.js';
+import { publishTables } from './publish-tables.js';
 import type { Logger } from '../util/logger.js';
 import { forgetSync, registerConsumers, trackTable, trackedTables, untrackTable } from './consumers.js';
 import { type CaptureMode, type DdlOptions, addCaptureTriggers, defaultCaptureMode, defaultDdlOptions, dropCaptureTriggers } from './ddl.js';
