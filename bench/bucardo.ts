@@ -50,9 +50,7 @@ import pg from 'pg';
 import { type Cluster, type ClusterLogger, startCluster } from '../orchestrator/src/embedded/cluster.js';
 
 /** Optional progress callback; the library itself never prints. */
-export interface BucardoLog {
-  (msg: string): void;
-}
+export type BucardoLog = (msg: string) => void;
 
 /** The settings described at the top of this file. */
 export const BUCARDO_SETTINGS: Readonly<Record<string, string>> = {
@@ -79,17 +77,19 @@ const TABLE = /^([A-Za-z_]\w*)\.([A-Za-z_]\w*)$/;
  * BUCARDO_BIN and BUCARDO_PG_BIN override the search.
  */
 export function findBucardo(): { bin: string; pgBin: string } | { missing: string } {
-  const bin = process.env.BUCARDO_BIN
-    ?? [...(process.env.PATH ?? '').split(':').filter(Boolean), '/usr/bin', '/usr/local/bin']
-      .map((d) => path.join(d, 'bucardo')).find((f) => existsSync(f));
+  const bin =
+    process.env.BUCARDO_BIN ??
+    [...(process.env.PATH ?? '').split(':').filter(Boolean), '/usr/bin', '/usr/local/bin'].map((d) => path.join(d, 'bucardo')).find((f) => existsSync(f));
   if (!bin || !existsSync(bin)) return { missing: 'bucardo not found (apt-get install bucardo, or set BUCARDO_BIN)' };
   const withPlperl = (binDir: string): boolean => {
     const root = path.resolve(binDir, '..'); // /usr/lib/postgresql/N
     const major = path.basename(root);
-    return existsSync(path.join(binDir, 'postgres'))
-      && (existsSync(path.join(root, 'lib', 'plperl.so')) || existsSync(path.join(binDir, '..', 'lib', 'postgresql', 'plperl.so')))
-      && (existsSync(path.join('/usr/share/postgresql', major, 'extension', 'plperlu.control'))
-        || existsSync(path.join(binDir, '..', 'share', 'postgresql', 'extension', 'plperlu.control')));
+    return (
+      existsSync(path.join(binDir, 'postgres')) &&
+      (existsSync(path.join(root, 'lib', 'plperl.so')) || existsSync(path.join(binDir, '..', 'lib', 'postgresql', 'plperl.so'))) &&
+      (existsSync(path.join('/usr/share/postgresql', major, 'extension', 'plperlu.control')) ||
+        existsSync(path.join(binDir, '..', 'share', 'postgresql', 'extension', 'plperlu.control')))
+    );
   };
   if (process.env.BUCARDO_PG_BIN) {
     return withPlperl(process.env.BUCARDO_PG_BIN)
@@ -99,9 +99,14 @@ export function findBucardo(): { bin: string; pgBin: string } | { missing: strin
   let versions: string[] = [];
   try {
     versions = readdirSync('/usr/lib/postgresql');
-  } catch { /* none */ }
-  const pgBin = versions.filter((v) => /^\d+$/.test(v)).sort((x, y) => Number(y) - Number(x))
-    .map((v) => `/usr/lib/postgresql/${v}/bin`).find(withPlperl);
+  } catch {
+    /* none */
+  }
+  const pgBin = versions
+    .filter((v) => /^\d+$/.test(v))
+    .sort((x, y) => Number(y) - Number(x))
+    .map((v) => `/usr/lib/postgresql/${v}/bin`)
+    .find(withPlperl);
   if (!pgBin) return { missing: 'no PostgreSQL server with PL/Perl (apt-get install postgresql-plperl-15, or set BUCARDO_PG_BIN)' };
   return { bin, pgBin };
 }
@@ -160,7 +165,12 @@ async function isBucardoProcess(pid: number): Promise<boolean> {
   }
 }
 
-interface DbConn { dbname: string; host: string; port: string; user: string }
+interface DbConn {
+  dbname: string;
+  host: string;
+  port: string;
+  user: string;
+}
 
 /** The parts of a postgres:// URL that Bucardo's `add db` takes; a password is refused. */
 function parseUrl(url: string): DbConn {
@@ -237,23 +247,33 @@ export class Bucardo {
   ) {}
 
   /** Directory of Bucardo's PID files and stop file. */
-  get pidDir(): string { return path.join(this.workDir, 'run'); }
+  get pidDir(): string {
+    return path.join(this.workDir, 'run');
+  }
   /** Directory of Bucardo's logs; the daemon's log is log.bucardo in it. */
-  get logDir(): string { return path.join(this.workDir, 'log'); }
+  get logDir(): string {
+    return path.join(this.workDir, 'log');
+  }
   /** The daemon's log file. */
-  get logFile(): string { return path.join(this.logDir, 'log.bucardo'); }
+  get logFile(): string {
+    return path.join(this.logDir, 'log.bucardo');
+  }
   /** URL of the control database. */
-  get controlUrl(): string { return this.cluster.url('bucardo'); }
+  get controlUrl(): string {
+    return this.cluster.url('bucardo');
+  }
 
   /** Starts a control cluster under workDir, runs `bucardo install` and applies the settings. */
   static async setUp(opts: BucardoSetUpOptions): Promise<Bucardo> {
     const log = opts.log ?? (() => {});
     const workDir = path.resolve(opts.workDir);
     await mkdir(workDir, { recursive: true });
-    const msg = (o: object | string, m?: string) => log(`bucardo control cluster: ${typeof o === 'string' ? o : m ?? ''}`);
+    const msg = (o: object | string, m?: string) => log(`bucardo control cluster: ${typeof o === 'string' ? o : (m ?? '')}`);
     const clusterLog: ClusterLogger = { debug: () => {}, info: msg, warn: msg, error: msg };
     const cluster = await startCluster({
-      binDir: opts.pgBin, dataDir: path.join(workDir, 'control'), logger: clusterLog,
+      binDir: opts.pgBin,
+      dataDir: path.join(workDir, 'control'),
+      logger: clusterLog,
       ...(opts.settings ? { settings: opts.settings } : {}),
     });
     const b = new Bucardo(cluster, opts.bin, opts.pgBin, workDir, log);
@@ -275,8 +295,7 @@ export class Bucardo {
     // create it with a generated one and append that to $HOME/.pgpass.
     await withClient(this.cluster.url('postgres'), (c) => c.query('CREATE ROLE bucardo SUPERUSER LOGIN'));
     this.log('bucardo install');
-    await this.run(['install', '--batch', '--dbhost', '127.0.0.1', '--dbport', String(this.cluster.port),
-      '--dbuser', 'postgres', '--dbname', 'postgres']);
+    await this.run(['install', '--batch', '--dbhost', '127.0.0.1', '--dbport', String(this.cluster.port), '--dbuser', 'postgres', '--dbname', 'postgres']);
     const all: Record<string, string> = {
       ...settings,
       piddir: this.pidDir,
@@ -308,8 +327,19 @@ export class Bucardo {
 
   /** Connection options of every command but install. */
   private common(): string[] {
-    return ['--no-bucardorc', '--dbhost', '127.0.0.1', '--dbport', String(this.cluster.port),
-      '--dbuser', 'bucardo', '--dbname', 'bucardo', '--piddir', this.pidDir];
+    return [
+      '--no-bucardorc',
+      '--dbhost',
+      '127.0.0.1',
+      '--dbport',
+      String(this.cluster.port),
+      '--dbuser',
+      'bucardo',
+      '--dbname',
+      'bucardo',
+      '--piddir',
+      this.pidDir,
+    ];
   }
 
   /**
@@ -319,11 +349,19 @@ export class Bucardo {
   private async run(args: string[], timeoutMs = 60_000): Promise<string> {
     const full = args[0] === 'install' ? ['--no-bucardorc', ...args, '--piddir', this.pidDir] : [...this.common(), ...args];
     const opt = args.findIndex((a) => a.startsWith('-'));
-    const what = `bucardo ${args.slice(0, opt < 0 ? undefined : opt).filter((a) => !a.includes('=')).slice(0, 3).join(' ')}`;
+    const what = `bucardo ${args
+      .slice(0, opt < 0 ? undefined : opt)
+      .filter((a) => !a.includes('='))
+      .slice(0, 3)
+      .join(' ')}`;
     const child = spawn(this.bin, full, { cwd: this.workDir, env: this.env(), stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
     const code = await exitOf(child, timeoutMs, () => `${what} did not finish in ${timeoutMs / 1000} s`);
     if (code !== 0) throw new Error(`${what} failed (exit ${code}):\n${tail(out)}`);
     return out;
@@ -383,7 +421,9 @@ export class Bucardo {
           const [, schema, table] = TABLE.exec(t)!;
           const r = await c.query(
             `SELECT 1 FROM pg_constraint k JOIN pg_class cl ON cl.oid = k.conrelid JOIN pg_namespace n ON n.oid = cl.relnamespace
-              WHERE n.nspname = $1 AND cl.relname = $2 AND k.contype = 'p'`, [schema, table]);
+              WHERE n.nspname = $1 AND cl.relname = $2 AND k.contype = 'p'`,
+            [schema, table],
+          );
           if (r.rowCount === 0) out.push(t);
         }
         return out;
@@ -405,8 +445,9 @@ export class Bucardo {
       const kick = opts.kick === 'poll' ? ['autokick=0', 'checktime=1'] : [];
       await this.run(['add', 'sync', sync, `relgroup=${sync}`, `dbs=${dbs}`, ...kick]);
       // The CLI reports some problems and still exits 0: check the result.
-      const goats = await this.ctlQuery<{ n: string }>(
-        'SELECT count(*) AS n FROM bucardo.herdmap h JOIN bucardo.sync s ON s.herd = h.herd WHERE s.name = $1', [sync]);
+      const goats = await this.ctlQuery<{ n: string }>('SELECT count(*) AS n FROM bucardo.herdmap h JOIN bucardo.sync s ON s.herd = h.herd WHERE s.name = $1', [
+        sync,
+      ]);
       if (Number(goats[0]?.n ?? 0) !== opts.tables.length) {
         throw new Error(`bucardo add sync ${sync}: its relgroup has ${goats[0]?.n ?? 0} of ${opts.tables.length} tables`);
       }
@@ -417,7 +458,9 @@ export class Bucardo {
             const [, schema, table] = TABLE.exec(t)!;
             const r = await c.query(
               `SELECT 1 FROM pg_trigger tg JOIN pg_class cl ON cl.oid = tg.tgrelid JOIN pg_namespace n ON n.oid = cl.relnamespace
-                WHERE n.nspname = $1 AND cl.relname = $2 AND tg.tgname = $3`, [schema, table, `bucardo_kick_${sync}`]);
+                WHERE n.nspname = $1 AND cl.relname = $2 AND tg.tgname = $3`,
+              [schema, table, `bucardo_kick_${sync}`],
+            );
             if (r.rowCount === 0) out.push(t);
           }
           return out;
@@ -467,8 +510,11 @@ export class Bucardo {
     const cliLog = path.join(this.logDir, 'start.out');
     const fh = await open(cliLog, 'w');
     try {
-      const child = spawn(this.bin, [...this.common(), 'start', `--logdest=${this.logDir}`],
-        { cwd: this.workDir, env: this.env(), stdio: ['ignore', fh.fd, fh.fd] });
+      const child = spawn(this.bin, [...this.common(), 'start', `--logdest=${this.logDir}`], {
+        cwd: this.workDir,
+        env: this.env(),
+        stdio: ['ignore', fh.fd, fh.fd],
+      });
       const code = await exitOf(child, 60_000, () => 'bucardo start did not finish in 60 s');
       if (code !== 0) throw new Error(`bucardo start failed (exit ${code}):\n${await fileTail(cliLog)}\n${await fileTail(this.logFile)}`);
     } finally {
@@ -497,7 +543,9 @@ export class Bucardo {
                 EXISTS (SELECT 1 FROM bucardo.syncrun r WHERE r.sync = s.name AND r.started >= $1 AND r.ended IS NOT NULL
                           AND (r.lastgood OR r.lastempty)) AS done,
                 (SELECT r.status FROM bucardo.syncrun r WHERE r.sync = s.name AND r.started >= $1 AND r.lastbad LIMIT 1) AS bad
-           FROM bucardo.sync s WHERE s.name = ANY($2)`, [t0, names]);
+           FROM bucardo.sync s WHERE s.name = ANY($2)`,
+        [t0, names],
+      );
       const bad = rows.find((r) => r.bad !== null);
       if (bad) throw new Error(`Bucardo sync ${bad.name} failed at startup (${bad.bad}); log:\n${await fileTail(this.logFile)}`);
       // A sync whose tables differ between dbs fails validation: the MCP
@@ -507,7 +555,9 @@ export class Bucardo {
       if (pid !== null && rows.length === names.length && rows.every((r) => r.done)) break;
       if (Date.now() > deadline) {
         const waiting = names.filter((n) => !rows.find((r) => r.name === n)?.done);
-        throw new Error(`Bucardo did not get ${waiting.length ? `sync ${waiting.join(', ')}` : 'its MCP'} running in time; log:\n${await fileTail(this.logFile)}`);
+        throw new Error(
+          `Bucardo did not get ${waiting.length ? `sync ${waiting.join(', ')}` : 'its MCP'} running in time; log:\n${await fileTail(this.logFile)}`,
+        );
       }
       await sleep(50);
     }
@@ -534,7 +584,9 @@ export class Bucardo {
         kicked = Date.now();
       }
       const r = await this.ctlQuery<{ lastbad: boolean; status: string }>(
-        'SELECT lastbad, status FROM bucardo.syncrun WHERE sync = $1 AND started >= $2 AND ended IS NOT NULL LIMIT 1', [sync, since]);
+        'SELECT lastbad, status FROM bucardo.syncrun WHERE sync = $1 AND started >= $2 AND ended IS NOT NULL LIMIT 1',
+        [sync, since],
+      );
       if (r[0]?.lastbad) throw new Error(`Bucardo sync ${sync} failed (${r[0].status}); log:\n${await fileTail(this.logFile)}`);
       if (r[0]) return;
       if (Date.now() > deadline) throw new Error(`Bucardo sync ${sync} did not answer a kick in time; log:\n${await fileTail(this.logFile)}`);
@@ -579,7 +631,9 @@ export class Bucardo {
       try {
         const pid = Number(/\d+/.exec(await readFile(path.join(this.pidDir, f), 'utf8'))?.[0]);
         if (Number.isInteger(pid) && pid > 0 && (await isRunning(pid))) pids.push(pid);
-      } catch { /* removed meanwhile */ }
+      } catch {
+        /* removed meanwhile */
+      }
     }
     return pids;
   }
@@ -613,14 +667,17 @@ export class Bucardo {
     if (dbgroup !== undefined) await this.run(['remove', 'sync', sync]);
     if (await one('SELECT 1 FROM bucardo.herd WHERE name = $1', [sync])) await this.run(['remove', 'relgroup', sync]);
     const first = info.sources[0]!;
-    const orphans = (await this.ctlQuery<{ t: string }>(
-      `SELECT g.schemaname || '.' || g.tablename AS t FROM bucardo.goat g
+    const orphans = (
+      await this.ctlQuery<{ t: string }>(
+        `SELECT g.schemaname || '.' || g.tablename AS t FROM bucardo.goat g
         WHERE g.db = $1 AND g.schemaname || '.' || g.tablename = ANY($2)
-          AND NOT EXISTS (SELECT 1 FROM bucardo.herdmap h WHERE h.goat = g.id)`, [first, info.tables])).map((r) => r.t);
+          AND NOT EXISTS (SELECT 1 FROM bucardo.herdmap h WHERE h.goat = g.id)`,
+        [first, info.tables],
+      )
+    ).map((r) => r.t);
     if (orphans.length) await this.run(['remove', 'table', ...orphans, `db=${first}`]);
     for (const g of new Set([dbgroup ?? null, sync])) {
-      if (g && (await one('SELECT 1 FROM bucardo.dbgroup WHERE name = $1', [g]))
-        && !(await one('SELECT 1 FROM bucardo.sync WHERE dbs = $1', [g]))) {
+      if (g && (await one('SELECT 1 FROM bucardo.dbgroup WHERE name = $1', [g])) && !(await one('SELECT 1 FROM bucardo.sync WHERE dbs = $1', [g]))) {
         await this.run(['remove', 'dbgroup', g]);
       }
     }
@@ -645,7 +702,8 @@ export class Bucardo {
                JOIN pg_proc p ON p.oid = tg.tgfoid JOIN pg_namespace pn ON pn.oid = p.pronamespace
               WHERE n.nspname = $1 AND cl.relname = $2 AND NOT tg.tgisinternal AND pn.nspname = 'bucardo'
                 AND ($3 OR tg.tgname IN ($4, $5))`,
-            [schema, table, !tableUsed(db, t), `bucardo_kick_${sync}`, `bucardo_note_trunc_${sync}`]);
+            [schema, table, !tableUsed(db, t), `bucardo_kick_${sync}`, `bucardo_note_trunc_${sync}`],
+          );
           for (const { tgname } of r.rows) {
             await c.query(`DROP TRIGGER ${c.escapeIdentifier(tgname)} ON ${c.escapeIdentifier(schema!)}.${c.escapeIdentifier(table!)}`);
           }
@@ -683,7 +741,9 @@ export class Bucardo {
       if (!copy) {
         const rows = await this.ctlQuery<{ seconds: number | null; lastbad: boolean; status: string; inserts: string }>(
           `SELECT extract(epoch FROM ended - started)::float8 AS seconds, lastbad, status, inserts
-             FROM bucardo.syncrun WHERE sync = $1 AND started >= $2 ORDER BY started LIMIT 1`, [sync, t0]);
+             FROM bucardo.syncrun WHERE sync = $1 AND started >= $2 ORDER BY started LIMIT 1`,
+          [sync, t0],
+        );
         const r = rows[0];
         if (r?.lastbad) throw new Error(`Bucardo onetimecopy of ${sync} failed (${r.status}); log:\n${await fileTail(this.logFile)}`);
         if (r && r.seconds !== null) copy = { seconds: r.seconds, kid: Number(/KID (\d+)/.exec(r.status)?.[1] ?? 0), rows: Number(r.inserts) };
@@ -696,7 +756,9 @@ export class Bucardo {
         }
       }
       if (Date.now() > deadline) {
-        throw new Error(`Bucardo onetimecopy of ${sync} not ${copy ? 'followed by a new kid' : 'done'} in ${timeoutMs / 1000} s; log:\n${await fileTail(this.logFile)}`);
+        throw new Error(
+          `Bucardo onetimecopy of ${sync} not ${copy ? 'followed by a new kid' : 'done'} in ${timeoutMs / 1000} s; log:\n${await fileTail(this.logFile)}`,
+        );
       }
       await sleep(50);
     }

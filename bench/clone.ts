@@ -300,7 +300,13 @@ export async function benchClone(opts: CloneBenchOptions): Promise<CloneFigures>
   await createTarget(opts.target);
   await createTarget(opts.target2);
   if ((await rowCount(opts.source)) !== rows) throw new Error(`the source does not have ${rows} rows of ${TABLE}`);
-  const one = await benchJob({ name: 'bench_clone', nodes: { a: opts.source, b: opts.target }, tables: ['public.pgbench_accounts'], workDir: opts.workDir, syncExtra: 'copy_data: never' });
+  const one = await benchJob({
+    name: 'bench_clone',
+    nodes: { a: opts.source, b: opts.target },
+    tables: ['public.pgbench_accounts'],
+    workDir: opts.workDir,
+    syncExtra: 'copy_data: never',
+  });
   const two = await twoTargetJob(opts);
   const servers = [opts.source, opts.target];
 
@@ -312,7 +318,10 @@ export async function benchClone(opts: CloneBenchOptions): Promise<CloneFigures>
   let cloneBytes = 0;
   for (let i = 0; i < opts.runs; i++) {
     if (opts.psql) {
-      for (const [format, times] of [['text', pipe], ['binary', binaryPipe]] as const) {
+      for (const [format, times] of [
+        ['text', pipe],
+        ['binary', binaryPipe],
+      ] as const) {
         await checkpoint(servers);
         times.push(await pipeOnce(opts.psql, opts.source, opts.target, format));
         await expectRows(opts.target, rows, `raw pipe (${format})`);

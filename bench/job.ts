@@ -31,7 +31,7 @@ export async function benchJob(opts: {
       ...Object.entries(opts.nodes).map(([n, url]) => `  ${n}: ${url}`),
       opts.extra ?? '',
       'syncs:',
-      `  s: { sources: [${sources.join(', ')}], targets: [${targets.join(', ')}], tables: { include: [${opts.tables.join(', ')}] }${opts.syncExtra ? ', ' + opts.syncExtra : ''} }`,
+      `  s: { sources: [${sources.join(', ')}], targets: [${targets.join(', ')}], tables: { include: [${opts.tables.join(', ')}] }${opts.syncExtra ? `, ${opts.syncExtra}` : ''} }`,
       `run_dir: ${JSON.stringify(opts.workDir)}`,
       `log_dir: ${JSON.stringify(opts.workDir)}`,
     ].join('\n'),

@@ -12,7 +12,13 @@ const run = promisify(execFile);
  * without them, hence the search.
  */
 export function findPgTool(name: string): string | null {
-  const dirs = [process.env.PG_BIN, ...safeList('/usr/lib/postgresql').sort().reverse().map((v) => `/usr/lib/postgresql/${v}/bin`)];
+  const dirs = [
+    process.env.PG_BIN,
+    ...safeList('/usr/lib/postgresql')
+      .sort()
+      .reverse()
+      .map((v) => `/usr/lib/postgresql/${v}/bin`),
+  ];
   for (const d of [...dirs, ...(process.env.PATH ?? '').split(':')]) if (d && existsSync(path.join(d, name))) return path.join(d, name);
   return null;
 }

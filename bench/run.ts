@@ -39,7 +39,12 @@ async function createDb(c: Cluster, name: string): Promise<string> {
 
 const side = (c: Cluster): { admin: string; url: (db: string) => string } => ({ admin: c.url('postgres'), url: (db) => c.url(db) });
 
-function tableRows(tps: TpsFigure[], through: Partial<Record<'Capra' | 'Bucardo', ThroughputFigures>>, clone: CloneFigures, bucardoCopySeconds: number | null): Row[] {
+function tableRows(
+  tps: TpsFigure[],
+  through: Partial<Record<'Capra' | 'Bucardo', ThroughputFigures>>,
+  clone: CloneFigures,
+  bucardoCopySeconds: number | null,
+): Row[] {
   const best = (config: WriterConfig, clients: number): number | null => tps.find((f) => f.config === config && f.clients === clients)?.best ?? null;
   const share = (x: number | null, base: number | null): number | null => (x !== null && base ? x / base : null);
   const rows: Row[] = [];
@@ -63,7 +68,15 @@ function tableRows(tps: TpsFigure[], through: Partial<Record<'Capra' | 'Bucardo'
   for (const clients of sizes.pollClients) {
     const none = best('none', clients);
     const [cp, bp] = [best('Capra poll', clients), best('Bucardo poll', clients)];
-    rows.push({ metric: `pgbench, ${clients} clients, triggers + daemon polling 1/s`, unit: 'TPS', capra: cp, bucardo: bp, capraShare: share(cp, none), bucardoShare: share(bp, none), better: 'higher' });
+    rows.push({
+      metric: `pgbench, ${clients} clients, triggers + daemon polling 1/s`,
+      unit: 'TPS',
+      capra: cp,
+      bucardo: bp,
+      capraShare: share(cp, none),
+      bucardoShare: share(bp, none),
+      better: 'higher',
+    });
     const cost = (kick: number | null, poll: number | null): number | null => (kick !== null && poll ? (1 - kick / poll) * 100 : null);
     const capraCost = cost(best('Capra kick', clients), cp);
     rows.push({
@@ -103,12 +116,44 @@ function tableRows(tps: TpsFigure[], through: Partial<Record<'Capra' | 'Bucardo'
   lat('p95Ms', 200);
   const m = clone.rows.toLocaleString('en-US');
   const pipeRate = (s: number | null): number | null => (s ? Math.round(clone.rows / s) : null);
-  rows.push({ metric: `clone, ${m} rows into an empty table`, unit: 'rows/s', capra: pipeRate(clone.cloneSeconds), bucardo: pipeRate(bucardoCopySeconds), better: 'higher' });
+  rows.push({
+    metric: `clone, ${m} rows into an empty table`,
+    unit: 'rows/s',
+    capra: pipeRate(clone.cloneSeconds),
+    bucardo: pipeRate(bucardoCopySeconds),
+    better: 'higher',
+  });
   const vsText = clone.cloneVsPipe === null ? null : clone.cloneVsPipe * 100;
-  rows.push({ metric: 'clone, share of the raw COPY pipe (text)', unit: '%', capra: vsText, bucardo: bucardoCopySeconds && clone.pipeSeconds ? (clone.pipeSeconds / bucardoCopySeconds) * 100 : null, better: 'higher', target: '>= 90%', met: vsText === null ? null : vsText >= 90 });
-  rows.push({ metric: 'clone, share of the raw COPY pipe (binary)', unit: '%', capra: clone.cloneVsBinaryPipe === null ? null : clone.cloneVsBinaryPipe * 100, bucardo: bucardoCopySeconds && clone.binaryPipeSeconds ? (clone.binaryPipeSeconds / bucardoCopySeconds) * 100 : null, better: 'higher' });
-  rows.push({ metric: 'raw pipe psql COPY TO | COPY FROM, text', unit: 'rows/s', capra: pipeRate(clone.pipeSeconds), bucardo: pipeRate(clone.pipeSeconds), better: 'none' });
-  rows.push({ metric: 'raw pipe psql COPY TO | COPY FROM, binary', unit: 'rows/s', capra: pipeRate(clone.binaryPipeSeconds), bucardo: pipeRate(clone.binaryPipeSeconds), better: 'none' });
+  rows.push({
+    metric: 'clone, share of the raw COPY pipe (text)',
+    unit: '%',
+    capra: vsText,
+    bucardo: bucardoCopySeconds && clone.pipeSeconds ? (clone.pipeSeconds / bucardoCopySeconds) * 100 : null,
+    better: 'higher',
+    target: '>= 90%',
+    met: vsText === null ? null : vsText >= 90,
+  });
+  rows.push({
+    metric: 'clone, share of the raw COPY pipe (binary)',
+    unit: '%',
+    capra: clone.cloneVsBinaryPipe === null ? null : clone.cloneVsBinaryPipe * 100,
+    bucardo: bucardoCopySeconds && clone.binaryPipeSeconds ? (clone.binaryPipeSeconds / bucardoCopySeconds) * 100 : null,
+    better: 'higher',
+  });
+  rows.push({
+    metric: 'raw pipe psql COPY TO | COPY FROM, text',
+    unit: 'rows/s',
+    capra: pipeRate(clone.pipeSeconds),
+    bucardo: pipeRate(clone.pipeSeconds),
+    better: 'none',
+  });
+  rows.push({
+    metric: 'raw pipe psql COPY TO | COPY FROM, binary',
+    unit: 'rows/s',
+    capra: pipeRate(clone.binaryPipeSeconds),
+    bucardo: pipeRate(clone.binaryPipeSeconds),
+    better: 'none',
+  });
   return rows;
 }
 
@@ -173,13 +218,18 @@ async function main(): Promise<void> {
     );
     console.log('\nTPS per round (best counts), and seconds the target needed after each run to have every transaction:');
     for (const f of tps) {
-      const catchUp = f.config === 'none' ? '' : `; caught up after ${f.catchUpSeconds.map((s) => (s === null ? 'never (the target differs)' : `${s.toFixed(1)} s`)).join(', ')}`;
+      const catchUp =
+        f.config === 'none'
+          ? ''
+          : `; caught up after ${f.catchUpSeconds.map((s) => (s === null ? 'never (the target differs)' : `${s.toFixed(1)} s`)).join(', ')}`;
       console.log(`  ${f.config.padEnd(13)} ${String(f.clients).padStart(2)} clients: ${f.runs.map((r) => Math.round(r)).join(', ')}${catchUp}`);
     }
-    console.log('\nBursts (seconds from the release of the committed burst until equal; the writer\'s own time in brackets):');
+    console.log("\nBursts (seconds from the release of the committed burst until equal; the writer's own time in brackets):");
     for (const [name, t] of Object.entries(through)) {
       const show = (label: string, f: ThroughputFigures['swap']['batched']): void =>
-        console.log(`  ${name.padEnd(8)} ${label.padEnd(32)} ${f.seconds.toFixed(2).padStart(7)} s${f.writeSeconds > 0 ? `  (${f.writeSeconds.toFixed(2)} s)` : ''}`);
+        console.log(
+          `  ${name.padEnd(8)} ${label.padEnd(32)} ${f.seconds.toFixed(2).padStart(7)} s${f.writeSeconds > 0 ? `  (${f.writeSeconds.toFixed(2)} s)` : ''}`,
+        );
       show('one-way, transactions of 1,000', t.oneWay.batched);
       show('one-way, one transaction', t.oneWay.oneTransaction);
       show('two sources, transactions of 1,000', t.swap.batched);
@@ -190,7 +240,26 @@ async function main(): Promise<void> {
     await mkdir(out, { recursive: true });
     const file = path.join(out, `${date.replace(/[:.]/g, '-')}${quick ? '-quick' : ''}.json`);
     const table = rows.map((r) => ({ ...r, ratio: ratio(r) }));
-    await writeFile(file, JSON.stringify({ date, quick, machine, postgres: a.major, bucardo: bucardo?.version ?? null, sizes, settings: SERVER_SETTINGS, table, tps, throughput: through, clone }, null, 2));
+    await writeFile(
+      file,
+      JSON.stringify(
+        {
+          date,
+          quick,
+          machine,
+          postgres: a.major,
+          bucardo: bucardo?.version ?? null,
+          sizes,
+          settings: SERVER_SETTINGS,
+          table,
+          tps,
+          throughput: through,
+          clone,
+        },
+        null,
+        2,
+      ),
+    );
     console.log(`\nwritten to ${path.relative(process.cwd(), file)}`);
   } finally {
     await bucardo?.close();

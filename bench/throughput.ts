@@ -36,7 +36,11 @@ async function createDb(admin: string, name: string): Promise<void> {
 }
 
 /** Sets up a sync over the bench table in fresh databases, runs `fn` with it replicating, and stops it. */
-async function withSync<T>(o: ThroughputOptions, shape: 'oneway' | 'swap', fn: (a: pg.Client, b: { url: string; client: pg.Client }) => Promise<T>): Promise<T> {
+async function withSync<T>(
+  o: ThroughputOptions,
+  shape: 'oneway' | 'swap',
+  fn: (a: pg.Client, b: { url: string; client: pg.Client }) => Promise<T>,
+): Promise<T> {
   const db = `${shape}_${o.tool.name.toLowerCase()}`;
   await createDb(o.source.admin, db);
   await createDb(o.target.admin, db);

@@ -100,13 +100,16 @@ export async function benchWriters(o: WritersOptions): Promise<TpsFigure[]> {
   for (const tool of o.tools) {
     for (const kick of modes) {
       const db = dbName(`${tool.name} ${kick}`);
-      await tool.setUp(db, { dbs: { a: o.source.url(db), b: o.target.url(db) }, sources: ['a'], tables: PGBENCH_TABLES, kick: kick === 'kick' ? 'notify' : 'poll' });
+      await tool.setUp(db, {
+        dbs: { a: o.source.url(db), b: o.target.url(db) },
+        sources: ['a'],
+        tables: PGBENCH_TABLES,
+        kick: kick === 'kick' ? 'notify' : 'poll',
+      });
     }
   }
 
-  const plan = configs.flatMap((config) =>
-    (config.endsWith('poll') ? o.pollClients : o.clients).map((clients) => ({ config, clients })),
-  );
+  const plan = configs.flatMap((config) => (config.endsWith('poll') ? o.pollClients : o.clients).map((clients) => ({ config, clients })));
   const figures: TpsFigure[] = plan.map((p) => ({ ...p, runs: [], best: 0, catchUpSeconds: [] }));
   const once = async (config: WriterConfig, clients: number, seconds: number, what: string): Promise<{ tps: number; catchUp: number | null }> => {
     const db = dbName(config);

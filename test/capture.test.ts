@@ -25,11 +25,25 @@ for (const mode of ['statement', 'row'] as const) {
       return rows;
     };
     await sql(url, `INSERT INTO p VALUES (1, 'x', 'v1'), (2, 'y', 'v2')`);
-    t.same(await deltas(), [{ op: 'I', pk: { a: 1, b: 'x' } }, { op: 'I', pk: { a: 2, b: 'y' } }], 'inserts');
+    t.same(
+      await deltas(),
+      [
+        { op: 'I', pk: { a: 1, b: 'x' } },
+        { op: 'I', pk: { a: 2, b: 'y' } },
+      ],
+      'inserts',
+    );
     await sql(url, `UPDATE p SET v = 'new' WHERE a = 1`);
     t.same(await deltas(), [{ op: 'U', pk: { a: 1, b: 'x' } }], 'an update that keeps the key is recorded once');
     await sql(url, `UPDATE p SET b = 'z' WHERE a = 2`);
-    t.same(await deltas(), [{ op: 'U', pk: { a: 2, b: 'y' } }, { op: 'U', pk: { a: 2, b: 'z' } }], 'a key change records old and new key');
+    t.same(
+      await deltas(),
+      [
+        { op: 'U', pk: { a: 2, b: 'y' } },
+        { op: 'U', pk: { a: 2, b: 'z' } },
+      ],
+      'a key change records old and new key',
+    );
     await sql(url, `DELETE FROM p WHERE a = 1`);
     t.same(await deltas(), [{ op: 'D', pk: { a: 1, b: 'x' } }], 'delete');
     await sql(url, `UPDATE p SET v = v WHERE false`);
@@ -39,7 +53,11 @@ for (const mode of ['statement', 'row'] as const) {
     await sql(url, `BEGIN; SET LOCAL capra.origin = 'job1'; INSERT INTO p VALUES (5, 'q', 'applied'); COMMIT`);
     t.same(await deltas(), [], "an applier's write is not captured");
     await sql(url, `BEGIN; SET LOCAL capra.origin = 'job1'; SET LOCAL capra.cascade = 'on'; INSERT INTO p VALUES (6, 'q', 'cascaded'); COMMIT`);
-    t.same(await sql(url, 'SELECT op, pk, origin FROM repl.delta'), [{ op: 'I', pk: { a: 6, b: 'q' }, origin: 'job1' }], 'with cascade it is captured, marked with its origin');
+    t.same(
+      await sql(url, 'SELECT op, pk, origin FROM repl.delta'),
+      [{ op: 'I', pk: { a: 6, b: 'q' }, origin: 'job1' }],
+      'with cascade it is captured, marked with its origin',
+    );
     const enabled = await sql<{ tgname: string; tgenabled: string }>(url, `SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'p'::regclass ORDER BY 1`);
     t.ok(enabled.length >= 3 && enabled.every((r) => r.tgenabled === 'A'), 'capture triggers fire ALWAYS (also under replica role)');
   });
@@ -51,7 +69,11 @@ t.test('kicks: each job with notify on its own channel, none for cron jobs or fo
   const table = { schema: 'public', table: 'k' };
   await withClient(url, async (c) => {
     await installSide(c, 'node', silentLogger);
-    for (const [job, kick] of [['jobn', true], ['jobm', true], ['jobc', false]] as const) {
+    for (const [job, kick] of [
+      ['jobn', true],
+      ['jobm', true],
+      ['jobc', false],
+    ] as const) {
       await registerConsumers(c, job, 's', ['target'], kick);
       await addCaptureTriggers(c, table, ['id'], 'row', defaultDdlOptions, () => trackTable(c, job, 's', table, ['id']));
     }
@@ -68,7 +90,13 @@ t.test('kicks: each job with notify on its own channel, none for cron jobs or fo
       await sql(url, `SELECT setval(format('repl.kick_clock_%s', 'k'::regclass::oid), 0)`);
       await sql(url, stmt);
       await sql(url, 'NOTIFY sentinel');
-      await waitFor(async () => (await listener.query('SELECT 1'), heard.includes('sentinel')), { what: 'the sentinel notification', intervalMs: 5 });
+      await waitFor(
+        async () => {
+          await listener.query('SELECT 1');
+          return heard.includes('sentinel');
+        },
+        { what: 'the sentinel notification', intervalMs: 5 },
+      );
       return heard.filter((h) => h !== 'sentinel').sort();
     };
     t.same(await collect('INSERT INTO k VALUES (1)'), ['capra_jobm', 'capra_jobn'], 'notify jobs are kicked, the cron job is not');
@@ -90,7 +118,13 @@ t.test('kicks: each job with notify on its own channel, none for cron jobs or fo
         await w2.query('INSERT INTO k SELECT coalesce(max(id), 0) + 1 FROM k');
         const ms = Date.now() - t0;
         await sql(url, 'NOTIFY sentinel');
-        await waitFor(async () => (await listener.query('SELECT 1'), heard.includes('sentinel')), { what: 'the sentinel notification', intervalMs: 5 });
+        await waitFor(
+          async () => {
+            await listener.query('SELECT 1');
+            return heard.includes('sentinel');
+          },
+          { what: 'the sentinel notification', intervalMs: 5 },
+        );
         return { kicks: heard.filter((h) => h !== 'sentinel').sort(), ms };
       } finally {
         await Promise.all([w1.end(), w2.end()]);

@@ -31,7 +31,7 @@ async function chain(t: Test, cascade: boolean): Promise<{ job1: Job; job2: Job 
   return { job1, job2 };
 }
 
-const rows = async (url: string): Promise<string[]> => (await sql<{ r: string }>(url, 'SELECT id || \':\' || v AS r FROM items ORDER BY id')).map((x) => x.r);
+const rows = async (url: string): Promise<string[]> => (await sql<{ r: string }>(url, "SELECT id || ':' || v AS r FROM items ORDER BY id")).map((x) => x.r);
 const deltas = async (url: string): Promise<number> => (await sql(url, 'SELECT count(*)::int AS n FROM repl.delta'))[0]!.n;
 
 async function uninstall(t: Test, job: Job): Promise<void> {
@@ -60,7 +60,11 @@ t.test('with cascade, changes applied to B reach C; nothing comes back to A', as
   t.same(await rows(a!), ['1:from a', '2:changed on a'], "B's own write did not go back to A (one-way)");
   t.equal(await deltas(a!), 3, "A's log holds its own three changes only: nothing applied elsewhere came back");
   const origins = await sql(b!, 'SELECT origin, count(*)::int AS n FROM repl.delta GROUP BY 1 ORDER BY 1');
-  t.same(origins.map((o) => o.origin), [job1.name, null], "B's log: job1's applied changes (marked) and B's own");
+  t.same(
+    origins.map((o) => o.origin),
+    [job1.name, null],
+    "B's log: job1's applied changes (marked) and B's own",
+  );
   await healthy(t, job1, 'chain running');
   await healthy(t, job2, 'chain running');
 });
@@ -76,7 +80,7 @@ t.test('without cascade, what job1 applies to B stays there', async (t) => {
   // A write on B after it: once that has reached C, job2 has seen everything B captured before.
   await sql(b!, `INSERT INTO items VALUES (10, 'from b')`);
   await waitFor(async () => (await rows(c)).includes('10:from b'), { what: `${job2.name} to copy B's write to C` });
-  t.same(await rows(c), ['10:from b'], 'only B\'s own write reached C');
+  t.same(await rows(c), ['10:from b'], "only B's own write reached C");
 });
 
 t.test('removing B -> C leaves A -> B working with no manual step', async (t) => {
@@ -112,6 +116,6 @@ t.test('removing A -> B leaves B -> C working', async (t) => {
   await sql(b!, `INSERT INTO items VALUES (2, 'on b'); UPDATE items SET v = 'b again' WHERE id = 1`);
   await waitSame(job2, 'items', ['b', 'c']);
   t.same(await rows(c), ['1:b again', '2:on b'], 'B -> C still replicates');
-  t.same(await sql(a!, `SELECT to_regnamespace('repl') IS NULL AS gone`), [{ gone: true }], 'A, only job1\'s, lost its repl schema');
+  t.same(await sql(a!, `SELECT to_regnamespace('repl') IS NULL AS gone`), [{ gone: true }], "A, only job1's, lost its repl schema");
   await healthy(t, job2, 'after A -> B was removed');
 });

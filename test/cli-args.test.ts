@@ -74,8 +74,27 @@ t.test("each command's own options are accepted", async (t) => {
     [['clone', '--watch', '8'], { command: 'clone', clone: { ...base.clone, watch: 8 } }],
     [['clone', '--list'], { command: 'clone', clone: { ...base.clone, list: true } }],
     [
-      ['clone', '--sync', 's', '--tables', 'x,"odd,name"', '--tables', 'y', '--dbs', 'a:source,b:target', '--start', '1 day', '--only-empty', '--drop-indexes', '--wait'],
-      { command: 'clone', syncs: ['s'], clone: { onlyEmpty: true, dropIndexes: true, wait: true, list: false, tables: ['x', '"odd,name"', 'y'], dbs: 'a:source,b:target', start: '1 day' } },
+      [
+        'clone',
+        '--sync',
+        's',
+        '--tables',
+        'x,"odd,name"',
+        '--tables',
+        'y',
+        '--dbs',
+        'a:source,b:target',
+        '--start',
+        '1 day',
+        '--only-empty',
+        '--drop-indexes',
+        '--wait',
+      ],
+      {
+        command: 'clone',
+        syncs: ['s'],
+        clone: { onlyEmpty: true, dropIndexes: true, wait: true, list: false, tables: ['x', '"odd,name"', 'y'], dbs: 'a:source,b:target', start: '1 day' },
+      },
     ],
   ];
   const seen = new Set<string>();

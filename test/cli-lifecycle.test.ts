@@ -126,14 +126,22 @@ t.test('install, add-triggers, start, status, stop, stale pidfile, restart', asy
   t.ok(start.stdout.includes(pidfile), 'start names the pidfile');
 
   await waitFor(async () => existsSync(logfile) && (await readFile(logfile, 'utf8')).includes('\n'), { what: 'the daemon log' });
-  await waitFor(async () => {
-    const lines = (await readFile(logfile, 'utf8')).split('\n').filter(Boolean);
-    return lines.some((l) => (JSON.parse(l) as { pid?: number }).pid === pid);
-  }, { what: 'the log to record the running pid' });
-  const records = (await readFile(logfile, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+  await waitFor(
+    async () => {
+      const lines = (await readFile(logfile, 'utf8')).split('\n').filter(Boolean);
+      return lines.some((l) => (JSON.parse(l) as { pid?: number }).pid === pid);
+    },
+    { what: 'the log to record the running pid' },
+  );
+  const records = (await readFile(logfile, 'utf8'))
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
   t.ok(records.length > 0, 'the log has records');
-  t.ok(records.every((r) => r.job === job.name && typeof r.msg === 'string' && typeof r.time === 'number'),
-    'every log line is a JSON record with job, msg and time');
+  t.ok(
+    records.every((r) => r.job === job.name && typeof r.msg === 'string' && typeof r.time === 'number'),
+    'every log line is a JSON record with job, msg and time',
+  );
 
   // A second start is refused, naming the running pid.
   const again = await capra(job, 'start');
@@ -151,10 +159,13 @@ t.test('install, add-triggers, start, status, stop, stale pidfile, restart', asy
   t.equal(await digest(job.urls.b!, 'items', 'id'), '(1,one)\n(2,two)', 'the rows arrived on b');
 
   // status --json: caught up.
-  await waitFor(async () => {
-    const { st } = await statusJson(job);
-    return st.syncs.every((s) => s.pendingRows === 0 && s.lanes.every((l) => l.lastOkAt !== null));
-  }, { what: 'status to show the sync caught up', intervalMs: 200 });
+  await waitFor(
+    async () => {
+      const { st } = await statusJson(job);
+      return st.syncs.every((s) => s.pendingRows === 0 && s.lanes.every((l) => l.lastOkAt !== null));
+    },
+    { what: 'status to show the sync caught up', intervalMs: 200 },
+  );
   const { code: jcode, st } = await statusJson(job);
   t.equal(jcode, 0, 'status --json exits 0');
   t.equal(st.job, job.name);
@@ -168,8 +179,10 @@ t.test('install, add-triggers, start, status, stop, stale pidfile, restart', asy
   t.equal(s.pendingRows, 0, 'nothing pending');
   t.equal(s.lanes.length, 1, 'one lane a -> b');
   for (const l of s.lanes) {
-    t.ok(l.lastOkAt !== null && Date.parse(l.lastOkAt) <= Date.now() && Date.parse(l.lastOkAt) > Date.now() - 600_000,
-      `lane ${l.source} -> ${l.target}: lastOkAt is a recent time (${l.lastOkAt})`);
+    t.ok(
+      l.lastOkAt !== null && Date.parse(l.lastOkAt) <= Date.now() && Date.parse(l.lastOkAt) > Date.now() - 600_000,
+      `lane ${l.source} -> ${l.target}: lastOkAt is a recent time (${l.lastOkAt})`,
+    );
     t.equal(l.pendingRows, 0, 'lane pendingRows');
   }
   t.ok(st.healthy, 'healthy');
@@ -177,8 +190,11 @@ t.test('install, add-triggers, start, status, stop, stale pidfile, restart', asy
   // status, human form.
   const text = await capra(job, 'status');
   t.equal(text.code, 0, `status exits 0 ${text.stderr}`);
-  t.match(text.stdout, new RegExp(`daemon running, pid ${pid} \\(pidfile ${pidfile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\)`),
-    'shows the daemon running with its pid and pidfile');
+  t.match(
+    text.stdout,
+    new RegExp(`daemon running, pid ${pid} \\(pidfile ${pidfile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\)`),
+    'shows the daemon running with its pid and pidfile',
+  );
   t.match(text.stdout, /^sync s: ok, last ok \d+s ago, pending 0 rows\b/m, 'per sync: state, last successful run, rows pending');
   t.match(text.stdout, /^ {2}a -> b: ok, last run \d+s ago, pending 0\b/m, 'per lane: state, last run, rows pending');
 
@@ -240,17 +256,18 @@ t.test('start --foreground stops gracefully on SIGTERM', async (t) => {
   for (const cmd of ['install', 'add-triggers']) t.equal((await capra(job, cmd)).code, 0, `${cmd} exits 0`);
   const pidfile = pidfilePath(job.cfg);
 
-  const child = spawn(process.execPath, [path.join(packageRoot(), 'bin', 'capra.js'), '--config', job.configPath, 'start', '--foreground'],
-    { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [path.join(packageRoot(), 'bin', 'capra.js'), '--config', job.configPath, 'start', '--foreground'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   guard.children.push(child);
   let output = '';
   child.stdout.on('data', (d: Buffer) => void (output += d.toString()));
   child.stderr.on('data', (d: Buffer) => void (output += d.toString()));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once('exit', (code, signal) => resolve({ code, signal })));
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
 
-  await waitFor(async () => (await pidInFile(pidfile)) === child.pid || child.exitCode !== null,
-    { what: 'the foreground daemon to write its pidfile' });
+  await waitFor(async () => (await pidInFile(pidfile)) === child.pid || child.exitCode !== null, { what: 'the foreground daemon to write its pidfile' });
   t.equal(await pidInFile(pidfile), child.pid, `the pidfile holds the foreground pid ${output}`);
   const st = await statusJson(job);
   t.equal(st.st.daemon.pid, child.pid, 'status sees the foreground daemon');
@@ -264,7 +281,7 @@ t.test('start --foreground stops gracefully on SIGTERM', async (t) => {
   t.equal(signal, null, 'not killed by the signal');
   t.equal(code, 0, `exit code 0 ${code ? output : ''}`);
   t.notOk(existsSync(pidfile), 'the pidfile is removed');
-  t.match(output, /"msg":"stopped"/, "its log says it stopped");
+  t.match(output, /"msg":"stopped"/, 'its log says it stopped');
 });
 
 t.test('capra start right after kill -9 of the daemon: the killed process, a zombie for now, does not hold the pidfile', async (t) => {
@@ -274,20 +291,30 @@ t.test('capra start right after kill -9 of the daemon: the killed process, a zom
   const pidfile = pidfilePath(job.cfg);
   // The daemon's parent never reaps it (the shell becomes a sleep that waits for nothing), so once
   // killed it stays a zombie, as it does for a moment after any kill -9 until its parent reaps it.
-  const parent = spawn('/bin/sh', ['-c', '"$@" & exec sleep 600', 'sh', process.execPath, path.join(packageRoot(), 'bin', 'capra.js'), '--config', job.configPath, 'start', '--foreground'], {
-    stdio: 'ignore',
-  });
+  const parent = spawn(
+    '/bin/sh',
+    ['-c', '"$@" & exec sleep 600', 'sh', process.execPath, path.join(packageRoot(), 'bin', 'capra.js'), '--config', job.configPath, 'start', '--foreground'],
+    {
+      stdio: 'ignore',
+    },
+  );
   guard.children.push(parent);
-  await waitFor(async () => {
-    const pid = await pidInFile(pidfile);
-    return pid !== null && pid !== parent.pid;
-  }, { what: 'the daemon to write its pidfile' });
+  await waitFor(
+    async () => {
+      const pid = await pidInFile(pidfile);
+      return pid !== null && pid !== parent.pid;
+    },
+    { what: 'the daemon to write its pidfile' },
+  );
   const killed = (await pidInFile(pidfile))!;
   process.kill(killed, 'SIGKILL');
-  await waitFor(async () => {
-    const stat = await readFile(`/proc/${killed}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
-  }, { what: 'the killed daemon to be a zombie' });
+  await waitFor(
+    async () => {
+      const stat = await readFile(`/proc/${killed}/stat`, 'utf8');
+      return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
+    },
+    { what: 'the killed daemon to be a zombie' },
+  );
   t.equal(await pidInFile(pidfile), killed, 'control: the pidfile still names the killed daemon, now a zombie');
 
   const start = await capra(job, 'start');
@@ -321,7 +348,7 @@ t.test('default run and log directory: $XDG_STATE_HOME/capra, else ~/.local/stat
     t.equal(cfg.logDir, home, `log_dir ~/.local/state/capra with ${JSON.stringify(env)}`);
   }
 
-  const explicit = parseConfigText(text + 'run_dir: /run/capra\nlog_dir: /var/log/capra\n', 'capra.yml', { XDG_STATE_HOME: '/srv/state' });
+  const explicit = parseConfigText(`${text}run_dir: /run/capra\nlog_dir: /var/log/capra\n`, 'capra.yml', { XDG_STATE_HOME: '/srv/state' });
   t.equal(explicit.runDir, '/run/capra', 'run_dir in the config wins');
   t.equal(explicit.logDir, '/var/log/capra', 'log_dir in the config wins');
 });

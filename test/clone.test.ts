@@ -19,7 +19,12 @@ const count = async (url: string, table: string): Promise<number> => (await sql(
 
 /** Client sessions on the database of `url` other than the asking one. */
 const clientsOn = async (url: string): Promise<number> =>
-  (await sql(url, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()`))[0]!.n;
+  (
+    await sql(
+      url,
+      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()`,
+    )
+  )[0]!.n;
 
 /** Sessions on the database of `url` that wait for a lock held by backend `pid`. */
 const waitingFor = async (url: string, pid: number): Promise<number> =>
@@ -140,10 +145,68 @@ t.test('repl.clone checks its arguments in the calling session and queues what i
        FROM repl.clone c ORDER BY id`,
   );
   t.same(rows, [
-    { id: bySync, sync: 's', tables: [{ schema: 'public', table: 'x' }], dbs: [{ db: 'a', role: 'source' }, { db: 'b', role: 'target' }, { db: 'c', role: 'target' }], only_empty: false, drop_indexes: false, state: 'queued', later: false, receivers: ['b', 'c'] },
-    { id: subset, sync: 's', tables: [{ schema: 'public', table: 'x' }], dbs: [{ db: 'a', role: 'source' }, { db: 'b', role: 'target' }, { db: 'c', role: 'target' }], only_empty: false, drop_indexes: false, state: 'queued', later: false, receivers: ['b', 'c'] },
-    { id: explicit, sync: null, tables: [{ schema: 'public', table: 'x' }, { schema: 'public', table: 'other' }], dbs: [{ db: 'c', role: 'source' }, { db: 'a', role: 'target' }], only_empty: false, drop_indexes: false, state: 'queued', later: false, receivers: ['a', 'a'] },
-    { id: later, sync: 's', tables: [{ schema: 'public', table: 'x' }], dbs: [{ db: 'a', role: 'source' }, { db: 'b', role: 'target' }, { db: 'c', role: 'target' }], only_empty: true, drop_indexes: true, state: 'queued', later: true, receivers: ['b', 'c'] },
+    {
+      id: bySync,
+      sync: 's',
+      tables: [{ schema: 'public', table: 'x' }],
+      dbs: [
+        { db: 'a', role: 'source' },
+        { db: 'b', role: 'target' },
+        { db: 'c', role: 'target' },
+      ],
+      only_empty: false,
+      drop_indexes: false,
+      state: 'queued',
+      later: false,
+      receivers: ['b', 'c'],
+    },
+    {
+      id: subset,
+      sync: 's',
+      tables: [{ schema: 'public', table: 'x' }],
+      dbs: [
+        { db: 'a', role: 'source' },
+        { db: 'b', role: 'target' },
+        { db: 'c', role: 'target' },
+      ],
+      only_empty: false,
+      drop_indexes: false,
+      state: 'queued',
+      later: false,
+      receivers: ['b', 'c'],
+    },
+    {
+      id: explicit,
+      sync: null,
+      tables: [
+        { schema: 'public', table: 'x' },
+        { schema: 'public', table: 'other' },
+      ],
+      dbs: [
+        { db: 'c', role: 'source' },
+        { db: 'a', role: 'target' },
+      ],
+      only_empty: false,
+      drop_indexes: false,
+      state: 'queued',
+      later: false,
+      receivers: ['a', 'a'],
+    },
+    {
+      id: later,
+      sync: 's',
+      tables: [{ schema: 'public', table: 'x' }],
+      dbs: [
+        { db: 'a', role: 'source' },
+        { db: 'b', role: 'target' },
+        { db: 'c', role: 'target' },
+      ],
+      only_empty: true,
+      drop_indexes: true,
+      state: 'queued',
+      later: true,
+      receivers: ['b', 'c'],
+    },
   ]);
   t.equal((await sql(job.cfg.metadata, 'SELECT repl.clone_cancel($1) AS s', [later]))[0]!.s, 'cancelled', 'a queued clone is cancelled at once');
   await t.rejects(sql(job.cfg.metadata, 'SELECT repl.clone_cancel($1)', [later]), /has already ended \(cancelled\)/);
@@ -178,10 +241,20 @@ t.test('a clone by sync empties every target and fills it from one read of the s
   const states = await tableStates(job, id);
   t.same(states, { 'x@b': { state: 'done', rows: 5000, note: null }, 'x@c': { state: 'done', rows: 5000, note: null } }, 'per-table progress');
   const est = await sql(job.cfg.metadata, 'SELECT est_rows::int, bytes > 0 AS bytes FROM repl.clone_table WHERE clone_id = $1', [id]);
-  t.same(est, [{ est_rows: 5000, bytes: true }, { est_rows: 5000, bytes: true }], 'the source estimate and the bytes copied');
+  t.same(
+    est,
+    [
+      { est_rows: 5000, bytes: true },
+      { est_rows: 5000, bytes: true },
+    ],
+    'the source estimate and the bytes copied',
+  );
   t.same(
     await sql(job.urls.c!, `SELECT indexrelid::regclass::text AS i, indisvalid FROM pg_index WHERE indrelid = 'x'::regclass ORDER BY 1`),
-    [{ i: 'x_pkey', indisvalid: true }, { i: 'x_v', indisvalid: true }],
+    [
+      { i: 'x_pkey', indisvalid: true },
+      { i: 'x_v', indisvalid: true },
+    ],
     'the index dropped for the copy is back',
   );
   t.ok((await sql(job.urls.b!, `SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'x'`))[0]!.last_analyze, 'the target was analyzed');
@@ -224,7 +297,11 @@ t.test('with several sources, each copies to the others and to the targets, and 
   const id = await queue(job, `tables => '{x}', dbs => 'a:source,b:source,c:target'`);
   t.equal((await waitEnded(job, id)).state, 'done');
   await waitSame(job, 'x', ['a', 'b', 'c']);
-  t.same(await sql(job.urls.c!, 'SELECT count(*)::int AS n, min(id), max(id) FROM x'), [{ n: 200, min: 1, max: 1100 }], 'c holds both sources\' rows, its own are gone');
+  t.same(
+    await sql(job.urls.c!, 'SELECT count(*)::int AS n, min(id), max(id) FROM x'),
+    [{ n: 200, min: 1, max: 1100 }],
+    "c holds both sources' rows, its own are gone",
+  );
 });
 
 t.test('a table that fails leaves every receiver as it was; tables before it stay copied', async (t) => {
@@ -247,7 +324,11 @@ t.test('a table that fails leaves every receiver as it was; tables before it sta
   t.equal(await digest(job.urls.b!, 'x'), beforeB, 'b is as it was (the table fails as a whole)');
   t.equal(await digest(job.urls.c!, 'x'), beforeC, 'c is as it was');
   for (const n of ['b', 'c']) t.equal(await count(job.urls[n]!, 'other'), 50, `${n}: the table copied before stays copied`);
-  t.match(formatStatus(await collectStatus(job.cfg, silentLogger)), new RegExp(`^clone ${id}: failed: table public\\.x`, 'm'), 'capra status lists the failed clone');
+  t.match(
+    formatStatus(await collectStatus(job.cfg, silentLogger)),
+    new RegExp(`^clone ${id}: failed: table public\\.x`, 'm'),
+    'capra status lists the failed clone',
+  );
   const states = await tableStates(job, id);
   t.equal(states['x@c']!.state, 'failed');
   t.equal(states['other@b']!.state, 'done');
@@ -274,9 +355,13 @@ t.test('progress is readable from SQL while a clone runs; a cancel rolls the tab
   t.equal(v.state, 'running');
   t.equal(v.estRows, 60_000, 'the total to expect');
   t.ok(v.rows > 0 && v.rows < 60_000 * 1.01, `rows so far: ${v.rows}`);
-  t.match(progressLine(v), /^clone \d+: \[[#.]{24}\] +\d+%  [\d,]+\/60,000 rows  [\d.]+ MB  [\d,]+ rows\/s( +ETA \S+)?  public\.x -> b$/);
+  t.match(progressLine(v), /^clone \d+: \[[#.]{24}\] +\d+% {2}[\d,]+\/60,000 rows {2}[\d.]+ MB {2}[\d,]+ rows\/s( +ETA \S+)? {2}public\.x -> b$/);
 
-  t.match(formatStatus(await collectStatus(job.cfg, silentLogger)), new RegExp(`^clone ${id}: \\[[#.]+\\] .* public\\.x -> b$`, 'm'), 'capra status shows the running clone');
+  t.match(
+    formatStatus(await collectStatus(job.cfg, silentLogger)),
+    new RegExp(`^clone ${id}: \\[[#.]+\\] .* public\\.x -> b$`, 'm'),
+    'capra status shows the running clone',
+  );
 
   const cancel = await cli(['--config', job.configPath, 'clone', '--cancel', String(id)]);
   t.equal(cancel.code, 0, cancel.stderr);
@@ -301,8 +386,9 @@ t.test('a clone cancelled after the source sent everything ends the source trans
   startDaemon(t, job);
   const id = await queue(job, `sync => 's'`);
   const sourceCopyDone = async (): Promise<boolean> =>
-    (await sql(job.urls.a!, `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle in transaction' AND query LIKE 'COPY %'`)).length === 1;
-  await waitFor(sourceCopyDone, { what: "the source to have sent the whole table" });
+    (await sql(job.urls.a!, `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle in transaction' AND query LIKE 'COPY %'`))
+      .length === 1;
+  await waitFor(sourceCopyDone, { what: 'the source to have sent the whole table' });
   await sql(job.cfg.metadata, 'SELECT repl.clone_cancel($1)', [id]);
   t.equal((await waitEnded(job, id, 20_000)).state, 'cancelled');
   await waitFor(async () => !(await sourceCopyDone()), { what: "the source's transaction to end", timeoutMs: 10_000 });
@@ -350,7 +436,12 @@ t.test('a clone aborted at any instant ends, leaving the target as it was and no
   t.notOk(ended.includes('hung'), `every clone ended (${ended.join(', ')})`);
   t.equal(await digest(job.urls.b!, 'x'), before, 'b is as it was');
   const open = async (): Promise<number> =>
-    (await sql(job.urls.a!, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND xact_start IS NOT NULL AND pid <> pg_backend_pid()`))[0]!.n;
+    (
+      await sql(
+        job.urls.a!,
+        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND xact_start IS NOT NULL AND pid <> pg_backend_pid()`,
+      )
+    )[0]!.n;
   // Closed connections end their transactions as soon as the server notices.
   await waitFor(async () => (await open()) === 0, { what: 'no transaction left open on the source', timeoutMs: 10_000 });
   t.equal(await open(), 0, 'no transaction left open on the source');
@@ -416,7 +507,12 @@ t.test('a clone waits for the lane applying to the same target, and live writes 
     let i = seed;
     while (writing) {
       i = (i * 7919 + 13) % 20000;
-      await sql(job.urls.a!, `BEGIN; UPDATE x SET v = v + 1 WHERE id = $1; INSERT INTO x VALUES ($2, 0); DELETE FROM x WHERE id = $3; COMMIT`.replace(/\$(\d)/g, (_, k: string) => String([i + 1, ++n, ((i * 31) % 20000) + 1][Number(k) - 1])));
+      await sql(
+        job.urls.a!,
+        `BEGIN; UPDATE x SET v = v + 1 WHERE id = $1; INSERT INTO x VALUES ($2, 0); DELETE FROM x WHERE id = $3; COMMIT`.replace(/\$(\d)/g, (_, k: string) =>
+          String([i + 1, ++n, ((i * 31) % 20000) + 1][Number(k) - 1]),
+        ),
+      );
     }
   };
   const writers = [writer(1), writer(2)];
@@ -459,7 +555,18 @@ t.test('capra clone on the command line', async (t) => {
 
 t.test('clone helpers', async (t) => {
   t.same(splitList('x, public.y,"odd,name" ,'), ['x', 'public.y', '"odd,name"']);
-  const v = { id: 7, state: 'running' as const, error: null, started: new Date(), ended: null, seconds: 10, rows: 250_000, bytes: 25 * 2 ** 20, estRows: 1_000_000, tables: [{ table: 'public.a', target: 'b', state: 'running', rows: 250_000, estRows: 1_000_000, note: null }] };
+  const v = {
+    id: 7,
+    state: 'running' as const,
+    error: null,
+    started: new Date(),
+    ended: null,
+    seconds: 10,
+    rows: 250_000,
+    bytes: 25 * 2 ** 20,
+    estRows: 1_000_000,
+    tables: [{ table: 'public.a', target: 'b', state: 'running', rows: 250_000, estRows: 1_000_000, note: null }],
+  };
   t.equal(progressLine(v), 'clone 7: [######..................]  25%  250,000/1,000,000 rows  25.0 MB  25,000 rows/s  ETA 30s  public.a -> b');
   t.equal(progressLine({ ...v, estRows: null }), 'clone 7: 250,000 rows  25.0 MB  25,000 rows/s  public.a -> b');
 });

@@ -44,7 +44,11 @@ async function writer(url: string, name: string, rand: () => number, until: numb
       const tx: [string, unknown[]][] = [];
       for (let i = 0; i < statements; i++) {
         const op = rand();
-        if (op < 0.35) tx.push(['INSERT INTO kv (id, v, who) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v, who = EXCLUDED.who', [key(), Math.floor(rand() * 1000), name]]);
+        if (op < 0.35)
+          tx.push([
+            'INSERT INTO kv (id, v, who) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v, who = EXCLUDED.who',
+            [key(), Math.floor(rand() * 1000), name],
+          ]);
         else if (op < 0.7) tx.push(['UPDATE kv SET v = v + $2, who = $3 WHERE id = $1', [key(), 1 + Math.floor(rand() * 9), name]]);
         else if (op < 0.85) tx.push(['DELETE FROM kv WHERE id = $1', [key()]]);
         else tx.push(['UPDATE kv SET id = $2, who = $3 WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM kv WHERE id = $2)', [key(), key(), name]]);
@@ -88,9 +92,11 @@ for (const [i, strategy] of ['latest', 'source', 'target', 'random', '[c, a, b]'
     startDaemon(t, job);
     const until = Date.now() + WRITE_MS;
     const done = await Promise.all(['a', 'b', 'c'].map((n, w) => writer(job.urls[n]!, n, prng(seed + 1000 * i + w), until)));
-    t.ok(done.every((n) => n > 0), `every writer committed transactions (${done.join(', ')}; seed ${seed})`);
-    const logged = async (): Promise<{ key: { id: number }; decision: string }[]> =>
-      sql(job.cfg.metadata, 'SELECT key, decision FROM repl.conflict');
+    t.ok(
+      done.every((n) => n > 0),
+      `every writer committed transactions (${done.join(', ')}; seed ${seed})`,
+    );
+    const logged = async (): Promise<{ key: { id: number }; decision: string }[]> => sql(job.cfg.metadata, 'SELECT key, decision FROM repl.conflict');
     // Settled: every position covers every change (positions are stored with the rows they cover).
     await waitFor(async () => (await pending(job)) === 0, { what: `every change to be applied everywhere (seed ${seed})`, timeoutMs: 120_000 });
     const differ = await differing(job);
@@ -98,14 +104,27 @@ for (const [i, strategy] of ['latest', 'source', 'target', 'random', '[c, a, b]'
       // The same rows but for keys the log says were skipped (a later change on one node alone converges those again).
       const skippedKeys = async (): Promise<Set<number>> => new Set((await logged()).filter((c) => c.decision === 'skipped').map((c) => c.key.id));
       // The log is written just after each run commits: give it a moment to catch up.
-      await waitFor(async () => { const s = await skippedKeys(); return differ.every((id) => s.has(id)); }, { what: 'the conflict log to hold the skipped keys', timeoutMs: 10_000 }).catch(() => {});
+      await waitFor(
+        async () => {
+          const s = await skippedKeys();
+          return differ.every((id) => s.has(id));
+        },
+        { what: 'the conflict log to hold the skipped keys', timeoutMs: 10_000 },
+      ).catch(() => {});
       const skipped = await skippedKeys();
-      t.same(differ.filter((id) => !skipped.has(id)), [], `nodes differ only on keys logged as skipped (${differ.length} of them; seed ${seed})`);
+      t.same(
+        differ.filter((id) => !skipped.has(id)),
+        [],
+        `nodes differ only on keys logged as skipped (${differ.length} of them; seed ${seed})`,
+      );
     } else {
       t.same(differ, [], `a, b and c hold the same ${(await rows(job.urls.a!)).size} rows (seed ${seed})`);
     }
     const log = await logged();
-    t.ok(log.every((c) => c.decision === (strategy === 'skip' ? 'skipped' : 'winner')), `${log.length} conflicts, each settled as the strategy says (seed ${seed})`);
+    t.ok(
+      log.every((c) => c.decision === (strategy === 'skip' ? 'skipped' : 'winner')),
+      `${log.length} conflicts, each settled as the strategy says (seed ${seed})`,
+    );
     t.comment(`${strategy}: ${done.join('/')} writer transactions, ${log.length} conflicts`);
   });
 }

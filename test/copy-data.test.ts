@@ -38,15 +38,23 @@ t.test('copy_data: empty fills the targets whose table is empty and leaves the o
   t.same(await seeded(job), ['x@b', 'x@c', 'y@b', 'y@c']);
   for (const n of ['b', 'c']) t.equal(await digest(job.urls[n]!, 'x'), await digest(job.urls.a!, 'x'), `x copied to ${n}`);
   t.equal(await digest(job.urls.c!, 'y'), await digest(job.urls.a!, 'y'), 'y copied to c (empty)');
-  t.same(await sql(job.urls.b!, 'SELECT id, v FROM y ORDER BY id'), [
-    { id: 1, v: 'b own' },
-    { id: 2, v: 'b own' },
-    { id: 9999, v: 'b own' },
-  ], 'y on b had rows: left alone');
-  t.same(await copyClones(job), [
-    { state: 'done', only_empty: true },
-    { state: 'done', only_empty: true },
-  ], 'one copy_data clone per lane, in the clone history');
+  t.same(
+    await sql(job.urls.b!, 'SELECT id, v FROM y ORDER BY id'),
+    [
+      { id: 1, v: 'b own' },
+      { id: 2, v: 'b own' },
+      { id: 9999, v: 'b own' },
+    ],
+    'y on b had rows: left alone',
+  );
+  t.same(
+    await copyClones(job),
+    [
+      { state: 'done', only_empty: true },
+      { state: 'done', only_empty: true },
+    ],
+    'one copy_data clone per lane, in the clone history',
+  );
   // Replication goes on from there: a change to y reaches b as well.
   await sql(job.urls.a!, `UPDATE y SET v = 'changed' WHERE id = 2; INSERT INTO x VALUES (1001, 'new')`);
   await waitSame(job, 'x', ['a', 'b', 'c']);
@@ -64,8 +72,8 @@ t.test('copy_data: always replaces what the targets had; never copies nothing', 
     await sql(job.urls.a!, `UPDATE x SET v = 'changed' WHERE id = 5`);
     if (mode === 'always') {
       await waitSame(job, 'x', ['a', 'b', 'c']);
-      t.pass('always: b and c are identical to a, b\'s stale rows gone');
-      await waitFor(async () => (await seeded(job)).length === 4, { what: 'both lanes\' initial copies' });
+      t.pass("always: b and c are identical to a, b's stale rows gone");
+      await waitFor(async () => (await seeded(job)).length === 4, { what: "both lanes' initial copies" });
       t.same(await seeded(job), ['x@b', 'x@c', 'y@b', 'y@c']);
     } else {
       await waitFor(async () => (await sql(job.urls.c!, 'SELECT v FROM x WHERE id = 5')).length === 1, { what: 'the change on c' });
@@ -82,7 +90,11 @@ t.test('copy_data: always replaces what the targets had; never copies nothing', 
 });
 
 t.test('a table added later is copied before its first change is applied, once; a restart copies nothing again', async (t) => {
-  const job = await makeJob(t, { nodes: { a: c1!, b: c2! }, schema, yaml: 'syncs:\n  s:\n    sources: [a]\n    targets: [b]\n    tables: { include: [public.x] }\n    copy_data: always' });
+  const job = await makeJob(t, {
+    nodes: { a: c1!, b: c2! },
+    schema,
+    yaml: 'syncs:\n  s:\n    sources: [a]\n    targets: [b]\n    tables: { include: [public.x] }\n    copy_data: always',
+  });
   await sql(job.urls.a!, `INSERT INTO x SELECT g, 'a' FROM generate_series(1, 200) g; INSERT INTO y SELECT g, 'a' FROM generate_series(1, 100) g`);
   await setUp(job);
   const daemon = startDaemon(t, job);

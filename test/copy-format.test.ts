@@ -79,7 +79,11 @@ t.test('binary only where every side has the same built-in type, and the same ma
   if (other) {
     const o = await freshDb(t, other, 'fo');
     await sql(o, yTable);
-    t.equal(chooseFormat(yCols, [await side(a, 'y'), await side(o, 'y')]), other.major === c1!.major ? 'binary' : 'text', `PostgreSQL ${c1!.major} and ${other.major}`);
+    t.equal(
+      chooseFormat(yCols, [await side(a, 'y'), await side(o, 'y')]),
+      other.major === c1!.major ? 'binary' : 'text',
+      `PostgreSQL ${c1!.major} and ${other.major}`,
+    );
   }
 });
 
@@ -88,21 +92,30 @@ t.test('a clone copies both kinds of table exactly', async (t) => {
     nodes: { a: c1!, b: c2! },
     yaml: 'syncs:\n  s:\n    sources: [a]\n    targets: [b]\n    tables: { include: [public.y, public.z] }\n    copy_data: never',
   });
-  await sql(job.urls.a!, `${builtin}; ${userTypes('int')};
-    INSERT INTO z SELECT g, (ARRAY['sad', 'ok', 'happy'])[g % 3 + 1]::mood, '{ok,NULL,happy}', g, 'y'::regclass FROM generate_series(1, 500) g`);
+  await sql(
+    job.urls.a!,
+    `${builtin}; ${userTypes('int')};
+    INSERT INTO z SELECT g, (ARRAY['sad', 'ok', 'happy'])[g % 3 + 1]::mood, '{ok,NULL,happy}', g, 'y'::regclass FROM generate_series(1, 500) g`,
+  );
   await sql(job.urls.b!, `${yTable}; ${userTypes('bigint')}; INSERT INTO y (id) VALUES (99999)`);
   await setUp(job);
   startDaemon(t, job);
   const id = Number((await sql(job.cfg.metadata, `SELECT repl.clone(sync => 's') AS id`))[0]!.id);
-  await waitFor(async () => (await sql(job.cfg.metadata, `SELECT 1 FROM repl.clone WHERE id = $1 AND state <> 'queued' AND state <> 'running'`, [id])).length === 1, {
-    what: 'the clone to end',
-  });
+  await waitFor(
+    async () => (await sql(job.cfg.metadata, `SELECT 1 FROM repl.clone WHERE id = $1 AND state <> 'queued' AND state <> 'running'`, [id])).length === 1,
+    {
+      what: 'the clone to end',
+    },
+  );
   const [row] = await sql(job.cfg.metadata, 'SELECT state, error FROM repl.clone WHERE id = $1', [id]);
   t.same(row, { state: 'done', error: null });
   for (const table of ['y', 'z']) t.equal(await digest(job.urls.b!, table), await digest(job.urls.a!, table), `${table} on b is identical to a`);
   t.same(
     await sql(job.cfg.metadata, `SELECT table_name, rows::int FROM repl.clone_table WHERE clone_id = $1 ORDER BY 1`, [id]),
-    [{ table_name: 'y', rows: 3000 }, { table_name: 'z', rows: 500 }],
+    [
+      { table_name: 'y', rows: 3000 },
+      { table_name: 'z', rows: 500 },
+    ],
     'rows counted in either format',
   );
   t.same(await sql(job.urls.b!, `SELECT rc::text FROM z LIMIT 1`), [{ rc: 'y' }], 'a regclass arrives as the name, not the source OID');

@@ -5,7 +5,18 @@
 // function scan would read the whole log on every run), pending counts, and
 // how positions are locked, stored and confirmed.
 import t from 'tap';
-import { type LaneRef, appliedPosition, batchTables, batchTxids, confirmPosition, lockPosition, pendingAfter, registeredPosition, startBatch, storePosition } from '../orchestrator/src/sync/delta-log.js';
+import {
+  type LaneRef,
+  appliedPosition,
+  batchTables,
+  batchTxids,
+  confirmPosition,
+  lockPosition,
+  pendingAfter,
+  registeredPosition,
+  startBatch,
+  storePosition,
+} from '../orchestrator/src/sync/delta-log.js';
 import { sql, testClusters, withClient } from './harness/db.js';
 import { makeJob, setUp } from './harness/capra.js';
 
@@ -42,11 +53,12 @@ t.test('the delta-log protocol', async (t) => {
 
     const after = async (from: string, upto: string): Promise<number[]> =>
       (
-        await sql<{ id: number }>(
-          job.urls.a!,
-          `SELECT (d.pk->>'id')::int AS id FROM repl.changes($1, $2, $3) d WHERE d.relid = $4 ORDER BY 1`,
-          [from, upto, job.name, rel!.x],
-        )
+        await sql<{ id: number }>(job.urls.a!, `SELECT (d.pk->>'id')::int AS id FROM repl.changes($1, $2, $3) d WHERE d.relid = $4 ORDER BY 1`, [
+          from,
+          upto,
+          job.name,
+          rel!.x,
+        ])
       ).map((r) => r.id);
     t.same(await after(start, mid!.s), [1, 2, 3], "repl.changes: what the later position sees, none of the job's own, not the open transaction");
     t.same(await after(mid!.s, now!.s), [4], 'the transaction open at the earlier position comes after it');
@@ -55,7 +67,11 @@ t.test('the delta-log protocol', async (t) => {
     await withClient(job.urls.a!, async (c) => {
       const txids = await batchTxids(c, start, now!.s, job.name, [rel!.x, rel!.y], 100);
       t.equal(txids.length, 5, 'batch_txids: one per delta row of both tables');
-      t.same([...txids].sort((p, q) => (p < q ? -1 : p > q ? 1 : 0)), txids, 'in txid order');
+      t.same(
+        [...txids].sort((p, q) => (p < q ? -1 : p > q ? 1 : 0)),
+        txids,
+        'in txid order',
+      );
       t.equal((await batchTxids(c, start, now!.s, job.name, [rel!.x], 2)).length, 2, 'at most the limit');
 
       await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
@@ -70,10 +86,15 @@ t.test('the delta-log protocol', async (t) => {
       );
       const plans = [
         (await c.query<{ 'QUERY PLAN': string }>(`EXPLAIN SELECT * FROM repl.batch_changes(ARRAY[$1::oid])`, [rel!.x])).rows,
-        (await c.query<{ 'QUERY PLAN': string }>(`EXPLAIN SELECT * FROM repl.batch_txids($1, $2, $3, ARRAY[$4::oid], 10)`, [start, now!.s, job.name, rel!.x])).rows,
+        (await c.query<{ 'QUERY PLAN': string }>(`EXPLAIN SELECT * FROM repl.batch_txids($1, $2, $3, ARRAY[$4::oid], 10)`, [start, now!.s, job.name, rel!.x]))
+          .rows,
       ].map((rows) => rows.map((r) => r['QUERY PLAN']).join('\n'));
       for (const [i, plan] of plans.entries()) {
-        t.match(plan, /Index (Only )?Scan (using|on) delta_txid_idx/, `${i === 0 ? 'batch_changes' : 'batch_txids'} is inlined: the txid index range scan stays`);
+        t.match(
+          plan,
+          /Index (Only )?Scan (using|on) delta_txid_idx/,
+          `${i === 0 ? 'batch_changes' : 'batch_txids'} is inlined: the txid index range scan stays`,
+        );
         t.notMatch(plan, /Function Scan on (batch_changes|batch_txids|changes)/, 'no function scan of the log');
       }
       await c.query('COMMIT');

@@ -58,8 +58,14 @@ t.test('SIGKILL in the middle of a multi-batch backlog: nothing lost, nothing ap
   await kill9(daemon);
   await waitFor(async () => !(await applyingInto(job.urls.b!, 'log')), { what: 'the aborted COPY to end' });
   const partial = await sql<{ tx: number; n: number }>(job.urls.b!, 'SELECT tx, count(*)::int AS n FROM log GROUP BY tx');
-  t.ok(partial.length < 40 || partial.some((p) => p.n < 5000) || (await digest(job.urls.b!, 'log')) !== (await digest(job.urls.a!, 'log')), 'killed before the end');
-  t.ok(partial.every((p) => p.n === 5000), 'only whole source transactions are on the target');
+  t.ok(
+    partial.length < 40 || partial.some((p) => p.n < 5000) || (await digest(job.urls.b!, 'log')) !== (await digest(job.urls.a!, 'log')),
+    'killed before the end',
+  );
+  t.ok(
+    partial.every((p) => p.n === 5000),
+    'only whole source transactions are on the target',
+  );
   startDaemon(t, job);
   await waitSame(job, 'log', ['a', 'b'], { timeoutMs: 120_000 });
   t.equal(await count(job.urls.b!, 'log'), 200_000);
@@ -127,7 +133,11 @@ t.test('multi-master: a source that is down is left out, the others go on, and i
   const lanes = (await collectStatus(job.cfg, silentLogger)).syncs[0]!.lanes;
   for (const l of lanes) {
     const touchesD = l.source === 'd' || l.target === 'd';
-    t.match(l, touchesD ? { state: /^(failing|unreachable)$/, error: /^cannot connect to database d / } : { state: 'ok', error: null }, `status: ${l.source} -> ${l.target}`);
+    t.match(
+      l,
+      touchesD ? { state: /^(failing|unreachable)$/, error: /^cannot connect to database d / } : { state: 'ok', error: null },
+      `status: ${l.source} -> ${l.target}`,
+    );
   }
 
   await own.start();
@@ -137,5 +147,9 @@ t.test('multi-master: a source that is down is left out, the others go on, and i
   t.same(await sql(job.urls.d!, `SELECT count(*)::int AS n FROM x WHERE v = 'b, while d is down'`), [{ n: 10 }], "b's changes reached d");
   t.same(await sql(job.cfg.metadata, 'SELECT count(*)::int AS n FROM repl.conflict'), [{ n: 0 }], 'nothing was settled twice: no conflict');
   await waitFor(async () => (await collectStatus(job.cfg, silentLogger)).syncs[0]!.state === 'ok', { what: 'status to show the sync ok again' });
-  t.same((await collectStatus(job.cfg, silentLogger)).syncs[0]!.lanes.filter((l) => l.error !== null), [], 'status is ok again: no lane reports an error');
+  t.same(
+    (await collectStatus(job.cfg, silentLogger)).syncs[0]!.lanes.filter((l) => l.error !== null),
+    [],
+    'status is ok again: no lane reports an error',
+  );
 });

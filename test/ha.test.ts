@@ -15,7 +15,6 @@ import { type Job, makeJob, setUp, spawnCli, waitSame } from './harness/capra.js
 const [c1, c2] = testClusters().clusters;
 const yaml = 'syncs:\n  s:\n    sources: [a]\n    targets: [b]';
 
-
 /** The pid of the daemon holding the job lock, from the lock holder's application_name. */
 async function activePid(job: Job): Promise<number | null> {
   const rows = await sql<{ app: string }>(

@@ -36,18 +36,15 @@ t.test('freshDb drops the database after a passing test', async (t) => {
     t.match(name, /^drop_me_[0-9a-f]{12}$/, 'lowercase name from the prefix');
     await withClient(url, async (c) => t.equal((await c.query('SELECT current_database() AS d')).rows[0]?.d, name));
   });
-  const gone = async () =>
-    (await sql(urlFor(c1, 'postgres'),
-      'SELECT 1 FROM pg_database WHERE datname = $1', [name])).length === 0;
+  const gone = async () => (await sql(urlFor(c1, 'postgres'), 'SELECT 1 FROM pg_database WHERE datname = $1', [name])).length === 0;
   await waitFor(gone, { what: `database ${name} to be dropped`, timeoutMs: 10_000 });
   t.pass('dropped on teardown');
 });
 
 // Skipped (with the reason printed) when no second major version is installed.
-t.test('other major version cluster',
-  { skip: other ? false : (otherSkipReason ?? 'no other PostgreSQL version available') }, async (t) => {
-    const o = other!;
-    t.not(o.major, clusters[0]!.major, `other is PostgreSQL ${o.major}, primary ${clusters[0]!.major}`);
-    const [row] = await sql<{ v: string }>(urlFor(o, 'postgres'), "SELECT current_setting('server_version_num') AS v");
-    t.equal(Math.floor(Number(row?.v) / 10000), o.major, 'server reports that major version');
-  });
+t.test('other major version cluster', { skip: other ? false : (otherSkipReason ?? 'no other PostgreSQL version available') }, async (t) => {
+  const o = other!;
+  t.not(o.major, clusters[0]!.major, `other is PostgreSQL ${o.major}, primary ${clusters[0]!.major}`);
+  const [row] = await sql<{ v: string }>(urlFor(o, 'postgres'), "SELECT current_setting('server_version_num') AS v");
+  t.equal(Math.floor(Number(row?.v) / 10000), o.major, 'server reports that major version');
+});

@@ -44,7 +44,10 @@ t.test('multi-master: a frozen source is left out, the others replicate both way
   for (const l of (await timedStatus(t, job)).syncs[0]!.lanes) {
     if (l.source !== 'd' && l.target !== 'd') t.match(l, { state: 'ok', error: null }, `status: ${l.source} -> ${l.target} is ok`);
   }
-  t.ok(lines.some((l) => l === 'node not answering d'), 'the daemon warned that d stopped answering');
+  t.ok(
+    lines.some((l) => l === 'node not answering d'),
+    'the daemon warned that d stopped answering',
+  );
 
   // A daemon that stops while d hangs stops within the timeout; d gets a change of its own, hangs
   // again, and a new daemon starts with d hanging from the outset.
@@ -77,4 +80,3 @@ t.test('multi-master: a frozen source is left out, the others replicate both way
   await waitFor(async () => isOk(await timedStatus(t, job)), { what: 'status to show the sync ok again' });
   t.pass('status shows the sync ok again, every node answering');
 });
-

@@ -43,7 +43,11 @@ t.test('one-way: a frozen target fails its lane within the timeout; the other ta
   await laneRecordedHung(job, 'a', 'd', 'd');
   t.pass(`the daemon recorded a -> d failing ${((Date.now() - frozenAt) / 1000).toFixed(1)} s after the freeze`);
   const st = await timedStatus(t, job);
-  t.match(st.syncs[0]!.lanes.find((l) => l.target === 'b'), { state: 'ok', error: null }, 'the lane to b is ok');
+  t.match(
+    st.syncs[0]!.lanes.find((l) => l.target === 'b'),
+    { state: 'ok', error: null },
+    'the lane to b is ok',
+  );
   t.same(
     st.unanswered.map((u) => u.node),
     ['d'],
@@ -53,7 +57,10 @@ t.test('one-way: a frozen target fails its lane within the timeout; the other ta
   t.equal(byCli.code, 1, 'capra status exits 1');
   t.match(byCli.stdout, /a -> d: (failing|unreachable)[^\n]*\n\s+error[^\n]*d[^\n]*no answer/, 'capra status names d and says it does not answer');
   t.match(byCli.stdout, /no answer from: d/, 'and lists it among the nodes that did not answer');
-  t.ok(lines.some((l) => l === 'node not answering d'), 'the daemon warned that d stopped answering');
+  t.ok(
+    lines.some((l) => l === 'node not answering d'),
+    'the daemon warned that d stopped answering',
+  );
 
   own.thaw();
   const thawedAt = Date.now();

@@ -23,8 +23,13 @@ const schema = `
 `;
 
 /** The ids postgres-migrations records: 0 (its own table) and one per numbered file. */
-const migrationIds = (side: 'node' | 'meta'): number[] => [0, ...readdirSync(path.join(packageRoot(), 'migrations', side))
-  .filter((f) => f.endsWith('.sql')).map((f) => Number.parseInt(f, 10)).sort((x, y) => x - y)];
+const migrationIds = (side: 'node' | 'meta'): number[] => [
+  0,
+  ...readdirSync(path.join(packageRoot(), 'migrations', side))
+    .filter((f) => f.endsWith('.sql'))
+    .map((f) => Number.parseInt(f, 10))
+    .sort((x, y) => x - y),
+];
 const ids = (rows: string[]): number[] => rows.map((r) => Number.parseInt(r, 10));
 
 const byCodePoint = (x: string, y: string): number => (x < y ? -1 : x > y ? 1 : 0);
@@ -77,7 +82,10 @@ async function publicObjects(url: string): Promise<string[]> {
  */
 async function databases(cluster: ClusterInfo, keep: string[] = []): Promise<string[]> {
   const rows = await sql<{ datname: string }>(urlFor(cluster, 'postgres'), 'SELECT datname FROM pg_database');
-  return rows.map((r) => r.datname).sort(byCodePoint).filter((d) => keep.includes(d) || !(/^\w+_[0-9a-f]{12}$/.test(d) || d.startsWith('capra_')));
+  return rows
+    .map((r) => r.datname)
+    .sort(byCodePoint)
+    .filter((d) => keep.includes(d) || !(/^\w+_[0-9a-f]{12}$/.test(d) || d.startsWith('capra_')));
 }
 
 async function dbExists(cluster: ClusterInfo, name: string): Promise<boolean> {
@@ -119,7 +127,7 @@ t.test('install creates the metadata database and schema repl, bookkeeping in re
   t.match(first.stdout, new RegExp(`installed job ${job.name}`));
 
   t.ok(await dbExists(c1!, metaDbName(job)), `capra_${job.name} exists on the first node's server`);
-  t.notOk(await dbExists(c2!, metaDbName(job)), 'and not on the second node\'s server');
+  t.notOk(await dbExists(c2!, metaDbName(job)), "and not on the second node's server");
   const meta = urlFor(c1!, metaDbName(job));
   t.equal(job.cfg.metadata.replace(/\/+$/, ''), meta.replace(/\/+$/, ''), 'the config resolves the same default metadata URL');
 
@@ -144,8 +152,11 @@ t.test('install creates the metadata database and schema repl, bookkeeping in re
   const second = await cli(['--config', job.configPath, 'install']);
   t.equal(second.code, 0, `a second install exits 0 ${second.stderr}`);
   t.same({ a: await catalog(job.urls.a!), b: await catalog(job.urls.b!), meta: await catalog(meta) }, after1, 'the second install changed no catalog');
-  t.same({ a: await migrationRows(job.urls.a!, 'repl.node_migrations'), meta: await migrationRows(meta, 'repl.meta_migrations') }, rows1,
-    'and no bookkeeping row');
+  t.same(
+    { a: await migrationRows(job.urls.a!, 'repl.node_migrations'), meta: await migrationRows(meta, 'repl.meta_migrations') },
+    rows1,
+    'and no bookkeeping row',
+  );
 });
 
 t.test('two installs at the same moment both succeed and leave one consistent install', async (t) => {
@@ -162,16 +173,22 @@ t.test('two installs at the same moment both succeed and leave one consistent in
   t.equal(x.code, 0, `first concurrent install exits 0 ${x.stderr}`);
   t.equal(y.code, 0, `second concurrent install exits 0 ${y.stderr}`);
 
-  t.same(await sql(urlFor(c1!, 'postgres'), 'SELECT datname FROM pg_database WHERE datname = $1', [metaDbName(job)]),
-    [{ datname: metaDbName(job) }], 'one metadata database');
+  t.same(
+    await sql(urlFor(c1!, 'postgres'), 'SELECT datname FROM pg_database WHERE datname = $1', [metaDbName(job)]),
+    [{ datname: metaDbName(job) }],
+    'one metadata database',
+  );
   const meta = urlFor(c1!, metaDbName(job));
   const refMeta = urlFor(c1!, metaDbName(ref));
   t.same(portable(await catalog(meta)), portable(await catalog(refMeta)), 'the metadata database matches a single install');
   t.same(await migrationRows(meta, 'repl.meta_migrations'), await migrationRows(refMeta, 'repl.meta_migrations'), 'each meta migration recorded once');
   for (const n of ['a', 'b']) {
     t.same(portable(await catalog(job.urls[n]!)), portable(await catalog(ref.urls[n]!)), `${n}: the catalog matches a single install`);
-    t.same(await migrationRows(job.urls[n]!, 'repl.node_migrations'), await migrationRows(ref.urls[n]!, 'repl.node_migrations'),
-      `${n}: each node migration recorded once`);
+    t.same(
+      await migrationRows(job.urls[n]!, 'repl.node_migrations'),
+      await migrationRows(ref.urls[n]!, 'repl.node_migrations'),
+      `${n}: each node migration recorded once`,
+    );
   }
   t.same(await sql(meta, 'SELECT name FROM repl.sync ORDER BY 1'), [{ name: 's' }], 'the config was published once');
 });
@@ -204,7 +221,10 @@ t.test('a user table public.migrations does not confuse install and is left unto
     t.same(await sql(url, cols), colsBefore, `${n}: public.migrations columns untouched`);
     const rows = await migrationRows(url, 'repl.node_migrations');
     t.same(ids(rows), migrationIds('node'), `${n}: our own bookkeeping has every node migration`);
-    t.notOk(rows.some((r) => /create-users|add-email/.test(r)), `${n}: nothing of the user's table leaked into ours`);
+    t.notOk(
+      rows.some((r) => /create-users|add-email/.test(r)),
+      `${n}: nothing of the user's table leaked into ours`,
+    );
     t.ok(await relExists(url, 'repl.delta'), `${n}: the migrations really ran`);
   }
   await run(t, job, 'install');
@@ -228,9 +248,16 @@ const searchPathMigrations = `
 /** Rows and columns of the user's two `migrations` tables. */
 async function userMigrationTables(url: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
-  for (const [table, key] of [['public.migrations', 'id'], ['app.migrations', 'version']] as const) {
-    const cols = await sql<{ c: string }>(url, `SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum) AS c
-      FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped`, [table]);
+  for (const [table, key] of [
+    ['public.migrations', 'id'],
+    ['app.migrations', 'version'],
+  ] as const) {
+    const cols = await sql<{ c: string }>(
+      url,
+      `SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum) AS c
+      FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped`,
+      [table],
+    );
     out[table] = `${cols[0]!.c}\n${await digest(url, table, key)}`;
   }
   return out;
@@ -238,8 +265,9 @@ async function userMigrationTables(url: string): Promise<Record<string, string>>
 
 /** The bookkeeping rows with the time each migration ran: a migration run again would show a new one. */
 async function migrationRuns(url: string, side: 'node' | 'meta'): Promise<string[]> {
-  return (await sql<{ x: string }>(url, `SELECT format('%s %s %s %s', id, name, hash, executed_at) AS x FROM repl.${side}_migrations ORDER BY id`))
-    .map((r) => r.x);
+  return (await sql<{ x: string }>(url, `SELECT format('%s %s %s %s', id, name, hash, executed_at) AS x FROM repl.${side}_migrations ORDER BY id`)).map(
+    (r) => r.x,
+  );
 }
 
 /**
@@ -269,8 +297,11 @@ t.test('user tables named migrations, in public and first on the search_path: un
   const untouched = async (when: string): Promise<void> => {
     for (const n of ['a', 'b'] as const) {
       t.same(await userMigrationTables(urls[n]), tables[n], `${n}: public.migrations and app.migrations have the same rows and columns after ${when}`);
-      t.same(await sql(urls[n], `SELECT relnamespace::regnamespace::text AS s FROM pg_class WHERE relname = 'migrations' ORDER BY 1`),
-        [{ s: 'app' }, { s: 'public' }], `${n}: no other table "migrations" after ${when}`);
+      t.same(
+        await sql(urls[n], `SELECT relnamespace::regnamespace::text AS s FROM pg_class WHERE relname = 'migrations' ORDER BY 1`),
+        [{ s: 'app' }, { s: 'public' }],
+        `${n}: no other table "migrations" after ${when}`,
+      );
     }
   };
 
@@ -296,11 +327,17 @@ t.test('user tables named migrations, in public and first on the search_path: un
       t.same(previous(after), previous(runs[`${n} ${side}`]!), `${n}: the upgrade ran no earlier ${side} migration again`);
       t.same(ids(after), migrationIds(side), `${n}: and ran the new one`);
     }
-    t.same(await sql(urls[n], `SELECT name FROM repl.node_object WHERE kind = 'routine' AND name = 'skip_capture'`), [{ name: 'skip_capture' }],
-      `${n}: the upgrade recorded the function it added`);
+    t.same(
+      await sql(urls[n], `SELECT name FROM repl.node_object WHERE kind = 'routine' AND name = 'skip_capture'`),
+      [{ name: 'skip_capture' }],
+      `${n}: the upgrade recorded the function it added`,
+    );
   }
-  t.same(await sql(aUrl, `SELECT name FROM repl.meta_object WHERE kind = 'routine' AND name = 'clone_cancel'`), [{ name: 'clone_cancel' }],
-    'a: and the control side\'s');
+  t.same(
+    await sql(aUrl, `SELECT name FROM repl.meta_object WHERE kind = 'routine' AND name = 'clone_cancel'`),
+    [{ name: 'clone_cancel' }],
+    "a: and the control side's",
+  );
 
   await run(t, job, 'uninstall');
   await untouched('uninstall');
@@ -308,7 +345,7 @@ t.test('user tables named migrations, in public and first on the search_path: un
   t.same(await catalog(bUrl), before.b, 'b: catalog exactly as before install');
 });
 
-t.test('metadata inside node a\'s own database: both sides coexist and uninstall removes both', async (t) => {
+t.test("metadata inside node a's own database: both sides coexist and uninstall removes both", async (t) => {
   const aUrl = await freshDb(t, c1!, 'a');
   const bUrl = await freshDb(t, c2!, 'b');
   for (const u of [aUrl, bUrl]) await sql(u, schema + userMigrations);
@@ -326,8 +363,11 @@ t.test('metadata inside node a\'s own database: both sides coexist and uninstall
     t.ok(await relExists(aUrl, rel), `a holds ${rel}`);
   }
   t.notOk(await relExists(bUrl, 'repl.meta_migrations'), 'b holds no control side');
-  t.same(await publicObjects(aUrl), before.a.classes!.concat(before.a.procs!, before.a.types!).filter((x) => x.startsWith('public.')),
-    'a: nothing new in public');
+  t.same(
+    await publicObjects(aUrl),
+    before.a.classes!.concat(before.a.procs!, before.a.types!).filter((x) => x.startsWith('public.')),
+    'a: nothing new in public',
+  );
 
   await run(t, job, 'add-triggers');
   const d = startDaemon(t, job);
@@ -340,7 +380,7 @@ t.test('metadata inside node a\'s own database: both sides coexist and uninstall
   t.same(await catalog(aUrl), before.a, 'a: catalog exactly as before install');
   t.same(await catalog(bUrl), before.b, 'b: catalog exactly as before install');
   t.same(await databases(c1!, [metaDbName(job)]), dbsBefore, 'no database created or dropped');
-  t.match(await digest(aUrl, 'public.migrations', 'id'), /create-users/, 'a\'s own migrations table survived');
+  t.match(await digest(aUrl, 'public.migrations', 'id'), /create-users/, "a's own migrations table survived");
 });
 
 t.test('uninstall after install, add-triggers and a daemon run leaves every catalog exactly as before', async (t) => {
@@ -402,7 +442,7 @@ async function twoJobs(t: Test): Promise<{ job1: Job; job2: Job; before: Record<
   await run(t, job1, 'add-triggers');
   await run(t, job2, 'install');
   await run(t, job2, 'add-triggers');
-  t.ok(await dbExists(c2!, metaDbName(job2)), 'job2 has its own metadata database on b\'s server');
+  t.ok(await dbExists(c2!, metaDbName(job2)), "job2 has its own metadata database on b's server");
   return { job1, job2, before };
 }
 
@@ -420,14 +460,17 @@ async function uninstallJob2(t: Test, job1: Job, job2: Job, before: Record<'a' |
   await run(t, job2, 'uninstall');
   t.notOk(await hasSchema(job2.urls.c!, 'repl'), 'c (job2 only) lost its repl schema');
   t.same(await catalog(job2.urls.c!), before.c, 'c: catalog exactly as before');
-  t.notOk(await dbExists(c2!, metaDbName(job2)), 'job2\'s metadata database is gone');
-  t.ok(await dbExists(c1!, metaDbName(job1)), 'job1\'s metadata database stays');
+  t.notOk(await dbExists(c2!, metaDbName(job2)), "job2's metadata database is gone");
+  t.ok(await dbExists(c1!, metaDbName(job1)), "job1's metadata database stays");
   const kept = await hasSchema(b, 'repl');
   t.ok(kept, 'b keeps its repl schema for job1');
   if (!kept) return false;
   t.ok(await relExists(b, 'repl.applied'), 'b keeps repl.applied');
-  t.same(await sql(b, `SELECT tgname FROM pg_trigger WHERE tgrelid = 'public.other'::regclass AND NOT tgisinternal`), [],
-    'job2\'s capture triggers on b are gone');
+  t.same(
+    await sql(b, `SELECT tgname FROM pg_trigger WHERE tgrelid = 'public.other'::regclass AND NOT tgisinternal`),
+    [],
+    "job2's capture triggers on b are gone",
+  );
   return true;
 }
 
@@ -443,7 +486,7 @@ async function job1StillWorksThenUninstall(t: Test, job1: Job, before: Record<'a
   t.notOk(await hasSchema(b, 'repl'), 'once job1 is uninstalled too, b has no repl schema');
   t.same(await catalog(b), before.b, 'b: catalog exactly as before both installs');
   t.same(await catalog(job1.urls.a!), before.a, 'a: catalog exactly as before');
-  t.notOk(await dbExists(c1!, metaDbName(job1)), 'job1\'s metadata database is gone');
+  t.notOk(await dbExists(c1!, metaDbName(job1)), "job1's metadata database is gone");
 }
 
 t.test('two jobs sharing node b: uninstalling one keeps what the other needs', async (t) => {

@@ -52,7 +52,13 @@ t.test('two jobs on one host, sharing node a and table x', async (t) => {
   await sql(job1.urls.a!, `UPDATE x SET v = 'after uninstall' WHERE id = 1`);
   await waitSame(job2, 'x', ['a', 'c']);
   // job2's lane confirms its position on a just after each batch commits on c; nothing else holds the log.
-  await waitFor(async () => (await withClient(job1.urls.a!, purgeDeltas), (await deltas()) === 0), { what: 'the purge to empty the log' });
+  await waitFor(
+    async () => {
+      await withClient(job1.urls.a!, purgeDeltas);
+      return (await deltas()) === 0;
+    },
+    { what: 'the purge to empty the log' },
+  );
   t.pass('with job1 gone, the purge empties the log');
   const body = await sql<{ src: string }>(
     job1.urls.a!,

@@ -46,7 +46,11 @@ t.test('commits from many sessions at once all arrive without the safety poll', 
 
 t.test('one session writing two tables of two jobs within 100 ms kicks both jobs', async (t) => {
   const schema = 'CREATE TABLE x (id int PRIMARY KEY); CREATE TABLE y (id int PRIMARY KEY)';
-  const one = await makeJob(t, { nodes: { a: c1!, b: c2! }, schema, yaml: 'poll_seconds: 3600\nsyncs:\n  s: { sources: [a], targets: [b], tables: { include: [public.x] } }' });
+  const one = await makeJob(t, {
+    nodes: { a: c1!, b: c2! },
+    schema,
+    yaml: 'poll_seconds: 3600\nsyncs:\n  s: { sources: [a], targets: [b], tables: { include: [public.x] } }',
+  });
   const two = await makeJob(t, {
     nodes: { a: one.urls.a!, c: c2! },
     schema,

@@ -40,7 +40,13 @@ t.test('the kick window reaches each table kick function', async (t) => {
       await sql(url, 'INSERT INTO k VALUES ($1)', [++id]);
       // Notifications arrive in commit order: once the sentinel is here, every kick is.
       await sql(url, 'NOTIFY sentinel');
-      await waitFor(async () => (await listener.query('SELECT 1'), heard.includes('sentinel')), { what: 'the sentinel notification', intervalMs: 5 });
+      await waitFor(
+        async () => {
+          await listener.query('SELECT 1');
+          return heard.includes('sentinel');
+        },
+        { what: 'the sentinel notification', intervalMs: 5 },
+      );
       return heard.filter((h) => h === 'capra_jobn').length;
     };
     t.equal(await kicksOfTwo(), 2, `two writes ${2 * KICK_WINDOW_MS} ms apart on the clock both kick`);
@@ -52,7 +58,9 @@ t.test('the kick window reaches each table kick function', async (t) => {
   });
 
   for (const bad of [null, -1]) {
-    await t.rejects(sql(url, `SELECT repl.make_kick('k'::regclass, $1)`, [bad]), { message: `repl.make_kick: the kick window must be 0 ms or more, not ${bad === null ? 'NULL' : bad}` });
+    await t.rejects(sql(url, `SELECT repl.make_kick('k'::regclass, $1)`, [bad]), {
+      message: `repl.make_kick: the kick window must be 0 ms or more, not ${bad === null ? 'NULL' : bad}`,
+    });
   }
 });
 

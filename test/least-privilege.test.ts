@@ -55,11 +55,14 @@ async function makeRoles(t: TeardownTest, setParam: boolean): Promise<{ app: str
 async function prepareNode(t: TeardownTest, c: ClusterInfo, roles: { app: string; capra: string }): Promise<Node> {
   const admin = await freshDb(t, c, 'lp');
   const db = new URL(admin).pathname.slice(1);
-  await sql(admin, `REVOKE ALL ON DATABASE ${db} FROM PUBLIC;
+  await sql(
+    admin,
+    `REVOKE ALL ON DATABASE ${db} FROM PUBLIC;
     GRANT CONNECT ON DATABASE ${db} TO ${roles.app}, ${roles.capra};
     GRANT CREATE, TEMPORARY ON DATABASE ${db} TO ${roles.capra};
     GRANT USAGE, CREATE ON SCHEMA public TO ${roles.app};
-    GRANT USAGE ON SCHEMA public TO ${roles.capra};`);
+    GRANT USAGE ON SCHEMA public TO ${roles.capra};`,
+  );
   const app = urlAs(c, roles.app, db);
   await sql(app, userSchema);
   await sql(app, `GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE, TRIGGER ON items, notes TO ${roles.capra}`);
@@ -96,11 +99,15 @@ for (const setParam of [false, true]) {
     });
     await setUp(job);
     // capra may CREATE TRIGGER (TRIGGER privilege) but not ENABLE ALWAYS (ownership): they fire in origin role only.
-    t.same(await sql(n.a!.admin, `SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'items'::regclass ORDER BY 1`), [
-      { tgname: 'capra_capture_row', tgenabled: 'O' },
-      { tgname: 'capra_capture_trunc', tgenabled: 'O' },
-      { tgname: 'capra_kick', tgenabled: 'O' },
-    ], 'the capture triggers are on, enabled the ordinary way');
+    t.same(
+      await sql(n.a!.admin, `SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'items'::regclass ORDER BY 1`),
+      [
+        { tgname: 'capra_capture_row', tgenabled: 'O' },
+        { tgname: 'capra_capture_trunc', tgenabled: 'O' },
+        { tgname: 'capra_kick', tgenabled: 'O' },
+      ],
+      'the capture triggers are on, enabled the ordinary way',
+    );
     const first = startDaemon(t, job);
     const [a, b, c] = [n.a!.app, n.b!.app, n.c!.app];
 
@@ -140,29 +147,44 @@ for (const setParam of [false, true]) {
     const log = await sql(job.cfg.metadata, 'SELECT table_name, key, strategy, decision, winner, versions FROM repl.conflict ORDER BY id');
     t.equal(log.length, 1, 'one conflict logged');
     t.match(log[0], { table_name: 'public.items', key: { id: 11 }, strategy: 'latest', decision: 'winner', winner: 'b' });
-    t.same((log[0]!.versions as { db: string; row: unknown }[]).map((v) => [v.db, v.row]), [
-      ['a', { id: 11, name: 'from a', qty: 10 }],
-      ['b', { id: 11, name: 'from b', qty: 20 }],
-    ], 'both versions logged');
+    t.same(
+      (log[0]!.versions as { db: string; row: unknown }[]).map((v) => [v.db, v.row]),
+      [
+        ['a', { id: 11, name: 'from a', qty: 10 }],
+        ['b', { id: 11, name: 'from b', qty: 20 }],
+      ],
+      'both versions logged',
+    );
 
     for (const name of nodes) {
-      t.same(await sql(job.urls[name]!, 'SELECT count(*)::int AS n FROM repl.delta WHERE origin IS NOT NULL'), [{ n: 0 }], `${name} captured none of the applied rows`);
+      t.same(
+        await sql(job.urls[name]!, 'SELECT count(*)::int AS n FROM repl.delta WHERE origin IS NOT NULL'),
+        [{ n: 0 }],
+        `${name} captured none of the applied rows`,
+      );
     }
     await waitFor(async () => (await collectStatus(job.cfg, silentLogger)).syncs[0]!.lanes.every((l) => l.replicaRole !== null), {
       what: 'every lane to record its replica role',
     });
     const lanes = (await collectStatus(job.cfg, silentLogger)).syncs[0]!.lanes;
-    t.same(lanes.map((l) => l.replicaRole), lanes.map(() => setParam), `status: replica role ${setParam ? 'in use' : 'refused'} on every lane`);
+    t.same(
+      lanes.map((l) => l.replicaRole),
+      lanes.map(() => setParam),
+      `status: replica role ${setParam ? 'in use' : 'refused'} on every lane`,
+    );
 
     // Uninstall, still as capra, removes what install created and nothing of the app's.
     await second.stop();
     await uninstall(job.cfg, silentLogger);
     for (const name of nodes) {
-      const left = await sql(n[name]!.admin, `SELECT
+      const left = await sql(
+        n[name]!.admin,
+        `SELECT
         (SELECT count(*)::int FROM pg_namespace WHERE nspname = 'repl') AS schemas,
         (SELECT count(*)::int FROM pg_trigger WHERE tgname LIKE 'capra%') AS triggers,
         (SELECT count(*)::int FROM pg_proc WHERE proname ~ '^(capture|kick)_[0-9]+$') AS functions,
-        (SELECT count(*)::int FROM items) AS items`);
+        (SELECT count(*)::int FROM items) AS items`,
+      );
       t.same(left, [{ schemas: 0, triggers: 0, functions: 0, items: 35 }], `${name}: repl and the triggers are gone, the app's rows stay`);
     }
     t.same(await sql(meta, `SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = 'repl'`), [{ n: 0 }], 'the metadata schema is gone');

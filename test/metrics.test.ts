@@ -206,7 +206,11 @@ t.test('render: forgetLane removes the lane series', async (t) => {
   m.setConflicts('s', 0);
   m.forgetLane(ab);
   let samples = parse(await m.render());
-  t.same(samples.filter((s) => s.labels.target === 'b'), [], 'nothing left of a -> b');
+  t.same(
+    samples.filter((s) => s.labels.target === 'b'),
+    [],
+    'nothing left of a -> b',
+  );
   t.equal(samples.filter((s) => s.labels.target === 'c').length, 5, 'a -> c keeps its five series (six with the dropped capra_errors_total)');
   t.equal(value(await m.render(), 'capra_conflicts_total', { sync: 's' }), 0, 'the sync still has a lane: conflicts stay');
   m.forgetLane(ac);
@@ -306,7 +310,11 @@ t.test('HTTP: no refresh, a port in use, default host', async (t) => {
   const text = await r.text();
   t.equal(text, await m.render(), 'without refresh: the current values');
   t.notOk(/^capra_scrape_refresh_seconds\{/m.test(text), 'no refresh: no refresh time');
-  await t.rejects(serveMetrics({ metrics: m, port: srv.port }), /could not serve metrics on 127\.0\.0\.1:\d+: .*EADDRINUSE.*choose another metrics port/, 'a port in use is refused, saying what to do');
+  await t.rejects(
+    serveMetrics({ metrics: m, port: srv.port }),
+    /could not serve metrics on 127\.0\.0\.1:\d+: .*EADDRINUSE.*choose another metrics port/,
+    'a port in use is refused, saying what to do',
+  );
   await srv.close();
   await srv.close(); // idempotent
   // The port is free again.

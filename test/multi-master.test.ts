@@ -22,7 +22,17 @@ function yaml(conflict: string, extra = ''): string {
   return `syncs:\n  s:\n    sources: [a, b]\n    targets: [c]\n    tables: { include: [public.items, public.notes] }\n    conflict: ${conflict}\n${extra}`;
 }
 
-async function conflicts(job: Job): Promise<{ table_name: string; key: unknown; strategy: string; decision: string; winner: string | null; versions: { db: string; row: unknown; clock: string }[]; detail: unknown }[]> {
+async function conflicts(job: Job): Promise<
+  {
+    table_name: string;
+    key: unknown;
+    strategy: string;
+    decision: string;
+    winner: string | null;
+    versions: { db: string; row: unknown; clock: string }[];
+    detail: unknown;
+  }[]
+> {
   return sql(job.cfg.metadata, 'SELECT table_name, key, strategy, decision, winner, versions, detail FROM repl.conflict ORDER BY id');
 }
 
@@ -36,7 +46,7 @@ t.test('writes on both sources reach every node; nothing comes back', async (t) 
   await sql(b!, `INSERT INTO notes VALUES ('x', 'from b')`);
   await waitSame(job, 'items', ['a', 'b', 'c']);
   await waitSame(job, 'notes', ['a', 'b', 'c']);
-  t.equal((await sql(c!, 'SELECT count(*)::int AS n FROM items'))[0]!.n, 100, 'c has both sources\' rows');
+  t.equal((await sql(c!, 'SELECT count(*)::int AS n FROM items'))[0]!.n, 100, "c has both sources' rows");
   // Changes made by the applier are not captured again anywhere.
   await sql(a!, `UPDATE items SET qty = -qty WHERE id > 100`); // a changes rows that came from b
   await sql(b!, `DELETE FROM items WHERE id <= 10`); // b deletes rows that came from a
@@ -87,12 +97,54 @@ const onB = `UPDATE items SET name = 'from b', qty = 20 WHERE id = 1`;
 const row = async (job: Job, db: string): Promise<unknown> => (await sql(job.urls[db]!, 'SELECT name, qty FROM items WHERE id = 1'))[0] ?? null;
 
 for (const [conflict, writes, winner] of [
-  ['latest', [['a', onA], ['b', onB]], 'b'],
-  ['latest', [['b', onB], ['a', onA]], 'a'],
-  ['source', [['a', onA], ['b', onB]], 'a'],
-  ['target', [['b', onB], ['a', onA]], 'b'],
-  ['[b, a]', [['b', onB], ['a', onA]], 'b'],
-  ['[a]', [['a', onA], ['b', onB]], 'a'],
+  [
+    'latest',
+    [
+      ['a', onA],
+      ['b', onB],
+    ],
+    'b',
+  ],
+  [
+    'latest',
+    [
+      ['b', onB],
+      ['a', onA],
+    ],
+    'a',
+  ],
+  [
+    'source',
+    [
+      ['a', onA],
+      ['b', onB],
+    ],
+    'a',
+  ],
+  [
+    'target',
+    [
+      ['b', onB],
+      ['a', onA],
+    ],
+    'b',
+  ],
+  [
+    '[b, a]',
+    [
+      ['b', onB],
+      ['a', onA],
+    ],
+    'b',
+  ],
+  [
+    '[a]',
+    [
+      ['a', onA],
+      ['b', onB],
+    ],
+    'a',
+  ],
 ] as [string, [string, string][], string][]) {
   t.test(`conflict: ${conflict}, ${writes.map(([d]) => d).join(' then ')} -> ${winner} wins`, async (t) => {
     const job = await conflictCase(t, conflict, writes);
@@ -101,26 +153,46 @@ for (const [conflict, writes, winner] of [
     const log = await conflicts(job);
     t.equal(log.length, 1, 'one conflict logged');
     t.match(log[0], { table_name: 'public.items', key: { id: 1 }, strategy: conflict, decision: 'winner', winner });
-    t.same(log[0]!.versions.map((v) => [v.db, v.row]), [
-      ['a', { id: 1, name: 'from a', qty: 10 }],
-      ['b', { id: 1, name: 'from b', qty: 20 }],
-    ], 'both versions logged');
+    t.same(
+      log[0]!.versions.map((v) => [v.db, v.row]),
+      [
+        ['a', { id: 1, name: 'from a', qty: 10 }],
+        ['b', { id: 1, name: 'from b', qty: 20 }],
+      ],
+      'both versions logged',
+    );
     t.same(await sql(job.urls.c!, 'SELECT name FROM items WHERE id = 2'), [{ name: 'other' }], 'the untouched row is intact');
   });
 }
 
 t.test('conflict: latest counts deletes, both ways', async (t) => {
   const del = `DELETE FROM items WHERE id = 1`;
-  const updateWins = await conflictCase(t, 'latest', [['a', del], ['b', onB]]);
+  const updateWins = await conflictCase(t, 'latest', [
+    ['a', del],
+    ['b', onB],
+  ]);
   for (const db of ['a', 'b', 'c']) t.same(await row(updateWins, db), { name: 'from b', qty: 20 }, `${db}: the later update wins over the delete`);
-  const deleteWins = await conflictCase(t, 'latest', [['b', onB], ['a', del]]);
+  const deleteWins = await conflictCase(t, 'latest', [
+    ['b', onB],
+    ['a', del],
+  ]);
   for (const db of ['a', 'b', 'c']) t.equal(await row(deleteWins, db), null, `${db}: the later delete wins`);
   const log = await conflicts(deleteWins);
-  t.same(log[0]!.versions.map((v) => [v.db, v.row]), [['a', null], ['b', { id: 1, name: 'from b', qty: 20 }]], 'the deleted version is logged as null');
+  t.same(
+    log[0]!.versions.map((v) => [v.db, v.row]),
+    [
+      ['a', null],
+      ['b', { id: 1, name: 'from b', qty: 20 }],
+    ],
+    'the deleted version is logged as null',
+  );
 });
 
 t.test('conflict: random picks as its logged seed says', async (t) => {
-  const job = await conflictCase(t, 'random', [['a', onA], ['b', onB]]);
+  const job = await conflictCase(t, 'random', [
+    ['a', onA],
+    ['b', onB],
+  ]);
   const [c] = await conflicts(job);
   const { seed, candidates } = c!.detail as { seed: number; candidates: string[] };
   t.same(candidates, ['a', 'b']);
@@ -130,7 +202,15 @@ t.test('conflict: random picks as its logged seed says', async (t) => {
 });
 
 t.test('conflict: skip leaves each node its own version, and logs it', async (t) => {
-  const job = await conflictCase(t, 'skip', [['a', onA], ['b', onB]], { same: false });
+  const job = await conflictCase(
+    t,
+    'skip',
+    [
+      ['a', onA],
+      ['b', onB],
+    ],
+    { same: false },
+  );
   await waitFor(async () => (await conflicts(job)).length === 1, { what: 'the conflict to be logged' });
   t.same(await row(job, 'a'), { name: 'from a', qty: 10 });
   t.same(await row(job, 'b'), { name: 'from b', qty: 20 });
@@ -143,38 +223,73 @@ t.test('conflict: skip leaves each node its own version, and logs it', async (t)
 });
 
 t.test('conflict: per-table override, and an SQL handler that merges', async (t) => {
-  const job = await conflictCase(t, '{ default: source, tables: { public.items: { handler: "sql:public.merge_items" } } }', [['a', onA], ['b', onB]], {
-    before: async (job) => {
-      await sql(job.cfg.metadata, `CREATE FUNCTION public.merge_items(c jsonb) RETURNS jsonb LANGUAGE sql AS $$
+  const job = await conflictCase(
+    t,
+    '{ default: source, tables: { public.items: { handler: "sql:public.merge_items" } } }',
+    [
+      ['a', onA],
+      ['b', onB],
+    ],
+    {
+      before: async (job) => {
+        await sql(
+          job.cfg.metadata,
+          `CREATE FUNCTION public.merge_items(c jsonb) RETURNS jsonb LANGUAGE sql AS $$
         SELECT jsonb_build_object('id', (c->'key'->>'id')::int, 'name', 'merged',
                                   'qty', (SELECT sum((v->'row'->>'qty')::int) FROM jsonb_array_elements(c->'versions') v))
-      $$`);
+      $$`,
+        );
+      },
     },
-  });
+  );
   for (const db of ['a', 'b', 'c']) t.same(await row(job, db), { name: 'merged', qty: 30 }, `${db} has the merged row`);
   const [c] = await conflicts(job);
   t.match(c, { strategy: 'handler sql:public.merge_items', decision: 'merged', winner: null, detail: { row: { id: 1, name: 'merged', qty: 30 } } });
 });
 
 t.test('conflict: a module handler names the winner or deletes', async (t) => {
-  const pick = await conflictCase(t, '{ handler: ./pick.mjs }', [['a', onA], ['b', onB]], {
-    before: async (job) => {
-      await writeFile(path.join(job.dir, 'pick.mjs'), `export default (c) => c.versions.find((v) => v.row && v.row.qty === 10).db;\n`);
+  const pick = await conflictCase(
+    t,
+    '{ handler: ./pick.mjs }',
+    [
+      ['a', onA],
+      ['b', onB],
+    ],
+    {
+      before: async (job) => {
+        await writeFile(path.join(job.dir, 'pick.mjs'), `export default (c) => c.versions.find((v) => v.row && v.row.qty === 10).db;\n`);
+      },
     },
-  });
+  );
   for (const db of ['a', 'b', 'c']) t.same(await row(pick, db), { name: 'from a', qty: 10 }, `${db} has the row the module picked`);
-  const drop = await conflictCase(t, '{ handler: ./drop.mjs }', [['a', onA], ['b', onB]], {
-    before: async (job) => {
-      await writeFile(path.join(job.dir, 'drop.mjs'), `export default async () => null;\n`);
+  const drop = await conflictCase(
+    t,
+    '{ handler: ./drop.mjs }',
+    [
+      ['a', onA],
+      ['b', onB],
+    ],
+    {
+      before: async (job) => {
+        await writeFile(path.join(job.dir, 'drop.mjs'), `export default async () => null;\n`);
+      },
     },
-  });
+  );
   for (const db of ['a', 'b', 'c']) t.equal(await row(drop, db), null, `${db}: the module deleted the key`);
   t.match((await conflicts(drop))[0], { decision: 'deleted' });
 });
 
 t.test('conflict: abort stops the sync with the table and key named; other syncs go on', async (t) => {
   const extra = `  other:\n    sources: [a]\n    targets: [b]\n    tables: { include: [public.notes] }\n`;
-  const job = await conflictCase(t, 'abort', [['a', onA], ['b', onB]], { same: false, extra });
+  const job = await conflictCase(
+    t,
+    'abort',
+    [
+      ['a', onA],
+      ['b', onB],
+    ],
+    { same: false, extra },
+  );
   await waitFor(async () => (await sql(job.cfg.metadata, `SELECT 1 FROM repl.lane WHERE sync = 's' AND error LIKE '%abort%'`)).length > 0, {
     what: 'the abort to be recorded',
   });
@@ -214,22 +329,41 @@ t.test('exception handling: a colliding unique constraint is named in status, or
     await sql(job.urls.b!, `INSERT INTO users VALUES (2, 'x@example.org')`);
     startDaemon(t, job);
     if (!handler) {
-      await waitFor(async () => (await sql(job.cfg.metadata, `SELECT 1 FROM repl.lane WHERE error IS NOT NULL`)).length > 0, { what: 'the failure to be recorded' });
-      const [lane] = await sql<{ error: string; error_table: string }>(job.cfg.metadata, `SELECT error, error_table FROM repl.lane WHERE error IS NOT NULL LIMIT 1`);
-      t.match(lane!.error, /^table public\.users on [ab]: duplicate key value violates unique constraint "users_email_key" \(Key \(email\)=\(x@example\.org\) already exists\.\)$/);
+      await waitFor(async () => (await sql(job.cfg.metadata, `SELECT 1 FROM repl.lane WHERE error IS NOT NULL`)).length > 0, {
+        what: 'the failure to be recorded',
+      });
+      const [lane] = await sql<{ error: string; error_table: string }>(
+        job.cfg.metadata,
+        `SELECT error, error_table FROM repl.lane WHERE error IS NOT NULL LIMIT 1`,
+      );
+      t.match(
+        lane!.error,
+        /^table public\.users on [ab]: duplicate key value violates unique constraint "users_email_key" \(Key \(email\)=\(x@example\.org\) already exists\.\)$/,
+      );
       t.equal(lane!.error_table, 'public.users');
     } else {
       await waitSame(job, 'users', ['a', 'b']);
       const rows = await sql(job.urls.a!, 'SELECT id, email FROM users ORDER BY id');
       t.equal(rows.length, 2, `${handler}: both users survive`);
-      if (handler.endsWith('.mjs')) t.same(rows, [{ id: 1, email: 'x@example.org' }, { id: 2, email: 'x@example.org#b' }], 'the module renamed b\'s user, and that replicated');
+      if (handler.endsWith('.mjs'))
+        t.same(
+          rows,
+          [
+            { id: 1, email: 'x@example.org' },
+            { id: 2, email: 'x@example.org#b' },
+          ],
+          "the module renamed b's user, and that replicated",
+        );
       else t.equal(rows.filter((r) => String(r.email).includes('#')).length, 1, 'the handler renamed one address, on one node, and that replicated');
     }
   }
 });
 
 t.test('status counts conflicts; capra conflicts lists them with each version and the decision', async (t) => {
-  const job = await conflictCase(t, 'latest', [['a', onA], ['b', onB]]);
+  const job = await conflictCase(t, 'latest', [
+    ['a', onA],
+    ['b', onB],
+  ]);
   const st = await collectStatus(job.cfg, silentLogger);
   t.match(st.syncs[0], { name: 's', conflicts: 1, conflictsLastHour: 1 });
   t.match(formatStatus(st), /sync s: .*conflicts 1 \(1 in the last hour; capra conflicts lists them\)/);
@@ -257,7 +391,11 @@ t.test('latest compares commit times where track_commit_timestamp is on, and cha
       await own.stop();
       await own.start();
     }
-    const job = await makeJob(t, { nodes: { a: info, b: info }, schema, yaml: `syncs:\n  s:\n    sources: [a, b]\n    tables: { include: [public.items] }\n    conflict: latest\n` });
+    const job = await makeJob(t, {
+      nodes: { a: info, b: info },
+      schema,
+      yaml: `syncs:\n  s:\n    sources: [a, b]\n    tables: { include: [public.items] }\n    conflict: latest\n`,
+    });
     await setUp(job);
     const first = startDaemon(t, job);
     await sql(job.urls.a!, `INSERT INTO items VALUES (1, 'base', 1)`);
@@ -275,9 +413,23 @@ t.test('latest compares commit times where track_commit_timestamp is on, and cha
     startDaemon(t, job);
     await waitSame(job, 'items', ['a', 'b']);
     const winner = commitTs ? 'a' : 'b';
-    t.same(await row(job, 'a'), winner === 'a' ? { name: 'from a', qty: 10 } : { name: 'from b', qty: 20 }, `track_commit_timestamp ${commitTs ? 'on: a committed last and wins' : 'off: b wrote last and wins'}`);
+    t.same(
+      await row(job, 'a'),
+      winner === 'a' ? { name: 'from a', qty: 10 } : { name: 'from b', qty: 20 },
+      `track_commit_timestamp ${commitTs ? 'on: a committed last and wins' : 'off: b wrote last and wins'}`,
+    );
     const [c] = await conflicts(job);
-    t.match(c, { winner, versions: [{ db: 'a', clock: commitTs ? 'commit' : 'change' }, { db: 'b', clock: commitTs ? 'commit' : 'change' }] }, 'the log says which clock was compared');
+    t.match(
+      c,
+      {
+        winner,
+        versions: [
+          { db: 'a', clock: commitTs ? 'commit' : 'change' },
+          { db: 'b', clock: commitTs ? 'commit' : 'change' },
+        ],
+      },
+      'the log says which clock was compared',
+    );
   }
 });
 

@@ -25,7 +25,10 @@ const schema = `
 const syncYaml = (tables: string): string => `syncs:\n  s:\n    sources: [a]\n    targets: [b]\n    tables: ${tables}`;
 
 async function captureTriggers(url: string): Promise<string[]> {
-  const rows = await sql<{ name: string }>(url, `SELECT tgrelid::regclass::text || ':' || tgname AS name FROM pg_trigger WHERE tgname LIKE 'capra%' ORDER BY 1`);
+  const rows = await sql<{ name: string }>(
+    url,
+    `SELECT tgrelid::regclass::text || ':' || tgname AS name FROM pg_trigger WHERE tgname LIKE 'capra%' ORDER BY 1`,
+  );
   return rows.map((r) => r.name);
 }
 
@@ -61,8 +64,14 @@ t.test('a unique index on NOT NULL columns named under tables.keys keys the tabl
     yaml: syncYaml('{ include: [public.nokey, public.pairs], keys: { public.nokey: nokey_code, "pairs": pairs_ab } }'),
   });
   await setUp(job);
-  t.same(await sql(job.urls.a!, `SELECT relid::regclass::text AS t, key_cols FROM repl.consumer_table ORDER BY 1`),
-    [{ t: 'nokey', key_cols: ['code'] }, { t: 'pairs', key_cols: ['b', 'a'] }], 'the index columns are the keys, in index order');
+  t.same(
+    await sql(job.urls.a!, `SELECT relid::regclass::text AS t, key_cols FROM repl.consumer_table ORDER BY 1`),
+    [
+      { t: 'nokey', key_cols: ['code'] },
+      { t: 'pairs', key_cols: ['b', 'a'] },
+    ],
+    'the index columns are the keys, in index order',
+  );
   startDaemon(t, job);
   const a = job.urls.a!;
   await sql(a, `INSERT INTO nokey (code, n, maybe, v) VALUES ('a', 1, NULL, 'one'), ('b', 2, NULL, 'two'), ('c', 3, 'm', 'three'), ('d', 4, NULL, NULL)`);

@@ -39,7 +39,12 @@ const tables: OddTable[] = [
     key: ['a"b', 'Order'],
   },
   // Column names that are also the aliases and columns Capra's own SQL uses.
-  { schema: MY, name: 'select', cols: `("from" int PRIMARY KEY, "where" text, "$1" text, d int, k int, r int, s int, t int, u int, pk text, txid text)`, key: ['from'] },
+  {
+    schema: MY,
+    name: 'select',
+    cols: `("from" int PRIMARY KEY, "where" text, "$1" text, d int, k int, r int, s int, t int, u int, pk text, txid text)`,
+    key: ['from'],
+  },
   { schema: MY, name: INJECT, cols: `(${quoteIdent(INJECT_COL)} int PRIMARY KEY, "back\\slash" text, "dot.ted" text)`, key: [INJECT_COL] },
   { schema: MY, name: 'a.b', cols: `(k int, t text, v text, PRIMARY KEY (k, t))`, key: ['k', 't'] },
   // No primary key: the unique index named under tables.keys, itself oddly named.
@@ -155,8 +160,11 @@ async function checkEverything(t: TapTest, urls: Record<string, string>, nodes: 
     t.equal(await digest(u, byName('typed keys'), '"Kind", "Name"'), '("b c",n2,V2)\n("d""e",n1,v1)', `${n}: keys of oddly named enum and domain types`);
   }
   for (const n of nodes) {
-    t.same(await sql(urls[n]!, `SELECT to_regclass('public.victims') IS NOT NULL AS here, (SELECT count(*)::int FROM public.victims) AS n`),
-      [{ here: true, n: 1 }], `${n}: public.victims still exists`);
+    t.same(
+      await sql(urls[n]!, `SELECT to_regclass('public.victims') IS NOT NULL AS here, (SELECT count(*)::int FROM public.victims) AS n`),
+      [{ here: true, n: 1 }],
+      `${n}: public.victims still exists`,
+    );
   }
 }
 
@@ -177,10 +185,21 @@ t.test('odd names replicate when each table is named in the config', async (t) =
     ].join('\n'),
   });
   t.equal(job.cfg.syncs[SYNC]?.name, SYNC, 'the sync name is taken as written');
-  t.same(job.cfg.syncs[SYNC]?.tables.include, [
-    'My Schema.Mixed Case', 'My Schema.has space', 'My Schema."quote""inside"', 'My Schema.select',
-    'My Schema."x""; DROP TABLE victims; --"', 'My Schema."a.b"', 'My Schema."no pk ""here"""', '"we""ird.schema".T', 'My Schema.typed keys',
-  ], 'the selectors as the config holds them');
+  t.same(
+    job.cfg.syncs[SYNC]?.tables.include,
+    [
+      'My Schema.Mixed Case',
+      'My Schema.has space',
+      'My Schema."quote""inside"',
+      'My Schema.select',
+      'My Schema."x""; DROP TABLE victims; --"',
+      'My Schema."a.b"',
+      'My Schema."no pk ""here"""',
+      '"we""ird.schema".T',
+      'My Schema.typed keys',
+    ],
+    'the selectors as the config holds them',
+  );
   await setUp(job);
   startDaemon(t, job);
   await changeEverything(job.urls[A]!);
@@ -211,9 +230,15 @@ t.test('odd names replicate when whole schemas are included', async (t) => {
   await sql(job.urls[A]!, `INSERT INTO ${qt(MY, 'not me')} VALUES (1)`);
   await checkEverything(t, job.urls, [A, B], job);
   t.equal(await digest(job.urls[B]!, qt(MY, 'not me'), 'id'), '', 'the excluded table is not replicated');
-  t.same(await sql(job.urls[A]!, `SELECT n.nspname AS schema, c.relname AS table, array_agg(tg.tgname::text ORDER BY tg.tgname) AS triggers
+  t.same(
+    await sql(
+      job.urls[A]!,
+      `SELECT n.nspname AS schema, c.relname AS table, array_agg(tg.tgname::text ORDER BY tg.tgname) AS triggers
       FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE tg.tgname LIKE 'capra%' AND c.relname = $1 GROUP BY 1, 2`, [INJECT]),
-  [{ schema: MY, table: INJECT, triggers: [...(defaultCaptureMode === 'row' ? ROW_TRIGGERS : STATEMENT_TRIGGERS)].sort() }],
-  'the injection-named table got its capture triggers under its exact name');
+      WHERE tg.tgname LIKE 'capra%' AND c.relname = $1 GROUP BY 1, 2`,
+      [INJECT],
+    ),
+    [{ schema: MY, table: INJECT, triggers: [...(defaultCaptureMode === 'row' ? ROW_TRIGGERS : STATEMENT_TRIGGERS)].sort() }],
+    'the injection-named table got its capture triggers under its exact name',
+  );
 });

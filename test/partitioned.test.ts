@@ -23,17 +23,28 @@ t.test('a partitioned table replicates, initial copy included', async (t) => {
   await setUp(job);
   startDaemon(t, job);
   await waitSame(job, 'm', ['a', 'b']);
-  t.same(await rows(job.urls.b!), [{ id: 1, region: 'eu', v: 'before' }, { id: 2, region: 'us', v: 'before' }], 'the initial copy replaced b\'s rows in every partition');
+  t.same(
+    await rows(job.urls.b!),
+    [
+      { id: 1, region: 'eu', v: 'before' },
+      { id: 2, region: 'us', v: 'before' },
+    ],
+    "the initial copy replaced b's rows in every partition",
+  );
 
   await sql(job.urls.a!, `INSERT INTO m VALUES (3, 'eu', 'after'); UPDATE m SET v = 'changed' WHERE id = 2; DELETE FROM m WHERE id = 1`);
   await sql(job.urls.a!, `UPDATE m SET region = 'us' WHERE id = 3`); // moves the row to the other partition
   await sql(job.urls.a!, `INSERT INTO m_eu VALUES (4, 'eu', 'straight into the partition')`);
   await waitSame(job, 'm', ['a', 'b']);
-  t.same(await rows(job.urls.b!), [
-    { id: 2, region: 'us', v: 'changed' },
-    { id: 3, region: 'us', v: 'after' },
-    { id: 4, region: 'eu', v: 'straight into the partition' },
-  ], 'inserts, updates, deletes, a move between partitions and a write into a partition arrived');
+  t.same(
+    await rows(job.urls.b!),
+    [
+      { id: 2, region: 'us', v: 'changed' },
+      { id: 3, region: 'us', v: 'after' },
+      { id: 4, region: 'eu', v: 'straight into the partition' },
+    ],
+    'inserts, updates, deletes, a move between partitions and a write into a partition arrived',
+  );
   t.same(await sql(job.urls.b!, `SELECT count(*)::int AS n FROM m_eu`), [{ n: 1 }], 'each row is in its partition on b');
 
   await sql(job.urls.a!, `TRUNCATE m; INSERT INTO m VALUES (5, 'eu', 'after the truncate')`);

@@ -27,7 +27,7 @@ t.test('reload adds a sync while writes keep flowing; nothing is lost', async (t
     while (writing) await sql(job.urls.a!, 'INSERT INTO x VALUES ($1)', [++n]);
   })();
   await waitFor(async () => n > 50, { what: 'some writes' });
-  const text = (await readFile(job.configPath, 'utf8')) + '\n  s2: { sources: [a], targets: [c], tables: { include: [public.y] } }\n';
+  const text = `${await readFile(job.configPath, 'utf8')}\n  s2: { sources: [a], targets: [c], tables: { include: [public.y] } }\n`;
   const next = parseConfigText(text, job.configPath);
   await install(next, silentLogger); // c is new to the job
   await addTriggersForSyncs(next, silentLogger, [next.syncs.s2!]);

@@ -34,13 +34,19 @@ t.test('a fresh install records every object of its side', async (t) => {
     t.same(await recordOf(url, side), objects, `${side}: the record is every object in repl`);
     t.ok(objects.includes(`table ${side}_migrations()`), `${side}: including the bookkeeping table`);
     t.ok(objects.includes(`table ${side}_object()`), `${side}: and the record itself`);
-    t.ok(objects.some((o) => o.startsWith('routine ')), `${side}: and the extension functions`);
+    t.ok(
+      objects.some((o) => o.startsWith('routine ')),
+      `${side}: and the extension functions`,
+    );
     t.same(await recordOf(url, side === 'node' ? 'meta' : 'node'), [], `${side}: nothing recorded for the other side`);
   }
 });
 
 t.test('one database with both sides: uninstalling either leaves the other whole', async (t) => {
-  for (const order of [['node', 'meta'], ['meta', 'node']] as const) {
+  for (const order of [
+    ['node', 'meta'],
+    ['meta', 'node'],
+  ] as const) {
     for (const gone of order) {
       const kept: Side = gone === 'node' ? 'meta' : 'node';
       const what = `installed ${order.join(' then ')}, ${gone} uninstalled`;
@@ -77,12 +83,15 @@ t.test('postgres-migrations statements the wrapper does not know are refused, no
     t.same(lock.rows, [{ pg_try_advisory_lock: true }], 'its advisory lock goes through');
     await client.query('SELECT pg_advisory_unlock(-8525285245963000605);');
     t.same((await client.query('SELECT 1 AS ours')).rows, [{ ours: 1 }], 'one of our migration files goes through');
-    const exists = await client.query({ text: `SELECT EXISTS (
+    const exists = await client.query({
+      text: `SELECT EXISTS (
   SELECT 1
   FROM   pg_catalog.pg_class c
   WHERE  c.relname = $1
   AND    c.relkind = 'r'
-);`, values: ['migrations'] });
+);`,
+      values: ['migrations'],
+    });
     t.same(exists.rows, [{ exists: false }], 'its test for the table asks about ours');
     const reworded = [
       'CREATE TABLE IF NOT EXISTS migrations (id integer PRIMARY KEY, name varchar(100), hash varchar(40))',
@@ -92,10 +101,16 @@ t.test('postgres-migrations statements the wrapper does not know are refused, no
     for (const text of reworded) {
       await t.rejects(client.query(text), /postgres-migrations sent a statement capra does not know/, `refused: ${text.slice(0, 50)}`);
     }
-    await t.rejects(client.query({ text: 'SELECT to_regclass($1) IS NOT NULL AS exists', values: ['migrations'] }),
-      /does not know/, 'refused: a table test worded otherwise');
-    await t.rejects(client.query({ text: 'INSERT INTO migrations (id, name, hash) VALUES ($1, $2, $3)', values: [1, 'x', 'y'] }),
-      /does not know/, 'refused: a record worded otherwise');
+    await t.rejects(
+      client.query({ text: 'SELECT to_regclass($1) IS NOT NULL AS exists', values: ['migrations'] }),
+      /does not know/,
+      'refused: a table test worded otherwise',
+    );
+    await t.rejects(
+      client.query({ text: 'INSERT INTO migrations (id, name, hash) VALUES ($1, $2, $3)', values: [1, 'x', 'y'] }),
+      /does not know/,
+      'refused: a record worded otherwise',
+    );
   });
   t.same(await sql(url, `SELECT relname FROM pg_class WHERE relname ~ 'migrations'`), [], 'no bookkeeping table was created anywhere');
 });

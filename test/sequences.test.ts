@@ -29,9 +29,7 @@ t.test('one-way: targets reach the source, are never moved back, excluded sequen
   const { a, b, c } = job.urls as Record<'a' | 'b' | 'c', string>;
   // What the sync carries: items' serial (owned), counter and "Odd seq" (in public), not loose (excluded)
   // nor other's serial (its table is excluded).
-  const carried = await withClient(a, (cl) =>
-    resolveSequences(cl, job.cfg.syncs.s!.tables, [{ schema: 'public', table: 'items' }]),
-  );
+  const carried = await withClient(a, (cl) => resolveSequences(cl, job.cfg.syncs.s!.tables, [{ schema: 'public', table: 'items' }]));
   t.same(carried, [
     { schema: 'public', name: 'Odd seq' },
     { schema: 'public', name: 'counter' },

@@ -19,7 +19,7 @@ function snapOf(n: number, done: Set<number>): Snap {
 t.test('bounded snapshots between random real ones', async (t) => {
   let seed = 42;
   const bad: string[] = [];
-  const rand = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const rand = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
   for (let round = 0; round < 500; round++) {
     // Start xids, finish some (in random order), take old; start more, finish more, take cur.
     const n1 = 1 + Math.floor(rand() * 12);

@@ -35,7 +35,10 @@ t.test('every change reaches both targets', async (t) => {
   await sql(a, `DELETE FROM pairs WHERE a = 2`);
   for (const table of ['items', 'pairs']) await waitSame(job, table, ['a', 'b', 'c']);
   t.equal((await sql(job.urls.b!, 'SELECT count(*)::int AS n FROM items'))[0]!.n, 90, 'b has 90 items');
-  t.same(await sql(job.urls.c!, 'SELECT id FROM items WHERE id < 5 OR id > 1000 ORDER BY id'), [1001, 1002, 1003, 1004].map((id) => ({ id })));
+  t.same(
+    await sql(job.urls.c!, 'SELECT id FROM items WHERE id < 5 OR id > 1000 ORDER BY id'),
+    [1001, 1002, 1003, 1004].map((id) => ({ id })),
+  );
   t.same(await sql(job.urls.c!, 'SELECT a, b, v FROM pairs ORDER BY a, b'), [
     { a: 1, b: 'x', v: 'one' },
     { a: 1, b: 'z', v: 'two' },

@@ -47,7 +47,7 @@ const schema = `
 `;
 
 const allBytes = Buffer.concat([Buffer.from([0, 0, 0]), Buffer.from(Array.from({ length: 256 }, (_, i) => i)), Buffer.from([0])]);
-const oddText = "tab\there\nnewline\r\ncrlf\rcr \\backslash\\ \\N \n\\.\n ☃ ünïcödé 日本語 😀👩‍👩‍👧 \u0001\u001f ctl 'sq' \"dq\" ,{}";
+const oddText = 'tab\there\nnewline\r\ncrlf\rcr \\backslash\\ \\N \n\\.\n ☃ ünïcödé 日本語 😀👩‍👩‍👧 \u0001\u001f ctl \'sq\' "dq" ,{}';
 const oddArray = ['a,b', 'c"d', '{e}', null, 'NULL', '', ' spaced ', 'back\\slash', 'tab\tnl\n', '😀'];
 const bigNumeric = '12345678901234567890123456789012345678901234567890.12345678901234567890123456789012345678901234567890';
 const nestedJson = {
@@ -62,25 +62,122 @@ const nestedJson = {
 const nestedJsonText = JSON.stringify(nestedJson).replace(/}$/, ', "num": 1.000000000000000000001, "big": 123456789012345678901234567890}');
 
 // id, b, j, ia, ta, n, f, ts, d, iv, u, tx, m, c
-type KindRow = [number, Buffer | null, string | null, string | null, (string | null)[] | null, string | null, string | null,
-  string | null, string | null, string | null, string | null, string | null, string | null, string | null];
-const bigText = randomBytes(3_000_000).toString('base64') + '€'.repeat(350_000) + '\t\\\n'; // ~5 MB of UTF-8
+type KindRow = [
+  number,
+  Buffer | null,
+  string | null,
+  string | null,
+  (string | null)[] | null,
+  string | null,
+  string | null,
+  string | null,
+  string | null,
+  string | null,
+  string | null,
+  string | null,
+  string | null,
+  string | null,
+];
+const bigText = `${randomBytes(3_000_000).toString('base64') + '€'.repeat(350_000)}\t\\\n`; // ~5 MB of UTF-8
 const bigBytes = randomBytes(2 * 1024 * 1024);
 const kindRows: KindRow[] = [
   [1, null, null, null, null, null, null, null, null, null, null, null, null, null],
-  [2, allBytes, nestedJsonText, '{1,NULL,-3,2147483647,-2147483648}', oddArray, bigNumeric, 'Infinity',
-    'infinity', '0044-03-15 BC', '1 year 2 mons -3 days +04:05:06.789012', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', oddText,
-    `it's "complicated", really`, 'ABC'],
-  [3, Buffer.alloc(0), 'null', '{}', [], 'NaN', '-0', '2024-02-29 23:59:59.999999+05:45', '2024-02-29', '-178000000 years',
-    '00000000-0000-0000-0000-000000000000', '', 'sad', 'ZZZZZ'],
-  [4, Buffer.from([0]), '{}', '[0:2]={1,2,3}', null, '-1e-30', 'NaN', '-infinity', '1999-12-31', '-1 days -02:00:00',
-    'ffffffff-ffff-ffff-ffff-ffffffffffff', '\\', 'ok', 'QQ'],
-  [5, Buffer.from('\\x00'), '[]', '{{1,2},{3,NULL}}', ['{"a b",c}', '}'], '1.500', '0.30000000000000004',
-    '1999-12-31 23:59:59.000001-12', '2000-01-01', '1 mon -00:00:00.000001', 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A12', 'plain', null, null],
-  [6, null, '"just a string \\u00e9"', null, null, '0.000000000000000000000000000001', '5e-324', '2038-01-19 03:14:08+00',
-    '5874897-12-31', '-00:00:01', null, null, null, null],
-  [7, null, '123.4560', null, null, '-99999999999999999999999999999999999999.000', '-1.7976931348623157e308', '1970-01-01 00:00:00+14',
-    '4713-01-01 BC', '0', null, 'only text', null, null],
+  [
+    2,
+    allBytes,
+    nestedJsonText,
+    '{1,NULL,-3,2147483647,-2147483648}',
+    oddArray,
+    bigNumeric,
+    'Infinity',
+    'infinity',
+    '0044-03-15 BC',
+    '1 year 2 mons -3 days +04:05:06.789012',
+    'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+    oddText,
+    `it's "complicated", really`,
+    'ABC',
+  ],
+  [
+    3,
+    Buffer.alloc(0),
+    'null',
+    '{}',
+    [],
+    'NaN',
+    '-0',
+    '2024-02-29 23:59:59.999999+05:45',
+    '2024-02-29',
+    '-178000000 years',
+    '00000000-0000-0000-0000-000000000000',
+    '',
+    'sad',
+    'ZZZZZ',
+  ],
+  [
+    4,
+    Buffer.from([0]),
+    '{}',
+    '[0:2]={1,2,3}',
+    null,
+    '-1e-30',
+    'NaN',
+    '-infinity',
+    '1999-12-31',
+    '-1 days -02:00:00',
+    'ffffffff-ffff-ffff-ffff-ffffffffffff',
+    '\\',
+    'ok',
+    'QQ',
+  ],
+  [
+    5,
+    Buffer.from('\\x00'),
+    '[]',
+    '{{1,2},{3,NULL}}',
+    ['{"a b",c}', '}'],
+    '1.500',
+    '0.30000000000000004',
+    '1999-12-31 23:59:59.000001-12',
+    '2000-01-01',
+    '1 mon -00:00:00.000001',
+    'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A12',
+    'plain',
+    null,
+    null,
+  ],
+  [
+    6,
+    null,
+    '"just a string \\u00e9"',
+    null,
+    null,
+    '0.000000000000000000000000000001',
+    '5e-324',
+    '2038-01-19 03:14:08+00',
+    '5874897-12-31',
+    '-00:00:01',
+    null,
+    null,
+    null,
+    null,
+  ],
+  [
+    7,
+    null,
+    '123.4560',
+    null,
+    null,
+    '-99999999999999999999999999999999999999.000',
+    '-1.7976931348623157e308',
+    '1970-01-01 00:00:00+14',
+    '4713-01-01 BC',
+    '0',
+    null,
+    'only text',
+    null,
+    null,
+  ],
   [10, bigBytes, null, '{42}', null, null, null, null, null, null, null, bigText, null, null],
 ];
 
@@ -108,36 +205,90 @@ t.test('every type survives insert, update and delete', async (t) => {
   await withClient(a, async (c) => {
     for (const r of kindRows) await c.query(insertKinds, r);
   });
-  await sql(a, `INSERT INTO events (at, tag, label, note) VALUES
+  await sql(
+    a,
+    `INSERT INTO events (at, tag, label, note) VALUES
       ('2024-01-01 00:00:00.000001+00', E'tab\\there', 'one', NULL),
       ('2024-01-01 01:00:00.000001+01', 'é ünïcode 🎉', 'same instant, other tag', 'n'),
       ('infinity', 'x"; --', 'inf', NULL),
       ('-infinity', '', 'empty tag', NULL),
-      ('2000-06-15 12:00:00.5-07:30', E'\\\\N', 'copy null marker as a key', NULL)`);
-  await sql(a, `INSERT INTO docs VALUES
+      ('2000-06-15 12:00:00.5-07:30', E'\\\\N', 'copy null marker as a key', NULL)`,
+  );
+  await sql(
+    a,
+    `INSERT INTO docs VALUES
       ('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{"v": 1}', 1),
       ('00000000-0000-0000-0000-000000000000', '{"v": [null]}', 1),
-      ('ffffffff-ffff-ffff-ffff-ffffffffffff', '{}', 1)`);
+      ('ffffffff-ffff-ffff-ffff-ffffffffffff', '{}', 1)`,
+  );
   await waitAll();
   t.equal(await digest(b, 'kinds', 'id'), await digest(a, 'kinds', 'id'), 'kinds after inserts');
   // Rows 3 and 4 are changed below; their first values, by typed queries on the target.
-  t.same(await sql(b, `SELECT id, length(b) AS lb, j::text AS j, ia::text AS ia, ta::text AS ta, n::text AS n, f::text AS f,
+  t.same(
+    await sql(
+      b,
+      `SELECT id, length(b) AS lb, j::text AS j, ia::text AS ia, ta::text AS ta, n::text AS n, f::text AS f,
       to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') AS ts, ts::text = '-infinity' AS neg_inf, d::text AS d,
       iv = (CASE id WHEN 3 THEN '-178000000 years' ELSE '-1 days -02:00:00' END)::interval AS iv, extract(day FROM iv)::int AS iv_days, u::text AS u, tx, m::text AS m, c::text AS c
-      FROM kinds WHERE id IN (3, 4) ORDER BY id`), [
-    { id: 3, lb: 0, j: 'null', ia: '{}', ta: '{}', n: 'NaN', f: '-0', ts: '2024-02-29 18:14:59.999999', neg_inf: false, d: '2024-02-29',
-      iv: true, iv_days: 0, u: '00000000-0000-0000-0000-000000000000', tx: '', m: 'sad', c: 'ZZZZZ' },
-    { id: 4, lb: 1, j: '{}', ia: '[0:2]={1,2,3}', ta: null, n: '-0.000000000000000000000000000001', f: 'NaN', ts: null, neg_inf: true, d: '1999-12-31',
-      iv: true, iv_days: -1, u: 'ffffffff-ffff-ffff-ffff-ffffffffffff', tx: '\\', m: 'ok', c: 'QQ' },
-  ], 'empty bytea/arrays/text, JSON null, NaN, -0, -infinity, microseconds at +05:45, array bounds');
+      FROM kinds WHERE id IN (3, 4) ORDER BY id`,
+    ),
+    [
+      {
+        id: 3,
+        lb: 0,
+        j: 'null',
+        ia: '{}',
+        ta: '{}',
+        n: 'NaN',
+        f: '-0',
+        ts: '2024-02-29 18:14:59.999999',
+        neg_inf: false,
+        d: '2024-02-29',
+        iv: true,
+        iv_days: 0,
+        u: '00000000-0000-0000-0000-000000000000',
+        tx: '',
+        m: 'sad',
+        c: 'ZZZZZ',
+      },
+      {
+        id: 4,
+        lb: 1,
+        j: '{}',
+        ia: '[0:2]={1,2,3}',
+        ta: null,
+        n: '-0.000000000000000000000000000001',
+        f: 'NaN',
+        ts: null,
+        neg_inf: true,
+        d: '1999-12-31',
+        iv: true,
+        iv_days: -1,
+        u: 'ffffffff-ffff-ffff-ffff-ffffffffffff',
+        tx: '\\',
+        m: 'ok',
+        c: 'QQ',
+      },
+    ],
+    'empty bytea/arrays/text, JSON null, NaN, -0, -infinity, microseconds at +05:45, array bounds',
+  );
 
   // Updates: NULLs to values, values to NULLs, partial edits of each type, a key change, deletes.
-  await sql(a, `UPDATE kinds k SET (b, j, ia, ta, n, f, ts, d, iv, u, tx, m, c) =
-      (SELECT s.b, s.j, s.ia, s.ta, s.n, s.f, s.ts, s.d, s.iv, s.u, s.tx, s.m, s.c FROM kinds s WHERE s.id = 2) WHERE k.id = 1`);
-  await sql(a, `UPDATE kinds SET j = jsonb_set((j || '{"added": "ünïx"}') - 'nul', '{nested,a,1,b}', '"set"'),
-      ta = array_append(ta, 'x"y'), b = b || '\\x00ff'::bytea, ia[2] = 7, tx = tx || E'\\r\\n' WHERE id = 2`);
-  await sql(a, `UPDATE kinds SET (b, j, ia, ta, n, f, ts, d, iv, u, tx, m, c) =
-      (NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL) WHERE id = 3`);
+  await sql(
+    a,
+    `UPDATE kinds k SET (b, j, ia, ta, n, f, ts, d, iv, u, tx, m, c) =
+      (SELECT s.b, s.j, s.ia, s.ta, s.n, s.f, s.ts, s.d, s.iv, s.u, s.tx, s.m, s.c FROM kinds s WHERE s.id = 2) WHERE k.id = 1`,
+  );
+  await sql(
+    a,
+    `UPDATE kinds SET j = jsonb_set((j || '{"added": "ünïx"}') - 'nul', '{nested,a,1,b}', '"set"'),
+      ta = array_append(ta, 'x"y'), b = b || '\\x00ff'::bytea, ia[2] = 7, tx = tx || E'\\r\\n' WHERE id = 2`,
+  );
+  await sql(
+    a,
+    `UPDATE kinds SET (b, j, ia, ta, n, f, ts, d, iv, u, tx, m, c) =
+      (NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL) WHERE id = 3`,
+  );
   await sql(a, 'DELETE FROM kinds WHERE id = 4');
   await sql(a, 'UPDATE kinds SET id = 50 WHERE id = 5');
   await sql(a, `UPDATE kinds SET b = overlay(b placing '\\xdeadbeef'::bytea from 1000001), tx = tx || 'end' WHERE id = 10`);
@@ -152,78 +303,169 @@ t.test('every type survives insert, update and delete', async (t) => {
   await waitAll();
 
   // The digests (row::text) match; now the values themselves, by typed queries on the target.
-  t.same(await sql(b, 'SELECT id FROM kinds ORDER BY id'), [1, 2, 3, 6, 7, 10, 11, 50].map((id) => ({ id })), 'kinds keys on b');
+  t.same(
+    await sql(b, 'SELECT id FROM kinds ORDER BY id'),
+    [1, 2, 3, 6, 7, 10, 11, 50].map((id) => ({ id })),
+    'kinds keys on b',
+  );
   t.same(await sql(b, 'SELECT id, ident FROM kinds ORDER BY id'), await sql(a, 'SELECT id, ident FROM kinds ORDER BY id'), 'identity values copied');
   t.same(await one(b, 'SELECT min(ident)::int AS lo, count(DISTINCT ident)::int AS n FROM kinds'), { lo: 1000, n: 8 }, "identity values are the source's");
-  t.equal((await one<{ b: Buffer }>(b, 'SELECT b FROM kinds WHERE id = 2')).b.toString('hex'),
-    Buffer.concat([allBytes, Buffer.from([0, 255])]).toString('hex'), 'bytea with zero bytes and every byte value');
-  t.same(await one(b, 'SELECT md5(b) AS m, length(b) AS l FROM kinds WHERE id = 1'), { m: md5(allBytes), l: allBytes.length }, 'bytea copied into the all-NULL row');
-  t.equal((await one<{ b: Buffer }>(b, 'SELECT b FROM kinds WHERE id = 50')).b.toString('hex'), Buffer.from('\\x00').toString('hex'),
-    'a bytea that looks like an escape');
+  t.equal(
+    (await one<{ b: Buffer }>(b, 'SELECT b FROM kinds WHERE id = 2')).b.toString('hex'),
+    Buffer.concat([allBytes, Buffer.from([0, 255])]).toString('hex'),
+    'bytea with zero bytes and every byte value',
+  );
+  t.same(
+    await one(b, 'SELECT md5(b) AS m, length(b) AS l FROM kinds WHERE id = 1'),
+    { m: md5(allBytes), l: allBytes.length },
+    'bytea copied into the all-NULL row',
+  );
+  t.equal(
+    (await one<{ b: Buffer }>(b, 'SELECT b FROM kinds WHERE id = 50')).b.toString('hex'),
+    Buffer.from('\\x00').toString('hex'),
+    'a bytea that looks like an escape',
+  );
 
   const expectJ = { ...nestedJson, nested: { ...nestedJson.nested, a: [1, { b: 'set' }, [], {}] }, added: 'ünïx' } as Record<string, unknown>;
   delete expectJ.nul;
-  t.same(await one(b, `SELECT j = ($1::jsonb || '{"num": 1.000000000000000000001, "big": 123456789012345678901234567890}') AS ok,
-      j->>'num' AS num, j->>'big' AS big FROM kinds WHERE id = 2`, [JSON.stringify(expectJ)]),
-    { ok: true, num: '1.000000000000000000001', big: '123456789012345678901234567890' }, 'nested jsonb, unicode, big numbers');
-  t.same(await sql(b, `SELECT id, j IS NULL AS sql_null, j = 'null'::jsonb AS json_null, jsonb_typeof(j) AS ty FROM kinds WHERE id IN (3, 6, 7, 50) ORDER BY id`), [
-    { id: 3, sql_null: true, json_null: null, ty: null },
-    { id: 6, sql_null: false, json_null: false, ty: 'string' },
-    { id: 7, sql_null: false, json_null: false, ty: 'number' },
-    { id: 50, sql_null: false, json_null: false, ty: 'array' },
-  ], 'jsonb kinds');
-  t.same(await one(b, `SELECT ta = $1::text[] AS ok, ta[4] IS NULL AS null_elem, ta[5] AS null_word, cardinality(ta) AS n FROM kinds WHERE id = 2`,
-    [[...oddArray, 'x"y']]), { ok: true, null_elem: true, null_word: 'NULL', n: oddArray.length + 1 }, 'text[] with NULLs, quotes, commas, braces');
-  t.same(await sql(b, `SELECT id, ia::text AS ia, array_lower(ia, 1) AS lo FROM kinds WHERE id IN (1, 2, 50) ORDER BY id`), [
-    { id: 1, ia: '{1,NULL,-3,2147483647,-2147483648}', lo: 1 },
-    { id: 2, ia: '{1,7,-3,2147483647,-2147483648}', lo: 1 },
-    { id: 50, ia: '{{1,2},{3,NULL}}', lo: 1 },
-  ], 'int[] values, NULL elements, two dimensions');
+  t.same(
+    await one(
+      b,
+      `SELECT j = ($1::jsonb || '{"num": 1.000000000000000000001, "big": 123456789012345678901234567890}') AS ok,
+      j->>'num' AS num, j->>'big' AS big FROM kinds WHERE id = 2`,
+      [JSON.stringify(expectJ)],
+    ),
+    { ok: true, num: '1.000000000000000000001', big: '123456789012345678901234567890' },
+    'nested jsonb, unicode, big numbers',
+  );
+  t.same(
+    await sql(b, `SELECT id, j IS NULL AS sql_null, j = 'null'::jsonb AS json_null, jsonb_typeof(j) AS ty FROM kinds WHERE id IN (3, 6, 7, 50) ORDER BY id`),
+    [
+      { id: 3, sql_null: true, json_null: null, ty: null },
+      { id: 6, sql_null: false, json_null: false, ty: 'string' },
+      { id: 7, sql_null: false, json_null: false, ty: 'number' },
+      { id: 50, sql_null: false, json_null: false, ty: 'array' },
+    ],
+    'jsonb kinds',
+  );
+  t.same(
+    await one(b, `SELECT ta = $1::text[] AS ok, ta[4] IS NULL AS null_elem, ta[5] AS null_word, cardinality(ta) AS n FROM kinds WHERE id = 2`, [
+      [...oddArray, 'x"y'],
+    ]),
+    { ok: true, null_elem: true, null_word: 'NULL', n: oddArray.length + 1 },
+    'text[] with NULLs, quotes, commas, braces',
+  );
+  t.same(
+    await sql(b, `SELECT id, ia::text AS ia, array_lower(ia, 1) AS lo FROM kinds WHERE id IN (1, 2, 50) ORDER BY id`),
+    [
+      { id: 1, ia: '{1,NULL,-3,2147483647,-2147483648}', lo: 1 },
+      { id: 2, ia: '{1,7,-3,2147483647,-2147483648}', lo: 1 },
+      { id: 50, ia: '{{1,2},{3,NULL}}', lo: 1 },
+    ],
+    'int[] values, NULL elements, two dimensions',
+  );
   t.same(await one(b, `SELECT ta::text AS ta FROM kinds WHERE id = 50`), { ta: '{"{\\"a b\\",c}","}"}' });
-  t.same(await sql(b, `SELECT id, n::text AS n, f::text AS f FROM kinds WHERE id IN (1, 6, 7, 50) ORDER BY id`), [
-    { id: 1, n: bigNumeric, f: 'Infinity' },
-    { id: 6, n: '0.000000000000000000000000000001', f: '5e-324' },
-    { id: 7, n: '-99999999999999999999999999999999999999.000', f: '-1.7976931348623157e+308' },
-    { id: 50, n: '1.500', f: '0.30000000000000004' },
-  ], 'numeric precision and scale, float8 extremes');
+  t.same(
+    await sql(b, `SELECT id, n::text AS n, f::text AS f FROM kinds WHERE id IN (1, 6, 7, 50) ORDER BY id`),
+    [
+      { id: 1, n: bigNumeric, f: 'Infinity' },
+      { id: 6, n: '0.000000000000000000000000000001', f: '5e-324' },
+      { id: 7, n: '-99999999999999999999999999999999999999.000', f: '-1.7976931348623157e+308' },
+      { id: 50, n: '1.500', f: '0.30000000000000004' },
+    ],
+    'numeric precision and scale, float8 extremes',
+  );
   t.same(await one(b, `SELECT n = $1::numeric AS ok FROM kinds WHERE id = 2`, [bigNumeric]), { ok: true });
   const tsq = `SELECT id, to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') AS ts, extract(microseconds FROM ts)::int AS us,
       isfinite(ts) AS fin, ts::text = $1 AS pos_inf, d::text AS d, iv = $2::interval AS iv_ok, u::text AS u, tx = $3 AS tx_ok, m::text AS m, c::text AS c
       FROM kinds WHERE id = ANY ($4::int[]) ORDER BY id`;
-  t.same(await sql(b, tsq, ['infinity', '1 year 2 mons -3 days +04:05:06.789012', oddText + '\r\n', [2, 50]]), [
-    { id: 2, ts: null, us: null, fin: false, pos_inf: true, d: '0044-03-15 BC', iv_ok: true, u: 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', tx_ok: true, m: `it's "complicated", really`, c: 'ABC' },
-    { id: 50, ts: '2000-01-01 11:59:59.000001', us: 59000001, fin: true, pos_inf: false, d: '2000-01-01', iv_ok: false, u: 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12', tx_ok: false, m: null, c: null },
-  ], 'timestamptz, date, interval, uuid, odd text, enum, domain');
-  t.same(await sql(b, `SELECT id, f::text AS f, to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') AS ts, ts::text = '-infinity' AS neg_inf,
-      iv = '-178000000 years'::interval AS iv FROM kinds WHERE id IN (3, 7) ORDER BY id`), [
-    { id: 3, f: null, ts: null, neg_inf: null, iv: null },
-    { id: 7, f: '-1.7976931348623157e+308', ts: '1969-12-31 10:00:00.000000', neg_inf: false, iv: false },
-  ]);
-  t.same(await one(b, `SELECT md5(tx) AS mt, octet_length(tx) AS lt, md5(b) AS mb, length(b) AS lb FROM kinds WHERE id = 10`), {
-    mt: md5(bigText + 'end'),
-    lt: Buffer.byteLength(bigText + 'end'),
-    mb: md5(Buffer.concat([bigBytes.subarray(0, 1_000_000), Buffer.from('deadbeef', 'hex'), bigBytes.subarray(1_000_004)])),
-    lb: bigBytes.length,
-  }, 'the large row (5 MB text, 2 MB bytea) after a partial update');
-  t.same(await sql(b, `SELECT id, gen FROM kinds WHERE id IN (1, 3, 10, 11) ORDER BY id`), [
-    { id: 1, gen: Buffer.byteLength(oddText) * 10 + 5 },
-    { id: 3, gen: -11 },
-    { id: 10, gen: Buffer.byteLength(bigText + 'end') * 10 + 1 },
-    { id: 11, gen: 'identity from the source'.length * 10 - 1 },
-  ], 'generated column computed on the target');
-  t.same(await sql(b, `SELECT count(*)::int AS n FROM kinds WHERE id = 3 AND num_nulls(b, j, ia, ta, n, f, ts, d, iv, u, tx, m, c) = 13`), [{ n: 1 }],
-    'a row of NULLs stays NULL in every column');
+  t.same(
+    await sql(b, tsq, ['infinity', '1 year 2 mons -3 days +04:05:06.789012', `${oddText}\r\n`, [2, 50]]),
+    [
+      {
+        id: 2,
+        ts: null,
+        us: null,
+        fin: false,
+        pos_inf: true,
+        d: '0044-03-15 BC',
+        iv_ok: true,
+        u: 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+        tx_ok: true,
+        m: `it's "complicated", really`,
+        c: 'ABC',
+      },
+      {
+        id: 50,
+        ts: '2000-01-01 11:59:59.000001',
+        us: 59000001,
+        fin: true,
+        pos_inf: false,
+        d: '2000-01-01',
+        iv_ok: false,
+        u: 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12',
+        tx_ok: false,
+        m: null,
+        c: null,
+      },
+    ],
+    'timestamptz, date, interval, uuid, odd text, enum, domain',
+  );
+  t.same(
+    await sql(
+      b,
+      `SELECT id, f::text AS f, to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') AS ts, ts::text = '-infinity' AS neg_inf,
+      iv = '-178000000 years'::interval AS iv FROM kinds WHERE id IN (3, 7) ORDER BY id`,
+    ),
+    [
+      { id: 3, f: null, ts: null, neg_inf: null, iv: null },
+      { id: 7, f: '-1.7976931348623157e+308', ts: '1969-12-31 10:00:00.000000', neg_inf: false, iv: false },
+    ],
+  );
+  t.same(
+    await one(b, `SELECT md5(tx) AS mt, octet_length(tx) AS lt, md5(b) AS mb, length(b) AS lb FROM kinds WHERE id = 10`),
+    {
+      mt: md5(`${bigText}end`),
+      lt: Buffer.byteLength(`${bigText}end`),
+      mb: md5(Buffer.concat([bigBytes.subarray(0, 1_000_000), Buffer.from('deadbeef', 'hex'), bigBytes.subarray(1_000_004)])),
+      lb: bigBytes.length,
+    },
+    'the large row (5 MB text, 2 MB bytea) after a partial update',
+  );
+  t.same(
+    await sql(b, `SELECT id, gen FROM kinds WHERE id IN (1, 3, 10, 11) ORDER BY id`),
+    [
+      { id: 1, gen: Buffer.byteLength(oddText) * 10 + 5 },
+      { id: 3, gen: -11 },
+      { id: 10, gen: Buffer.byteLength(`${bigText}end`) * 10 + 1 },
+      { id: 11, gen: 'identity from the source'.length * 10 - 1 },
+    ],
+    'generated column computed on the target',
+  );
+  t.same(
+    await sql(b, `SELECT count(*)::int AS n FROM kinds WHERE id = 3 AND num_nulls(b, j, ia, ta, n, f, ts, d, iv, u, tx, m, c) = 13`),
+    [{ n: 1 }],
+    'a row of NULLs stays NULL in every column',
+  );
 
-  t.same(await sql(b, `SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') AS at, tag, label, note FROM events ORDER BY at, tag`), [
-    { at: '2000-06-15 19:30:00.500000', tag: '\\N', label: 'copy null marker as a key', note: null },
-    { at: '2024-01-01 00:00:00.000001', tag: 'é ünïcode 🎉 (renamed)', label: 'same instant, other tag', note: 'n' },
-    { at: '2024-01-01 00:00:00.000002', tag: 'tab\there', label: 'one', note: null },
-    { at: null, tag: 'x"; --', label: 'inf', note: 'updated\n' },
-  ], 'events by (timestamptz, text) key: update, key change, delete');
-  t.same(await sql(b, `SELECT id::text AS id, body, rev FROM docs ORDER BY id`), [
-    { id: '11111111-2222-3333-4444-555555555555', body: { v: [null] }, rev: 1 },
-    { id: 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', body: { v: 1, w: 'ü' }, rev: 2 },
-  ], 'docs by uuid key: update, key change, delete');
+  t.same(
+    await sql(b, `SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') AS at, tag, label, note FROM events ORDER BY at, tag`),
+    [
+      { at: '2000-06-15 19:30:00.500000', tag: '\\N', label: 'copy null marker as a key', note: null },
+      { at: '2024-01-01 00:00:00.000001', tag: 'é ünïcode 🎉 (renamed)', label: 'same instant, other tag', note: 'n' },
+      { at: '2024-01-01 00:00:00.000002', tag: 'tab\there', label: 'one', note: null },
+      { at: null, tag: 'x"; --', label: 'inf', note: 'updated\n' },
+    ],
+    'events by (timestamptz, text) key: update, key change, delete',
+  );
+  t.same(
+    await sql(b, `SELECT id::text AS id, body, rev FROM docs ORDER BY id`),
+    [
+      { id: '11111111-2222-3333-4444-555555555555', body: { v: [null] }, rev: 1 },
+      { id: 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', body: { v: 1, w: 'ü' }, rev: 2 },
+    ],
+    'docs by uuid key: update, key change, delete',
+  );
   t.equal((await one<{ n: number }>(b, 'SELECT count(*)::int AS n FROM repl.delta')).n, 0, 'the target captured nothing back');
 });
 
@@ -275,13 +517,35 @@ t.test('values keep their meaning when the nodes format dates, intervals and flo
   });
   await waitFor(same, { what: 'fmt to match after update and delete', timeoutMs: 30_000 });
   t.equal(await pinnedDigest(b, 'fmt', 'd'), await pinnedDigest(a, 'fmt', 'd'));
-  t.same(await withClient(b, async (c) => {
-    await c.query(`SET datestyle = 'ISO, MDY'; SET intervalstyle = postgres; SET extra_float_digits = 3; SET timezone = 'UTC'`);
-    return (await c.query(`SELECT d::text, ts::text, tsn::text, iv::text, f8::text, f4::text, ivs::text, ds::text, note FROM fmt ORDER BY d`)).rows;
-  }), [
-    { d: '2024-03-04', ts: '2024-03-04 12:34:56.789012+00', tsn: '2024-03-04 01:02:03.456789', iv: '-1 days -02:00:00', f8: '0.30000000000000004',
-      f4: '0.33333334', ivs: '{"-10 mons","1 day -02:00:00"}', ds: '{2024-03-04,2024-04-03}', note: 'march, changed' },
-    { d: '2024-04-03', ts: '2024-04-03 00:00:00.000001+00', tsn: '1999-12-31 23:59:59.999999', iv: '-1 years -2 mons +3 days -04:05:06.789012',
-      f8: '0.3333333333333333', f4: '0.1', ivs: null, ds: null, note: 'april' },
-  ], 'exact values on the target');
+  t.same(
+    await withClient(b, async (c) => {
+      await c.query(`SET datestyle = 'ISO, MDY'; SET intervalstyle = postgres; SET extra_float_digits = 3; SET timezone = 'UTC'`);
+      return (await c.query(`SELECT d::text, ts::text, tsn::text, iv::text, f8::text, f4::text, ivs::text, ds::text, note FROM fmt ORDER BY d`)).rows;
+    }),
+    [
+      {
+        d: '2024-03-04',
+        ts: '2024-03-04 12:34:56.789012+00',
+        tsn: '2024-03-04 01:02:03.456789',
+        iv: '-1 days -02:00:00',
+        f8: '0.30000000000000004',
+        f4: '0.33333334',
+        ivs: '{"-10 mons","1 day -02:00:00"}',
+        ds: '{2024-03-04,2024-04-03}',
+        note: 'march, changed',
+      },
+      {
+        d: '2024-04-03',
+        ts: '2024-04-03 00:00:00.000001+00',
+        tsn: '1999-12-31 23:59:59.999999',
+        iv: '-1 years -2 mons +3 days -04:05:06.789012',
+        f8: '0.3333333333333333',
+        f4: '0.1',
+        ivs: null,
+        ds: null,
+        note: 'april',
+      },
+    ],
+    'exact values on the target',
+  );
 });

@@ -34,7 +34,6 @@ export interface Job {
   urls: Record<string, string>;
 }
 
-
 export async function makeJob(t: TeardownTest, spec: JobSpec): Promise<Job> {
   const name = spec.name ?? `j${randomBytes(4).toString('hex')}`;
   const dir = await mkdtemp(path.join(tmpdir(), `capra-${name}-`));

@@ -54,8 +54,7 @@ export function urlFor(cluster: ClusterInfo, db: string): string {
  * unless `t` failed: then it is kept for inspection and its name printed.
  * `template` clones a prepared (e.g. migrated) database instead of template1.
  */
-export async function freshDb(t: TeardownTest, cluster: ClusterInfo, prefix = 't',
-  opts: { template?: string } = {}): Promise<string> {
+export async function freshDb(t: TeardownTest, cluster: ClusterInfo, prefix = 't', opts: { template?: string } = {}): Promise<string> {
   const name = `${prefix}_${randomBytes(6).toString('hex')}`.toLowerCase();
   const admin = urlFor(cluster, 'postgres');
   const template = opts.template ? ` TEMPLATE ${quoteIdent(opts.template)}` : '';
@@ -82,8 +81,7 @@ export async function withClient<T>(url: string, fn: (client: pg.Client) => Prom
   }
 }
 
-export async function sql<R extends pg.QueryResultRow = pg.QueryResultRow>(
-  url: string, text: string, params?: unknown[]): Promise<R[]> {
+export async function sql<R extends pg.QueryResultRow = pg.QueryResultRow>(url: string, text: string, params?: unknown[]): Promise<R[]> {
   return withClient(url, async (c) => (await c.query<R>(text, params)).rows);
 }
 
@@ -98,8 +96,7 @@ export interface WaitForOptions {
  * Poll `fn` until it returns true: the "caught up" barrier. Errors thrown by
  * `fn` propagate at once (a broken check should fail, not time out).
  */
-export async function waitFor(fn: () => Promise<boolean>,
-  { timeoutMs = 30_000, intervalMs = 50, what }: WaitForOptions): Promise<void> {
+export async function waitFor(fn: () => Promise<boolean>, { timeoutMs = 30_000, intervalMs = 50, what }: WaitForOptions): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await fn()) return;

@@ -65,10 +65,13 @@ export async function statusFailsFor(t: Test, job: Job, node: string, since: num
 export async function laneRecordedHung(job: Job, source: string, target: string, node: string): Promise<void> {
   await waitFor(
     async () => {
-      const rows = await sql<{ state: string; error: string | null }>(job.cfg.metadata, 'SELECT state, error FROM repl.lane WHERE source = $1 AND target = $2', [source, target]);
+      const rows = await sql<{ state: string; error: string | null }>(
+        job.cfg.metadata,
+        'SELECT state, error FROM repl.lane WHERE source = $1 AND target = $2',
+        [source, target],
+      );
       return rows[0]?.state === 'failing' && new RegExp(`${node}.*no answer for ${TIMEOUT_S} s`).test(rows[0].error ?? '');
     },
     { what: `the daemon to record ${source} -> ${target} failing with ${node} not answering` },
   );
 }
-

@@ -13,8 +13,7 @@ import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { embeddedBinDir, pgMajorVersion, startCluster, type Cluster, type ClusterLogger } from
-  '../../orchestrator/src/embedded/cluster.js';
+import { embeddedBinDir, pgMajorVersion, startCluster, type Cluster, type ClusterLogger } from '../../orchestrator/src/embedded/cluster.js';
 import { STATE_ENV, type ClusterInfo, type TestClusters } from './db.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -30,7 +29,11 @@ const logger: ClusterLogger = {
   error: (o, m) => process.stderr.write(`capra-test error: ${fmt(o, m)}\n`),
 };
 
-interface Counts { pass: number; fail: number; skip: number }
+interface Counts {
+  pass: number;
+  fail: number;
+  skip: number;
+}
 
 async function findTests(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { recursive: true, withFileTypes: true });
@@ -93,15 +96,18 @@ class TapCounter {
   }
 }
 
-function runTap(files: string[], extra: string[], env: NodeJS.ProcessEnv, onChild: (c: ChildProcess) => void):
-  Promise<{ code: number | null; signal: NodeJS.Signals | null; counter: TapCounter }> {
+function runTap(
+  files: string[],
+  extra: string[],
+  env: NodeJS.ProcessEnv,
+  onChild: (c: ChildProcess) => void,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; counter: TapCounter }> {
   const args = ['--disable-coverage', '--reporter=tap', '--jobs=2', '--timeout=300', ...extra, ...files];
   // Files are passed explicitly: tap's default `exclude` skips any `dist` folder.
   // detached: tap and its test processes form their own process group, so
   // one signal to the group stops them all (tap alone does not stop its
   // children promptly, and they would keep its stdout pipe open).
-  const child = spawn(path.join(ROOT, 'node_modules', '.bin', 'tap'), args,
-    { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'inherit'], detached: true });
+  const child = spawn(path.join(ROOT, 'node_modules', '.bin', 'tap'), args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'inherit'], detached: true });
   onChild(child);
   const counter = new TapCounter();
   child.stdout.setEncoding('utf8');
@@ -131,7 +137,11 @@ async function main(): Promise<number> {
   let signals = 0;
   const killTap = (sig: NodeJS.Signals) => {
     if (tap?.pid === undefined) return;
-    try { process.kill(-tap.pid, sig); } catch { /* group already gone */ }
+    try {
+      process.kill(-tap.pid, sig);
+    } catch {
+      /* group already gone */
+    }
   };
   // First signal: ask the tests to stop; a second one, or 5 s later: SIGKILL.
   const onSignal = (sig: NodeJS.Signals) => {
@@ -152,11 +162,13 @@ async function main(): Promise<number> {
     const names = ['c1', 'c2', 'c3'];
     const jobs = names.map((n) => ({ name: n, binDir: bins.primary }));
     if (bins.other) jobs.push({ name: 'c_other', binDir: bins.other });
-    const results = await Promise.allSettled(jobs.map(async (j) => {
-      const c = await startCluster({ binDir: j.binDir, dataDir: path.join(base, j.name), logger });
-      started.push(c);
-      return info(j.name, c);
-    }));
+    const results = await Promise.allSettled(
+      jobs.map(async (j) => {
+        const c = await startCluster({ binDir: j.binDir, dataDir: path.join(base, j.name), logger });
+        started.push(c);
+        return info(j.name, c);
+      }),
+    );
     const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed.length) throw new Error('Could not start the test clusters', { cause: failed[0]!.reason });
     const infos = results.map((r) => (r as PromiseFulfilledResult<ClusterInfo>).value);
@@ -170,7 +182,9 @@ async function main(): Promise<number> {
     say(`clusters up in ${Date.now() - t0} ms: ${infos.map((c) => `${c.name}=pg${c.major}:${c.port}`).join(' ')}`);
     if (signals) throw new Error('Interrupted before the tests started');
 
-    const run = await runTap(files, tapFlags, { ...process.env, [STATE_ENV]: stateFile }, (c) => { tap = c; });
+    const run = await runTap(files, tapFlags, { ...process.env, [STATE_ENV]: stateFile }, (c) => {
+      tap = c;
+    });
     const { code, signal, counter } = run;
     counts = counter.summary ?? counter.topLevel;
     if (!counter.summary) process.stderr.write('capra-test: tap printed no summary; counting test files instead\n');

@@ -63,12 +63,20 @@ export async function cloneCommand(cfg: Config, o: CloneOptions, io: CloneIo, lo
         return 0;
       }
       if (o.list) {
-        const r = await meta.query<{ id: string; state: string; sync: string | null; origin: string; startwhen: Date; ended: Date | null; error: string | null }>(
-          `SELECT id, state, sync, origin, startwhen, ended, error FROM repl.clone ORDER BY id DESC LIMIT 20`,
-        );
+        const r = await meta.query<{
+          id: string;
+          state: string;
+          sync: string | null;
+          origin: string;
+          startwhen: Date;
+          ended: Date | null;
+          error: string | null;
+        }>(`SELECT id, state, sync, origin, startwhen, ended, error FROM repl.clone ORDER BY id DESC LIMIT 20`);
         if (r.rows.length === 0) io.out('no clones');
         for (const c of r.rows) {
-          io.out(`${c.id}  ${c.state.padEnd(9)}  ${c.sync ?? '-'}  ${c.origin}  due ${c.startwhen.toISOString()}${c.ended ? `  ended ${c.ended.toISOString()}` : ''}${c.error ? `  ${c.error}` : ''}`);
+          io.out(
+            `${c.id}  ${c.state.padEnd(9)}  ${c.sync ?? '-'}  ${c.origin}  due ${c.startwhen.toISOString()}${c.ended ? `  ended ${c.ended.toISOString()}` : ''}${c.error ? `  ${c.error}` : ''}`,
+          );
         }
         return 0;
       }
@@ -117,7 +125,7 @@ async function watch(meta: pg.ClientBase, id: number, io: CloneIo): Promise<numb
       const line = progressLine(v);
       if (tty) io.progress.write(`\r\x1b[K${line}`);
       else if (line !== lastLine && Date.now() - lastPrinted >= 2000) {
-        io.progress.write(line + '\n');
+        io.progress.write(`${line}\n`);
         lastPrinted = Date.now();
       }
       lastLine = line;

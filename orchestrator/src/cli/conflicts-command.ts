@@ -42,8 +42,7 @@ export function formatConflicts(rows: ConflictRow[]): string {
   return rows
     .map((c) => {
       const versions = c.versions.map((v) => `${v.db} ${v.row === null ? 'deleted' : JSON.stringify(v.row)} at ${v.changed_at}`).join('; ');
-      const outcome =
-        c.decision === 'winner' ? `${c.winner} wins` : c.decision === 'merged' ? `merged ${JSON.stringify(c.detail?.row)}` : c.decision;
+      const outcome = c.decision === 'winner' ? `${c.winner} wins` : c.decision === 'merged' ? `merged ${JSON.stringify(c.detail?.row)}` : c.decision;
       const seed = c.detail && 'seed' in c.detail ? ` (seed ${String(c.detail.seed)})` : '';
       return `#${c.id} ${c.at} sync ${c.sync} ${c.table} ${JSON.stringify(c.key)}: ${versions}; ${c.strategy} -> ${outcome}${seed}`;
     })

@@ -113,7 +113,7 @@ export async function startDetached(cfg: Config, print: (line: string) => void, 
       } catch {
         // a plain line
       }
-      throw new CapraError(`the daemon exited at start (status ${exited}): ${reason || 'see ' + logfile}`);
+      throw new CapraError(`the daemon exited at start (status ${exited}): ${reason || `see ${logfile}`}`);
     }
     if ((await readPid(pidfile)) === child.pid) {
       print(`started job ${cfg.name} as pid ${child.pid} (pidfile ${pidfile}, log ${logfile})`);

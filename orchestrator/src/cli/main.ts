@@ -15,8 +15,8 @@ import { reloadDaemon, runForeground, startDetached, stopDaemon } from './daemon
 import { formatStatus } from './print-status.js';
 import { commandUsage, usage } from './usage.js';
 
-const out = (line: string): void => void process.stdout.write(line + '\n');
-const err = (line: string): void => void process.stderr.write(line + '\n');
+const out = (line: string): void => void process.stdout.write(`${line}\n`);
+const err = (line: string): void => void process.stderr.write(`${line}\n`);
 
 function cliLogger(cfg: Config, args: Args): Logger {
   return makeLogger({ level: args.verbose ? 'debug' : 'warn', job: cfg.name, human: true, out: process.stderr });
@@ -40,7 +40,11 @@ async function triggersCommand(cfg: Config, args: Args, add: boolean): Promise<v
   try {
     for (const sync of selectedSyncs(cfg, args)) {
       const progress = (e: { node: string; table: string; action: string; attempt?: number }): void =>
-        err(e.action === 'waiting' ? `${sync.name}: ${e.table}: lock busy, retrying (attempt ${e.attempt})` : `${sync.name}: ${e.node}: ${e.table}: triggers ${e.action}`);
+        err(
+          e.action === 'waiting'
+            ? `${sync.name}: ${e.table}: lock busy, retrying (attempt ${e.attempt})`
+            : `${sync.name}: ${e.node}: ${e.table}: triggers ${e.action}`,
+        );
       if (add) {
         const tables = await addTriggers(cfg, sync, conns, logger, { progress, ddl: { signal: abort.signal } });
         out(`sync ${sync.name}: capture triggers on ${tables.length} table(s)`);

@@ -71,12 +71,40 @@ function number(flag: string, value: string, expected: string, ok: (n: number) =
 const cloneId = (flag: string, value: string): number => number(flag, value, 'a clone id', (n) => Number.isSafeInteger(n) && n > 0);
 
 export const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
-  config: { type: 'string', short: 'c', arg: 'FILE', help: "the job's config file (default ./capra.yml, or $CAPRA_CONFIG)", set: (a, v) => { a.config = v; } },
-  verbose: { type: 'boolean', short: 'v', help: 'log at debug level; a failure also prints its stack trace', set: (a) => { a.verbose = true; } },
-  help: { type: 'boolean', short: 'h', help: 'print this help', set: (a) => { a.help = true; } },
+  config: {
+    type: 'string',
+    short: 'c',
+    arg: 'FILE',
+    help: "the job's config file (default ./capra.yml, or $CAPRA_CONFIG)",
+    set: (a, v) => {
+      a.config = v;
+    },
+  },
+  verbose: {
+    type: 'boolean',
+    short: 'v',
+    help: 'log at debug level; a failure also prints its stack trace',
+    set: (a) => {
+      a.verbose = true;
+    },
+  },
+  help: {
+    type: 'boolean',
+    short: 'h',
+    help: 'print this help',
+    set: (a) => {
+      a.help = true;
+    },
+  },
 };
 
-const json: OptionSpec = { type: 'boolean', help: 'print JSON', set: (a) => { a.json = true; } };
+const json: OptionSpec = {
+  type: 'boolean',
+  help: 'print JSON',
+  set: (a) => {
+    a.json = true;
+  },
+};
 const syncs = (what: string): OptionSpec => ({
   type: 'string',
   multiple: true,
@@ -88,7 +116,9 @@ const metricsPort: OptionSpec = {
   type: 'string',
   arg: 'N',
   help: 'also serve Prometheus metrics on 127.0.0.1:N/metrics',
-  set: (a, v, flag) => { a.metricsPort = number(flag, v, 'a port number', (n) => Number.isInteger(n) && n >= 0 && n <= 65535); },
+  set: (a, v, flag) => {
+    a.metricsPort = number(flag, v, 'a port number', (n) => Number.isInteger(n) && n >= 0 && n <= 65535);
+  },
 };
 
 export const COMMANDS = {
@@ -99,7 +129,13 @@ export const COMMANDS = {
   start: {
     about: ['run the daemon detached (pidfile and log named after the job)'],
     options: {
-      foreground: { type: 'boolean', help: 'run the daemon in this process (systemd, containers)', set: (a) => { a.foreground = true; } },
+      foreground: {
+        type: 'boolean',
+        help: 'run the daemon in this process (systemd, containers)',
+        set: (a) => {
+          a.foreground = true;
+        },
+      },
       'metrics-port': metricsPort,
     },
   },
@@ -117,7 +153,9 @@ export const COMMANDS = {
         type: 'string',
         arg: 'SECONDS',
         help: 'also unhealthy when a lane lags more than this',
-        set: (a, v, flag) => { a.maxLag = number(flag, v, 'a number of seconds', (n) => Number.isFinite(n) && n >= 0); },
+        set: (a, v, flag) => {
+          a.maxLag = number(flag, v, 'a number of seconds', (n) => Number.isFinite(n) && n >= 0);
+        },
       },
     },
   },
@@ -132,14 +170,16 @@ export const COMMANDS = {
     options: { json },
   },
   conflicts: {
-    about: ['the latest conflicts of multi-master syncs (newest first): each node\'s version, the rule, the decision'],
+    about: ["the latest conflicts of multi-master syncs (newest first): each node's version, the rule, the decision"],
     options: {
       sync: syncs('only conflicts of this sync'),
       limit: {
         type: 'string',
         arg: 'N',
         help: 'show the latest N (default 20)',
-        set: (a, v, flag) => { a.limit = number(flag, v, 'a positive whole number', (n) => Number.isSafeInteger(n) && n > 0); },
+        set: (a, v, flag) => {
+          a.limit = number(flag, v, 'a positive whole number', (n) => Number.isSafeInteger(n) && n > 0);
+        },
       },
       json,
     },
@@ -154,16 +194,70 @@ export const COMMANDS = {
         multiple: true,
         arg: 'T,...',
         help: 'these tables (table or schema.table, SQL quoting; again for more)',
-        set: (a, v) => { a.clone.tables = [...(a.clone.tables ?? []), ...splitList(v)]; },
+        set: (a, v) => {
+          a.clone.tables = [...(a.clone.tables ?? []), ...splitList(v)];
+        },
       },
-      dbs: { type: 'string', arg: 'a:source,b:target', help: 'the databases to copy from (source) and to (target), instead of a sync\'s', set: (a, v) => { a.clone.dbs = v; } },
-      start: { type: 'string', arg: 'INTERVAL', help: 'not before now() + INTERVAL (a PostgreSQL interval)', set: (a, v) => { a.clone.start = v; } },
-      'only-empty': { type: 'boolean', help: 'skip targets whose table has rows', set: (a) => { a.clone.onlyEmpty = true; } },
-      'drop-indexes': { type: 'boolean', help: 'large tables: drop the indexes during the copy, rebuild them after', set: (a) => { a.clone.dropIndexes = true; } },
-      wait: { type: 'boolean', help: 'show its progress until it ends; exit 1 when it failed or was cancelled', set: (a) => { a.clone.wait = true; } },
-      watch: { type: 'string', arg: 'ID', help: "show a queued or running clone's progress until it ends", set: (a, v, flag) => { a.clone.watch = cloneId(flag, v); } },
-      cancel: { type: 'string', arg: 'ID', help: 'cancel a clone (a running one rolls back the table it is copying)', set: (a, v, flag) => { a.clone.cancel = cloneId(flag, v); } },
-      list: { type: 'boolean', help: 'the latest clones and their states', set: (a) => { a.clone.list = true; } },
+      dbs: {
+        type: 'string',
+        arg: 'a:source,b:target',
+        help: "the databases to copy from (source) and to (target), instead of a sync's",
+        set: (a, v) => {
+          a.clone.dbs = v;
+        },
+      },
+      start: {
+        type: 'string',
+        arg: 'INTERVAL',
+        help: 'not before now() + INTERVAL (a PostgreSQL interval)',
+        set: (a, v) => {
+          a.clone.start = v;
+        },
+      },
+      'only-empty': {
+        type: 'boolean',
+        help: 'skip targets whose table has rows',
+        set: (a) => {
+          a.clone.onlyEmpty = true;
+        },
+      },
+      'drop-indexes': {
+        type: 'boolean',
+        help: 'large tables: drop the indexes during the copy, rebuild them after',
+        set: (a) => {
+          a.clone.dropIndexes = true;
+        },
+      },
+      wait: {
+        type: 'boolean',
+        help: 'show its progress until it ends; exit 1 when it failed or was cancelled',
+        set: (a) => {
+          a.clone.wait = true;
+        },
+      },
+      watch: {
+        type: 'string',
+        arg: 'ID',
+        help: "show a queued or running clone's progress until it ends",
+        set: (a, v, flag) => {
+          a.clone.watch = cloneId(flag, v);
+        },
+      },
+      cancel: {
+        type: 'string',
+        arg: 'ID',
+        help: 'cancel a clone (a running one rolls back the table it is copying)',
+        set: (a, v, flag) => {
+          a.clone.cancel = cloneId(flag, v);
+        },
+      },
+      list: {
+        type: 'boolean',
+        help: 'the latest clones and their states',
+        set: (a) => {
+          a.clone.list = true;
+        },
+      },
     },
   },
   demo: { about: ['two embedded PostgreSQL servers syncing both ways, a conflict settled'], options: {} },

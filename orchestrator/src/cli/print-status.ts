@@ -19,7 +19,8 @@ export function formatStatus(st: Status, now = Date.now()): string {
   );
   const here = st.daemon.running ? `${st.daemon.pid}@` : null;
   if (st.daemon.activeHolder === null) lines.push('no daemon of this job is active (none holds the job lock)');
-  else if (!here || !st.daemon.activeHolder.startsWith(here)) lines.push(`active daemon: ${st.daemon.activeHolder}${st.daemon.running ? ' (this host\'s daemon stands by)' : ''}`);
+  else if (!here || !st.daemon.activeHolder.startsWith(here))
+    lines.push(`active daemon: ${st.daemon.activeHolder}${st.daemon.running ? " (this host's daemon stands by)" : ''}`);
   if (!st.metadata.reachable) lines.push(`metadata database unreachable: ${st.metadata.error}`);
   for (const s of st.syncs) {
     lines.push(

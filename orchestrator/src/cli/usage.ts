@@ -45,7 +45,13 @@ export function usage(): string {
     '',
   ];
   for (const name of Object.keys(COMMANDS) as CommandName[]) {
-    lines.push(...columns(synopsis(name, 2).map((l) => `  ${l}`), spec(name).about, COLUMN));
+    lines.push(
+      ...columns(
+        synopsis(name, 2).map((l) => `  ${l}`),
+        spec(name).about,
+        COLUMN,
+      ),
+    );
   }
   lines.push('', 'FILE defaults to ./capra.yml (or $CAPRA_CONFIG). Each command takes only the options listed with it.');
   return lines.join('\n');

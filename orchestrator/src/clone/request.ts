@@ -78,9 +78,7 @@ export async function claimNextClone(meta: pg.ClientBase): Promise<CloneRequest 
 
 /** Seconds until the next queued clone is due (null: none queued). */
 export async function nextDueInSeconds(meta: pg.ClientBase): Promise<number | null> {
-  const r = await meta.query<{ s: number | null }>(
-    `SELECT extract(epoch FROM min(startwhen) - now())::float8 AS s FROM repl.clone WHERE state = 'queued'`,
-  );
+  const r = await meta.query<{ s: number | null }>(`SELECT extract(epoch FROM min(startwhen) - now())::float8 AS s FROM repl.clone WHERE state = 'queued'`);
   return r.rows[0]?.s ?? null;
 }
 

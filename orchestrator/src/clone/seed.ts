@@ -3,7 +3,7 @@ import { CapraError, errorMessage, errorTable } from '../db/errors.js';
 import type { TableName } from '../db/ident.js';
 import type { LaneKey } from '../sync/lane.js';
 import type { Logger } from '../util/logger.js';
-import { executeClone } from './execute.js';
+import { type CloneOutcome, executeClone } from './execute.js';
 import { finishClone, startSeedClone } from './request.js';
 
 /**
@@ -51,7 +51,7 @@ async function seededRelids(conns: Connections, k: LaneKey): Promise<Set<number>
 async function seed(conns: Connections, k: LaneKey, pending: TableName[], logger: Logger, signal?: AbortSignal): Promise<void> {
   const req = await conns.with(Connections.META, (c) => startSeedClone(c, k.sync.name, pending, k.source, k.target, k.sync.copyData === 'empty'));
   logger.info({ clone: req.id, tables: pending.length, copy_data: k.sync.copyData }, 'initial copy (copy_data) started');
-  let outcome;
+  let outcome: CloneOutcome;
   try {
     outcome = await executeClone(conns, k.job, req, logger, { signal, cascade: k.sync.cascade });
   } catch (err) {

@@ -142,7 +142,7 @@ export async function copyTable(ctx: TableCopyContext, t: TableName): Promise<Co
         return r.client.query(copyFrom(`COPY ${quoteTable(t)} (${cols}) FROM STDIN${options.length > 0 ? ` WITH (${options.join(', ')})` : ''}`));
       });
       const entries = into.map((r) => ctx.progress.entry(t, r.db));
-      ins.forEach((stream, i) => stream.once('error', () => (failedOn ??= into[i]!.db)));
+      for (const [i, stream] of ins.entries()) stream.once('error', () => (failedOn ??= into[i]!.db));
       const countRows = format === 'binary' ? binaryRowCounter() : textRowCounter();
       try {
         await fanOut(

@@ -16,6 +16,10 @@ import { lanePending } from '../sync/lane-pending.js';
 import { Metrics } from './metrics.js';
 import { Recorder } from './recorder.js';
 
+function wakeAll(workers: readonly Worker[]): void {
+  for (const w of workers) w.wake();
+}
+
 export interface DaemonOptions {
   retryBaseMs?: number;
   retryCapMs?: number;
@@ -73,17 +77,18 @@ class Generation {
         for (const source of sync.sources) add(source, w);
       } else {
         for (const source of sync.sources) {
-          for (const target of receiversOf(sync, source)) add(source, new LaneWorker({ job: this.cfg.name, sync, source, target }, this.conns, this.recorder, this.logger, workerOpts));
+          for (const target of receiversOf(sync, source))
+            add(source, new LaneWorker({ job: this.cfg.name, sync, source, target }, this.conns, this.recorder, this.logger, workerOpts));
         }
       }
       if (sync.kick.cron) {
-        this.cronTasks.push(cron.schedule(sync.kick.cron, () => syncWorkers.forEach((w) => w.wake()), { name: `capra-${this.cfg.name}-${sync.name}` }));
+        this.cronTasks.push(cron.schedule(sync.kick.cron, () => wakeAll(syncWorkers), { name: `capra-${this.cfg.name}-${sync.name}` }));
       }
     }
     for (const [source, workers] of bySource) {
       if (workers.length === 0) continue;
       const onKick = (): void => {
-        workers.forEach((w) => w.wake());
+        wakeAll(workers);
         this.linger.set(workers, Date.now() + KICK_LINGER_MS);
       };
       const l = new KickListener(this.conns, source, `capra_${this.cfg.name}`, onKick, this.logger);
@@ -96,11 +101,11 @@ class Generation {
         const now = Date.now();
         for (const [workers, until] of this.linger) {
           if (until < now) this.linger.delete(workers);
-          else workers.forEach((w) => w.wake());
+          else wakeAll(workers);
         }
       }, KICK_LINGER_STEP_MS),
     );
-    this.timers.push(setInterval(() => this.workers.forEach((w) => w.wake()), this.cfg.pollSeconds * 1000));
+    this.timers.push(setInterval(() => wakeAll(this.workers), this.cfg.pollSeconds * 1000));
     this.timers.push(setInterval(() => void this.purge([...bySource.keys()]), this.opts.purgeEveryMs ?? 60_000));
     for (const w of this.workers) w.start();
     this.clones.start();
@@ -229,12 +234,14 @@ export class Daemon {
     const gen = this.gen;
     if (!gen) return;
     await Promise.all(
-      gen.workers.flatMap((w) => w.lanes).map(async (labels) => {
-        const { sync, source, target } = labels;
-        const timeout = new Promise<null>((resolve) => setTimeout(() => resolve(null), timeoutMs).unref());
-        const p = await Promise.race([lanePending(gen.conns, this.cfg.name, sync, source, target).catch(() => null), timeout]);
-        this.metrics.setPending(labels, p?.rows ?? null, p?.lagSeconds ?? null);
-      }),
+      gen.workers
+        .flatMap((w) => w.lanes)
+        .map(async (labels) => {
+          const { sync, source, target } = labels;
+          const timeout = new Promise<null>((resolve) => setTimeout(() => resolve(null), timeoutMs).unref());
+          const p = await Promise.race([lanePending(gen.conns, this.cfg.name, sync, source, target).catch(() => null), timeout]);
+          this.metrics.setPending(labels, p?.rows ?? null, p?.lagSeconds ?? null);
+        }),
     );
     const conflicts = await gen.conns
       .with(Connections.META, (c) => c.query<{ sync: string; n: string }>('SELECT sync, count(*) AS n FROM repl.conflict GROUP BY sync'))

@@ -73,26 +73,59 @@ export class Metrics {
   constructor(readonly job: string) {
     const registers = [this.registry];
     // Registered in the order the families are listed.
-    this.active = new Gauge({ name: 'capra_active', help: '1 when this daemon holds the job lock and replicates, 0 in standby.', labelNames: ['job'], registers });
+    this.active = new Gauge({
+      name: 'capra_active',
+      help: '1 when this daemon holds the job lock and replicates, 0 in standby.',
+      labelNames: ['job'],
+      registers,
+    });
     this.active.set({ job }, 0);
     const perLane = (value: (s: LaneSeries) => number | null) => (): Samples<Lane> =>
       this.sorted().flatMap((s): Samples<Lane> => {
         const v = value(s);
         return v === null ? [] : [[{ job, ...s.labels }, v]];
       });
-    scraped(this.registry, 'gauge', 'capra_lag_seconds', 'Age in seconds of the oldest change on the source not yet applied on the target.', LANE, perLane((s) => s.lagSeconds));
-    scraped(this.registry, 'gauge', 'capra_rows_pending', 'Changed rows committed on the source and not yet applied on the target.', LANE, perLane((s) => s.pendingRows));
-    scraped(this.registry, 'counter', 'capra_rows_applied_total', 'Rows applied on the target by this daemon.', LANE, perLane((s) => s.rowsApplied));
+    scraped(
+      this.registry,
+      'gauge',
+      'capra_lag_seconds',
+      'Age in seconds of the oldest change on the source not yet applied on the target.',
+      LANE,
+      perLane((s) => s.lagSeconds),
+    );
+    scraped(
+      this.registry,
+      'gauge',
+      'capra_rows_pending',
+      'Changed rows committed on the source and not yet applied on the target.',
+      LANE,
+      perLane((s) => s.pendingRows),
+    );
+    scraped(
+      this.registry,
+      'counter',
+      'capra_rows_applied_total',
+      'Rows applied on the target by this daemon.',
+      LANE,
+      perLane((s) => s.rowsApplied),
+    );
     scraped(this.registry, 'counter', 'capra_runs_total', 'Runs of the lane by result (ok or error).', [...LANE, 'result'], () =>
-      this.sorted().flatMap((s): Samples<Lane | 'result'> => [
-        [{ job, ...s.labels, result: 'error' }, s.runsError],
-        [{ job, ...s.labels, result: 'ok' }, s.runsOk],
-      ]),
+      this.sorted().flatMap(
+        (s): Samples<Lane | 'result'> => [
+          [{ job, ...s.labels, result: 'error' }, s.runsError],
+          [{ job, ...s.labels, result: 'ok' }, s.runsOk],
+        ],
+      ),
     );
     scraped(this.registry, 'counter', 'capra_conflicts_total', 'Conflicts resolved in the sync.', ['job', 'sync'], () =>
       [...this.conflicts.entries()].sort(([a], [b]) => compare(a, b)).map(([sync, n]) => [{ job, sync }, n]),
     );
-    this.refreshSeconds = new Gauge({ name: 'capra_scrape_refresh_seconds', help: 'Time taken reading pending rows and lag for the last scrape.', labelNames: ['job'], registers });
+    this.refreshSeconds = new Gauge({
+      name: 'capra_scrape_refresh_seconds',
+      help: 'Time taken reading pending rows and lag for the last scrape.',
+      labelNames: ['job'],
+      registers,
+    });
   }
 
   private sorted(): LaneSeries[] {
@@ -157,6 +190,6 @@ export class Metrics {
    */
   async render(): Promise<string> {
     const families = await Promise.all(this.registry.getMetricsAsArray().map((m) => this.registry.getSingleMetricAsString(m.name)));
-    return families.join('\n') + '\n';
+    return `${families.join('\n')}\n`;
   }
 }

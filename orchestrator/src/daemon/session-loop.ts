@@ -70,4 +70,3 @@ export abstract class SessionLoop {
     }
   }
 }
-

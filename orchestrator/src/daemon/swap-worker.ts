@@ -132,7 +132,14 @@ export class SwapWorker extends Worker {
     for (const l of this.lanes) {
       const error = down.get(l.source) ?? down.get(l.target);
       if (error !== undefined) this.recorder.record({ ...l, started, ended, rows: 0, error });
-      else this.recorder.record({ ...l, started, ended, rows: rows.get(`${l.source}>${l.target}`) ?? 0, replicaRole: this.state.roles.get(l.target)?.replicaRole });
+      else
+        this.recorder.record({
+          ...l,
+          started,
+          ended,
+          rows: rows.get(`${l.source}>${l.target}`) ?? 0,
+          replicaRole: this.state.roles.get(l.target)?.replicaRole,
+        });
     }
     void this.sequences.maybeRun(); // off the run loop: a kick meanwhile is not held up
   }

@@ -40,7 +40,9 @@ function isConnectionErrorItself(err: unknown): boolean {
     return true;
   }
   const msg = err instanceof Error ? err.message : String(err);
-  return /Connection terminated|connection timeout|timeout expired|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(msg);
+  return /Connection terminated|connection timeout|timeout expired|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(
+    msg,
+  );
 }
 
 export function errorMessage(err: unknown): string {
@@ -104,7 +106,10 @@ export function errorTable(err: unknown): string | undefined {
  * connection (or nothing refused it) and never answered.
  */
 export function connectError(dbName: string, display: string, err: unknown, timeoutMs?: number): CapraError {
-  const why = timeoutMs !== undefined && /timeout expired|timeout exceeded when trying to connect|due to connection timeout/i.test(errorMessage(err)) ? `no answer for ${seconds(timeoutMs)} s` : errorMessage(err);
+  const why =
+    timeoutMs !== undefined && /timeout expired|timeout exceeded when trying to connect|due to connection timeout/i.test(errorMessage(err))
+      ? `no answer for ${seconds(timeoutMs)} s`
+      : errorMessage(err);
   return new CapraError(`cannot connect to database ${dbName} (${display}): ${why}`, { cause: err, node: dbName });
 }
 

@@ -3,7 +3,7 @@
 
 export function quoteIdent(name: string): string {
   if (name.includes('\0')) throw new Error(`identifier contains a NUL byte: ${JSON.stringify(name)}`);
-  return '"' + name.replace(/"/g, '""') + '"';
+  return `"${name.replace(/"/g, '""')}"`;
 }
 
 export interface TableName {
@@ -24,7 +24,7 @@ export function tableLabel(t: TableName): string {
 /** Escape a value as an SQL string literal, for the few places (COPY) that take no parameters. */
 export function quoteLiteral(value: string): string {
   if (value.includes('\0')) throw new Error('string literal contains a NUL byte');
-  return "'" + value.replace(/'/g, "''") + "'";
+  return `'${value.replace(/'/g, "''")}'`;
 }
 
 /**

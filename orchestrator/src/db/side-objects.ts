@@ -125,9 +125,7 @@ export async function dropRecorded(client: pg.ClientBase, schema: string, side: 
   const theirs = new Set((await recorded(client, schema, other)).map(keyOf));
   const live = (await schemaObjects(client, schema)).filter((o) => mine.has(keyOf(o)) && !theirs.has(keyOf(o)));
   for (const kind of DROP_ORDER) {
-    const names = live
-      .filter((o) => o.kind === kind)
-      .map((o) => `${quoteIdent(schema)}.${quoteIdent(o.name)}${kind === 'routine' ? `(${o.args})` : ''}`);
+    const names = live.filter((o) => o.kind === kind).map((o) => `${quoteIdent(schema)}.${quoteIdent(o.name)}${kind === 'routine' ? `(${o.args})` : ''}`);
     if (names.length > 0) await client.query(`DROP ${DROP_KEYWORD[kind]} IF EXISTS ${names.join(', ')}`);
   }
 }

@@ -20,7 +20,7 @@ export function databaseOf(url: string): string {
 
 export function withDatabase(url: string, database: string): string {
   const u = new URL(url);
-  u.pathname = '/' + encodeURIComponent(database);
+  u.pathname = `/${encodeURIComponent(database)}`;
   return u.toString();
 }
 

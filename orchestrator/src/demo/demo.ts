@@ -44,11 +44,13 @@ export async function runDemo(opts: { print: (line: string) => void; signal?: Ab
     print('starting two embedded PostgreSQL servers (a and b)...');
     const bin = embeddedBinDir();
     // allSettled: a server that did start is stopped below even when the other failed.
-    const starts = await Promise.allSettled(['a', 'b'].map(async (n) => {
-      const c = await startCluster({ binDir: bin, dataDir: path.join(dir, n) });
-      clusters.push(c);
-      return c;
-    }));
+    const starts = await Promise.allSettled(
+      ['a', 'b'].map(async (n) => {
+        const c = await startCluster({ binDir: bin, dataDir: path.join(dir, n) });
+        clusters.push(c);
+        return c;
+      }),
+    );
     for (const s of starts) if (s.status === 'rejected') throw s.reason;
     const [a, b] = starts.map((s) => (s as PromiseFulfilledResult<Cluster>).value) as [Cluster, Cluster];
     signal?.throwIfAborted();
@@ -118,7 +120,9 @@ export async function runDemo(opts: { print: (line: string) => void; signal?: Ab
     );
     print(`capra start: a and b agree ${Date.now() - t0} ms later`);
     const [c] = await query(cfg.metadata, LAST_CONFLICT, signal);
-    print(`conflict on ${c!.table_name} ${JSON.stringify(c!.key)}: ${c!.had}; ${c!.strategy} -> ${c!.decision === 'winner' ? `${c!.winner} wins` : c!.decision}`);
+    print(
+      `conflict on ${c!.table_name} ${JSON.stringify(c!.key)}: ${c!.had}; ${c!.strategy} -> ${c!.decision === 'winner' ? `${c!.winner} wins` : c!.decision}`,
+    );
     const item1 = async (url: string): Promise<unknown> =>
       (await query(url, "SELECT format('(%s, %s, %s)', id, name, price) AS r FROM items WHERE id = 1", signal))[0]?.r ?? 'nothing';
     print(`   a has ${await item1(urlA)}; b has ${await item1(urlB)}`);

@@ -13,7 +13,12 @@ import pg from 'pg';
 const execFileAsync = promisify(execFile);
 
 type LogFn = (objOrMsg: object | string, msg?: string) => void;
-export interface ClusterLogger { debug: LogFn; info: LogFn; warn: LogFn; error: LogFn }
+export interface ClusterLogger {
+  debug: LogFn;
+  info: LogFn;
+  warn: LogFn;
+  error: LogFn;
+}
 const noop: LogFn = () => {};
 const silent: ClusterLogger = { debug: noop, info: noop, warn: noop, error: noop };
 
@@ -71,7 +76,9 @@ function hydrateSymlinks(pkgRoot: string): void {
     try {
       lstatSync(linkPath);
       continue;
-    } catch { /* missing: create it */ }
+    } catch {
+      /* missing: create it */
+    }
     // Relative, so the package directory can be moved without breaking them.
     const rel = path.relative(path.dirname(linkPath), path.join(pkgRoot, source));
     try {
@@ -139,13 +146,21 @@ function isAlive(pid: number): boolean {
  */
 export async function stopClusterByPid(pid: number, timeoutMs = 30_000, exited?: () => boolean): Promise<void> {
   if (!isAlive(pid)) return;
-  try { process.kill(pid, 'SIGINT'); } catch { return; }
+  try {
+    process.kill(pid, 'SIGINT');
+  } catch {
+    return;
+  }
   const deadline = Date.now() + timeoutMs;
   // A child we spawned stays a zombie (kill(0) succeeds) until Node reaps it,
   // so the caller's exit flag counts too.
   while (!exited?.() && isAlive(pid)) {
     if (Date.now() > deadline) {
-      try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
       return;
     }
     await sleep(50);
@@ -192,8 +207,7 @@ export async function startCluster(opts: StartClusterOptions): Promise<Cluster> 
   try {
     if (!existsSync(path.join(dataDir, 'PG_VERSION'))) {
       log.info({ dataDir }, 'initdb');
-      const initdb = spawn(path.join(opts.binDir, 'initdb'),
-        ['-D', dataDir, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--locale=C'], common);
+      const initdb = spawn(path.join(opts.binDir, 'initdb'), ['-D', dataDir, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--locale=C'], common);
       const code = await waitExit(initdb);
       if (code !== 0) throw new Error(`initdb failed for ${dataDir} (exit ${code}):\n${await logTail(logFile)}`);
     }
@@ -203,18 +217,40 @@ export async function startCluster(opts: StartClusterOptions): Promise<Cluster> 
     const socketDir = Buffer.byteLength(path.join(dataDir, '.s.PGSQL.65535')) < 100 ? dataDir : '';
     for (let attempt = 1; ; attempt++) {
       const port = opts.port ?? (await freePort());
-      const args = ['-D', dataDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1',
-        '-c', `unix_socket_directories=${socketDir}`, '-c', 'fsync=off', '-c', 'synchronous_commit=off',
-        '-c', 'full_page_writes=off', '-c', 'max_connections=200', '-c', 'shared_buffers=128MB',
-        ...Object.entries(opts.settings ?? {}).flatMap(([k, v]) => ['-c', `${k}=${v}`])];
+      const args = [
+        '-D',
+        dataDir,
+        '-p',
+        String(port),
+        '-c',
+        'listen_addresses=127.0.0.1',
+        '-c',
+        `unix_socket_directories=${socketDir}`,
+        '-c',
+        'fsync=off',
+        '-c',
+        'synchronous_commit=off',
+        '-c',
+        'full_page_writes=off',
+        '-c',
+        'max_connections=200',
+        '-c',
+        'shared_buffers=128MB',
+        ...Object.entries(opts.settings ?? {}).flatMap(([k, v]) => ['-c', `${k}=${v}`]),
+      ];
       // detached: own process group, so a terminal Ctrl-C reaches our
       // cleanup code rather than killing the server behind our back.
       const child = spawn(path.join(opts.binDir, 'postgres'), args, { ...common, detached: true });
       child.unref();
       let exitCode: number | null | undefined;
       let spawnError: Error | undefined;
-      child.once('exit', (code, signal) => { exitCode = code ?? (signal ? -1 : null); });
-      child.once('error', (err) => { spawnError = err; exitCode = -1; });
+      child.once('exit', (code, signal) => {
+        exitCode = code ?? (signal ? -1 : null);
+      });
+      child.once('error', (err) => {
+        spawnError = err;
+        exitCode = -1;
+      });
       log.info({ dataDir, port, major }, 'starting postgres');
 
       const ready = await waitReady(port, () => exitCode !== undefined, opts.readyTimeoutMs ?? 30_000);
@@ -222,10 +258,15 @@ export async function startCluster(opts: StartClusterOptions): Promise<Cluster> 
         const pid = child.pid;
         let stopping: Promise<void> | undefined;
         return {
-          binDir: opts.binDir, dataDir, port, host: '127.0.0.1', user: 'postgres', major, pid,
+          binDir: opts.binDir,
+          dataDir,
+          port,
+          host: '127.0.0.1',
+          user: 'postgres',
+          major,
+          pid,
           url: (db) => `postgres://postgres@127.0.0.1:${port}/${encodeURIComponent(db)}`,
-          stop: () => (stopping ??= stopClusterByPid(pid, 30_000, () => exitCode !== undefined)
-            .then(() => log.info({ dataDir, port }, 'postgres stopped'))),
+          stop: () => (stopping ??= stopClusterByPid(pid, 30_000, () => exitCode !== undefined).then(() => log.info({ dataDir, port }, 'postgres stopped'))),
         };
       }
       const tail = await logTail(logFile);
@@ -238,8 +279,7 @@ export async function startCluster(opts: StartClusterOptions): Promise<Cluster> 
         log.warn({ port }, 'port taken, retrying with another');
         continue;
       }
-      throw new Error(`PostgreSQL in ${dataDir} exited during startup (code ${exitCode}):\n${tail}`,
-        spawnError ? { cause: spawnError } : undefined);
+      throw new Error(`PostgreSQL in ${dataDir} exited during startup (code ${exitCode}):\n${tail}`, spawnError ? { cause: spawnError } : undefined);
     }
   } finally {
     await logHandle.close();
@@ -250,8 +290,7 @@ export async function startCluster(opts: StartClusterOptions): Promise<Cluster> 
 async function waitReady(port: number, exited: () => boolean, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline && !exited()) {
-    const client = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres',
-      connectionTimeoutMillis: 2_000 });
+    const client = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 2_000 });
     client.on('error', () => {});
     try {
       await client.connect();

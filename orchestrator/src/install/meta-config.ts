@@ -34,8 +34,6 @@ export async function publishConfig(client: pg.ClientBase, cfg: Config): Promise
     }
     await client.query('DELETE FROM repl.node WHERE name <> ALL ($1::text[])', [dbs]);
     // A target that left a sync (or a removed sync) gets its initial copy again if it comes back.
-    await client.query(
-      `DELETE FROM repl.seeded s WHERE NOT EXISTS (SELECT 1 FROM repl.sync_node n WHERE n.sync = s.sync AND n.node = s.target)`,
-    );
+    await client.query(`DELETE FROM repl.seeded s WHERE NOT EXISTS (SELECT 1 FROM repl.sync_node n WHERE n.sync = s.sync AND n.node = s.target)`);
   });
 }

@@ -114,7 +114,8 @@ export async function collectStatus(cfg: Config, logger: Logger, opts: StatusOpt
     else if (activeHolder === null) problems.push('no daemon of the job is active');
     for (const s of syncStatuses) {
       for (const l of s.lanes) {
-        if (l.state === 'failing' || l.state === 'unreachable') problems.push(`sync ${s.name}, ${l.source} -> ${l.target}: ${l.state}${l.error ? `: ${l.error}` : ''}`);
+        if (l.state === 'failing' || l.state === 'unreachable')
+          problems.push(`sync ${s.name}, ${l.source} -> ${l.target}: ${l.state}${l.error ? `: ${l.error}` : ''}`);
         else if (opts.maxLagSeconds !== undefined && l.lagSeconds !== null && l.lagSeconds > opts.maxLagSeconds) {
           problems.push(`sync ${s.name}, ${l.source} -> ${l.target}: lag ${l.lagSeconds} s is above --max-lag ${opts.maxLagSeconds}`);
         }
@@ -169,12 +170,7 @@ interface LaneFigures {
   error?: string;
 }
 
-async function laneFigures(
-  conns: Connections,
-  cfg: Config,
-  sync: SyncConfig,
-  noAnswer: (err: unknown, node?: string) => void,
-): Promise<LaneFigures[]> {
+async function laneFigures(conns: Connections, cfg: Config, sync: SyncConfig, noAnswer: (err: unknown, node?: string) => void): Promise<LaneFigures[]> {
   const pairs = sync.sources.flatMap((source) => receiversOf(sync, source).map((target) => ({ source, target })));
   return Promise.all(
     pairs.map(async ({ source, target }): Promise<LaneFigures> => {

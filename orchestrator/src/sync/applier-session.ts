@@ -24,7 +24,9 @@ export async function markApplier(client: pg.ClientBase, job: string, cascade: b
   // a role that does not own the table) is silent under replica role: when
   // cascading, stay in origin role on such a database rather than lose the
   // rows its downstream jobs need.
-  const role = cascade ? `CASE WHEN EXISTS (SELECT 1 FROM pg_trigger WHERE tgname LIKE 'capra\\_%' AND tgenabled = 'O') THEN 'origin' ELSE 'replica' END` : `'replica'`;
+  const role = cascade
+    ? `CASE WHEN EXISTS (SELECT 1 FROM pg_trigger WHERE tgname LIKE 'capra\\_%' AND tgenabled = 'O') THEN 'origin' ELSE 'replica' END`
+    : `'replica'`;
   if (state.replicaRole === true) {
     try {
       await client.query(`SELECT ${marks}, set_config('session_replication_role', ${role}, true)`, params);

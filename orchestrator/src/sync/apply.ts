@@ -28,9 +28,7 @@ export function keyMatch(keyCols: string[], a: string, b: string): string {
  */
 function keysQuery(t: TableMeta, except?: string): string {
   const cols = t.keyCols.map((k) => `r.${quoteIdent(k)}`).join(', ');
-  const skip = except
-    ? ` AND NOT EXISTS (SELECT 1 FROM ${quoteIdent(except)} x WHERE ${keyMatch(t.keyCols, 'x', 'r')})`
-    : '';
+  const skip = except ? ` AND NOT EXISTS (SELECT 1 FROM ${quoteIdent(except)} x WHERE ${keyMatch(t.keyCols, 'x', 'r')})` : '';
   return `SELECT DISTINCT ${cols} FROM ${batchChanges(t.relid)} CROSS JOIN LATERAL jsonb_to_record(d.pk) AS r(${keyDefs(t)})
            WHERE d.op <> 'T'${skip}`;
 }
@@ -134,5 +132,10 @@ export async function applyKeys(source: pg.ClientBase, target: pg.ClientBase, t:
 export async function applyTruncate(source: pg.ClientBase, target: pg.ClientBase, t: TableMeta): Promise<number> {
   const cols = t.columns.map(quoteIdent).join(', ');
   await target.query(`TRUNCATE ${onlyUnlessPartitioned(t.targetPartitioned)}${quoteTable(t)}`);
-  return copyBetween(source, target, `SELECT ${cols} FROM ${onlyUnlessPartitioned(t.partitioned)}${quoteTable(t)}`, `COPY ${quoteTable(t)} (${cols}) FROM STDIN`);
+  return copyBetween(
+    source,
+    target,
+    `SELECT ${cols} FROM ${onlyUnlessPartitioned(t.partitioned)}${quoteTable(t)}`,
+    `COPY ${quoteTable(t)} (${cols}) FROM STDIN`,
+  );
 }

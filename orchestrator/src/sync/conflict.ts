@@ -155,7 +155,10 @@ export class ConflictResolver {
         out = await (await this.load(h.module))(input);
       }
     } catch (err) {
-      throw new CapraError(`sync ${c.sync}: table ${c.table} key ${JSON.stringify(c.key)}: ${where} failed: ${errorMessage(err)}`, { cause: err, table: c.table });
+      throw new CapraError(`sync ${c.sync}: table ${c.table} key ${JSON.stringify(c.key)}: ${where} failed: ${errorMessage(err)}`, {
+        cause: err,
+        table: c.table,
+      });
     }
     if (out === null) return { kind: 'deleted' };
     if (typeof out === 'string') {

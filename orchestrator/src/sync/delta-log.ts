@@ -52,7 +52,13 @@ export function changesAfter(after: string, upto: string, job: string, alias = '
 
 /** The txids of the changes after `after` up to `upto` to `relids`, in order, at most `limit` (one per delta row). */
 export async function batchTxids(source: pg.ClientBase, after: string, upto: string, job: string, relids: number[], limit: number): Promise<bigint[]> {
-  const r = await source.query<{ txid: string }>('SELECT t::text AS txid FROM repl.batch_txids($1, $2, $3, $4::oid[], $5) t', [after, upto, job, relids, limit]);
+  const r = await source.query<{ txid: string }>('SELECT t::text AS txid FROM repl.batch_txids($1, $2, $3, $4::oid[], $5) t', [
+    after,
+    upto,
+    job,
+    relids,
+    limit,
+  ]);
   return r.rows.map((x) => BigInt(x.txid));
 }
 

@@ -18,7 +18,10 @@ export interface LanePosition {
  */
 export async function lanePosition(conns: Connections, job: string, sync: string, source: string, target: string): Promise<LanePosition> {
   const lane = { job, sync, source, target };
-  const [onTarget, onSource] = await Promise.allSettled([conns.with(target, (c) => appliedPosition(c, lane)), conns.with(source, (c) => registeredPosition(c, lane))]);
+  const [onTarget, onSource] = await Promise.allSettled([
+    conns.with(target, (c) => appliedPosition(c, lane)),
+    conns.with(source, (c) => registeredPosition(c, lane)),
+  ]);
   // The pending figures are read on the source: one that does not answer has none to give.
   if (onSource.status === 'rejected') throw onSource.reason;
   if (onTarget.status === 'rejected') return { position: onSource.value, targetError: onTarget.reason as unknown };

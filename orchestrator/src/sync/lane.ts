@@ -127,7 +127,10 @@ async function runWith(source: pg.ClientBase, target: pg.ClientBase, k: LaneKey,
     const endText = formatSnapshot(end);
     await startBatch(source, oldText, endText, k.job);
     const perTable = await batchTables(source, [...keys.keys()]);
-    const srcMeta = await sourceTables(source, perTable.map((r) => r.relid));
+    const srcMeta = await sourceTables(
+      source,
+      perTable.map((r) => r.relid),
+    );
     // A table dropped on the source since its deltas were written has nothing left to copy.
     const live = perTable.filter((r) => srcMeta.has(r.relid));
 
@@ -135,7 +138,8 @@ async function runWith(source: pg.ClientBase, target: pg.ClientBase, k: LaneKey,
     try {
       await markApplier(target, k.job, k.sync.cascade, state);
       const locked = await lockPosition(target, lane, oldText);
-      if (locked !== oldText) throw new CapraError(
+      if (locked !== oldText)
+        throw new CapraError(
           `sync ${k.sync.name}: another run applied ${k.source}'s changes to ${k.target} meanwhile (a second daemon of this job?); this run was dropped and will be retried`,
         );
       const metas = await matchOnTarget(target, new Map(live.map((r) => [r.relid, srcMeta.get(r.relid)!])), keys, k.target);

@@ -34,7 +34,9 @@ export function checkScheme(sync: string, label: string, states: Map<string, Seq
   const m = abs(inc);
   if (m < BigInt(sources.length)) {
     const on = sources.length === 2 ? 'both' : `all ${sources.length}`;
-    return [`sync ${sync}: sequence ${label} on ${listNodes(sources)} hands out the same values (increment ${inc} on ${on}): ${offsetAdvice(sources, inc < 0n)}`];
+    return [
+      `sync ${sync}: sequence ${label} on ${listNodes(sources)} hands out the same values (increment ${inc} on ${on}): ${offsetAdvice(sources, inc < 0n)}`,
+    ];
   }
   const warnings: string[] = [];
   const startRes = new Map<string, bigint>(sources.map((n) => [n, mod(states.get(n)!.start, m)]));
@@ -51,10 +53,14 @@ export function checkScheme(sync: string, label: string, states: Map<string, Seq
   }
   if (clashes.size > 0) return warnings;
   // Where each source is now decides its next values: last + k * increment.
-  const furthest = sources.reduce((best, n) => {
-    const next = nextOf(states.get(n)!, inc);
-    return inc > 0n ? (next > best ? next : best) : next < best ? next : best;
-  }, nextOf(first, inc));
+  const furthest = sources.reduce(
+    (best, n) => {
+      const next = nextOf(states.get(n)!, inc);
+      // biome-ignore lint/complexity/useMathMinMax: bigints (Math.max throws on them)
+      return inc > 0n ? (next > best ? next : best) : next < best ? next : best;
+    },
+    nextOf(first, inc),
+  );
   for (const a of sources) {
     const st = states.get(a)!;
     if (st.last === null) continue;

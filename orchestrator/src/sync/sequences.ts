@@ -35,12 +35,7 @@ export interface SyncSequencesOptions {
  * their scheme checked. A sequence missing or unreadable on a node is a
  * warning, not a failure; an unreachable node is a failure (thrown).
  */
-export async function syncSequences(
-  conns: Connections,
-  sync: SyncConfig,
-  logger: Logger,
-  opts: SyncSequencesOptions = {},
-): Promise<SequenceReport> {
+export async function syncSequences(conns: Connections, sync: SyncConfig, logger: Logger, opts: SyncSequencesOptions = {}): Promise<SequenceReport> {
   const log = logger.child({ sync: sync.name });
   const warnings: string[] = [];
   const targets = sync.targets.filter((t) => !sync.sources.includes(t) && (opts.targets === undefined || opts.targets.includes(t)));
@@ -94,7 +89,10 @@ export async function syncSequences(
 
   for (const target of targets) {
     await conns.with(target, async (c) => {
-      const there = await readStates(c, wanted.map((w) => w.seq));
+      const there = await readStates(
+        c,
+        wanted.map((w) => w.seq),
+      );
       for (const w of wanted) {
         const label = sequenceLabel(w.seq);
         const now = there.get(label);

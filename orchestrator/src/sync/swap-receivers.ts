@@ -97,7 +97,13 @@ export interface Applied {
  * is rolled back to before its apply and left behind (its positions stay),
  * the others go on; the next run starts from its positions.
  */
-export async function applyToNodes(nodes: NodeRun[], sources: SourceRun[], changes: Changes, settled: Settlement, exceptTables: Map<string, string>): Promise<Applied> {
+export async function applyToNodes(
+  nodes: NodeRun[],
+  sources: SourceRun[],
+  changes: Changes,
+  settled: Settlement,
+  exceptTables: Map<string, string>,
+): Promise<Applied> {
   const written = new Map<string, number>();
   let temp = 0;
   let behind = 0;

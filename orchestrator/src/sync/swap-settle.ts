@@ -56,7 +56,11 @@ export async function settle(sources: SourceRun[], changes: Changes, sync: SyncC
     if (truncatedBy.has(table)) continue;
     const contested = [...keys].filter(([, by]) => by.size > 1 && [...by.values()].some((c) => c.inBatch));
     if (contested.length === 0) continue;
-    const rows = await readVersions(sources, table, contested.map(([k]) => k));
+    const rows = await readVersions(
+      sources,
+      table,
+      contested.map(([k]) => k),
+    );
     for (const [key, by] of contested) {
       const versions: Version[] = [...by.entries()]
         .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))

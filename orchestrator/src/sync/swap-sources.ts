@@ -111,7 +111,10 @@ export async function readBatch(s: SourceRun, job: string, changes: Changes, lis
   if (s.endText === s.oldText) return 0;
   await startBatch(s.client, s.oldText, s.endText, job);
   const per = await batchTables(s.client, [...s.keys.keys()]);
-  const live = await sourceTables(s.client, per.map((r) => r.relid));
+  const live = await sourceTables(
+    s.client,
+    per.map((r) => r.relid),
+  );
   // A table dropped on the source since its deltas were written has nothing left to send.
   const metas = await matchOnTarget(s.client, live, s.keys, s.db);
   let n = 0;

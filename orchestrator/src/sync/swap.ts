@@ -75,7 +75,14 @@ const IDLE_ADVANCE_MS = 5_000;
  * timeout: the watchdog ends its connection), and the run is made again at
  * once without it.
  */
-export async function runSwap(conns: Connections, job: string, sync: SyncConfig, batchRows: number, state: SwapState, resolver: ConflictResolver): Promise<SwapResult> {
+export async function runSwap(
+  conns: Connections,
+  job: string,
+  sync: SyncConfig,
+  batchRows: number,
+  state: SwapState,
+  resolver: ConflictResolver,
+): Promise<SwapResult> {
   for (;;) {
     const clients = new Map<string, pg.PoolClient>();
     const down = new Map<string, string>();
@@ -141,7 +148,10 @@ async function runWith(
   }
   if (sources.every((s) => s.endText === s.oldText)) {
     // Nothing for us; move positions on now and then so the logs can be purged.
-    if (Date.now() - (state.idleAdvancedAt ?? 0) > IDLE_ADVANCE_MS && sources.some((s) => nodes.some((n) => n.db !== s.db && n.applied.get(s.db) !== s.curText))) {
+    if (
+      Date.now() - (state.idleAdvancedAt ?? 0) > IDLE_ADVANCE_MS &&
+      sources.some((s) => nodes.some((n) => n.db !== s.db && n.applied.get(s.db) !== s.curText))
+    ) {
       for (const s of sources) s.endText = s.curText;
       await finishRun(nodes, sources, job, sync);
       state.idleAdvancedAt = Date.now();

@@ -172,7 +172,7 @@ export async function addCaptureTriggers(
   register: () => Promise<void>,
 ): Promise<'always' | 'origin'> {
   const wanted = mode === 'statement' ? STATEMENT_TRIGGERS : ROW_TRIGGERS;
-  const argText = keyCols.map((k) => k + '\0').join('');
+  const argText = keyCols.map((k) => `${k}\0`).join('');
   let notOwner = false;
   await withLockRetry(client, t, opts, async () => {
     // Registered first, so the kick function generated below notifies this consumer too.

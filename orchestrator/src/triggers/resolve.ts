@@ -31,7 +31,9 @@ export async function resolveTables(client: pg.ClientBase, sel: TableSelection, 
   for (const r of include) {
     if (r.table !== null ? rels.some((t) => matches(r, t)) : rows.some((t) => matches(r, t))) continue;
     if (r.table !== null) throw new CapraError(`table ${tableLabel({ schema: r.schema, table: r.table })} named in tables.include does not exist on ${dbName}`);
-    throw new CapraError(`schema ${JSON.stringify(r.schema)} named in tables.include has no tables on ${dbName} (a bare name is a schema; write schema.table for a table)`);
+    throw new CapraError(
+      `schema ${JSON.stringify(r.schema)} named in tables.include has no tables on ${dbName} (a bare name is a schema; write schema.table for a table)`,
+    );
   }
   const keyIndex = new Map<string, string>();
   for (const [ref, idx] of Object.entries(sel.keys)) keyIndex.set(tableLabel(parseTableName(ref)), idx);

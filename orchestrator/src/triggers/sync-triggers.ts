@@ -10,9 +10,7 @@ import { forgetSync, registerConsumers, trackTable, trackedTables, untrackTable 
 import { type CaptureMode, type DdlOptions, addCaptureTriggers, defaultCaptureMode, defaultDdlOptions, dropCaptureTriggers } from './ddl.js';
 import { type TrackedTable, checkTableOn, resolveTables } from './resolve.js';
 
-export interface TriggerProgress {
-  (event: { node: string; table: string; action: 'added' | 'dropped' | 'waiting'; attempt?: number }): void;
-}
+export type TriggerProgress = (event: { node: string; table: string; action: 'added' | 'dropped' | 'waiting'; attempt?: number }) => void;
 
 async function requireInstalled(conns: Connections, db: string): Promise<void> {
   const ok = await conns.with(db, (c) => sideInstalled(c, 'node'));

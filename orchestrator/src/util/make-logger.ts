@@ -14,7 +14,7 @@ export function humanLine(record: Record<string, unknown>): string {
     .filter(([k]) => !hidden.has(k))
     .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
     .join(' ');
-  return `${time} ${level} ${String(record.msg ?? '')}${fields ? ' ' + fields : ''}\n`;
+  return `${time} ${level} ${String(record.msg ?? '')}${fields ? ` ${fields}` : ''}\n`;
 }
 
 /**
