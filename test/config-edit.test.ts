@@ -6,8 +6,10 @@
 import { chmod, readFile, stat } from 'node:fs/promises';
 import t, { type Test } from 'tap';
 import { parse } from 'yaml';
-import { fileOnlyEnv, formatKeyPath, getSetting, maskPassword, parseKeyPath, resolvedView, setMessage, setSetting } from
-  '../orchestrator/src/config/edit.js';
+import { fileOnlyEnv, setMessage, setSetting } from '../orchestrator/src/config/edit.js';
+import { formatKeyPath, parseKeyPath } from '../orchestrator/src/config/key-path.js';
+import { maskPassword } from '../orchestrator/src/config/mask.js';
+import { getSetting, resolvedView } from '../orchestrator/src/config/view.js';
 import { parseConfigText } from '../orchestrator/src/config/load.js';
 import { logfilePath, pidfilePath } from '../orchestrator/src/config/types.js';
 import { CapraError } from '../orchestrator/src/db/errors.js';

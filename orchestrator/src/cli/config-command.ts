@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { open, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { stringify } from 'yaml';
-import { formatValue, getSetting, resolvedView, setMessage, setSetting } from '../config/edit.js';
+import { setMessage, setSetting } from '../config/edit.js';
+import { formatValue, getSetting, resolvedView } from '../config/view.js';
 import { loadConfig } from '../config/load.js';
 import { CapraError, errorMessage } from '../db/errors.js';
 

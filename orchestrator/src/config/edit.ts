@@ -1,176 +1,19 @@
 import { isDeepStrictEqual } from 'node:util';
-import { type Node, isCollection, isMap, isNode, isSeq, parseDocument, stringify } from 'yaml';
+import { type Node, isCollection, isMap, isNode, isSeq, parseDocument } from 'yaml';
 import { CapraError, errorMessage } from '../db/errors.js';
 import { describeUrl } from '../db/url.js';
+import { type KeyPath, formatKeyPath, parseKeyPath } from './key-path.js';
 import { parseConfigText } from './load.js';
-import type { Config, ConflictRule, ConflictStrategy, HandlerRef } from './types.js';
+import { maskPasswords } from './mask.js';
+import { isObj } from './schema-kit.js';
+import type { Config } from './types.js';
+import { envOverrides } from './validate.js';
+import { formatValue, getSetting, settingError } from './view.js';
 
-// `capra config get/set`: settings addressed by a dotted KEY, read from the
-// resolved Config and changed in the YAML text, which stays the one source
-// of truth. Everything here is pure over text and values.
-
-/** A parsed KEY: map keys, and list indexes from `[N]`. */
-export type KeyPath = (string | number)[];
-
-/**
- * `syncs.shop.kick` -> ['syncs', 'shop', 'kick']. A part in double quotes may
- * hold dots (`syncs.shop.tables.keys."public.events"`; `\"` and `\\` inside);
- * `[N]` after a part is a list index (`syncs.shop.sources[0]`).
- */
-export function parseKeyPath(key: string): KeyPath {
-  const bad = (why: string): never => {
-    throw new CapraError(`bad key ${key === '' ? '""' : key}: ${why}`);
-  };
-  if (key === '') bad('it is empty');
-  const path: KeyPath = [];
-  let i = 0;
-  for (;;) {
-    if (key[i] === '"') {
-      let part = '';
-      for (i++; ; i++) {
-        const c = key[i];
-        if (c === undefined) bad('a quoted part is not closed');
-        if (c === '"') break;
-        if (c === '\\') {
-          const next = key[++i];
-          if (next === undefined) bad('it ends with a backslash');
-          part += next;
-        } else {
-          part += c;
-        }
-      }
-      i++;
-      path.push(part);
-    } else {
-      let j = i;
-      while (j < key.length && !'.["'.includes(key[j]!)) j++;
-      if (j === i) bad(`an empty part at character ${i + 1}`);
-      path.push(key.slice(i, j));
-      i = j;
-    }
-    for (let m; (m = /^\[(\d+)\]/.exec(key.slice(i))); i += m[0].length) path.push(Number(m[1]));
-    if (i === key.length) return path;
-    if (key[i] !== '.') bad(`unexpected ${key[i]} at character ${i + 1} (quote a part that holds dots: a."b.c")`);
-    if (++i === key.length) bad('it ends with a dot');
-  }
-}
-
-/** The canonical spelling of a key path, quoting parts that need it. */
-export function formatKeyPath(path: KeyPath): string {
-  let s = '';
-  for (const part of path) {
-    if (typeof part === 'number') s += `[${part}]`;
-    else s += (s ? '.' : '') + (/^[^."[\]\\]+$/.test(part) ? part : `"${part.replace(/["\\]/g, '\\$&')}"`);
-  }
-  return s;
-}
-
-/** A connection URL with its password (in the userinfo or a password= parameter) shown as ***. */
-export function maskPassword(url: string): string {
-  const m = /^([A-Za-z][A-Za-z0-9+.-]*:\/\/)([^/?#]*)(.*)$/s.exec(url);
-  if (!m) return url;
-  let [, scheme, authority, rest] = m as unknown as [string, string, string, string];
-  const at = authority.lastIndexOf('@');
-  if (at >= 0) {
-    const userinfo = authority.slice(0, at);
-    const colon = userinfo.indexOf(':');
-    if (colon >= 0) authority = `${userinfo.slice(0, colon)}:***${authority.slice(at)}`;
-  }
-  rest = rest.replace(/([?&]password=)[^&#]*/gi, '$1***');
-  return scheme + authority + rest;
-}
-
-/** Every URL with a password inside a free text (an error message) masked. */
-export function maskPasswords(text: string): string {
-  return text.replace(/[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s"',]*/g, (url) => maskPassword(url));
-}
-
-/**
- * The resolved config in the config file's own shape (snake_case keys,
- * defaults filled in, kick and conflict in their long form), with passwords
- * masked unless `mask` is false. It is itself a valid config file.
- */
-export function resolvedView(cfg: Config, mask = true): Record<string, unknown> {
-  const url = mask ? maskPassword : (u: string): string => u;
-  return {
-    name: cfg.name,
-    metadata: url(cfg.metadata),
-    databases: Object.fromEntries(Object.entries(cfg.databases).map(([db, u]) => [db, url(u)])),
-    syncs: Object.fromEntries(
-      Object.values(cfg.syncs).map((s) => [
-        s.name,
-        {
-          sources: s.sources,
-          targets: s.targets,
-          tables: { include: s.tables.include, exclude: s.tables.exclude, keys: s.tables.keys },
-          conflict: {
-            default: ruleText(s.conflict.default),
-            tables: Object.fromEntries(Object.entries(s.conflict.tables).map(([t, r]) => [t, ruleText(r)])),
-          },
-          copy_data: s.copyData,
-          kick: { notify: s.kick.notify, cron: s.kick.cron },
-          cascade: s.cascade,
-          exception_handlers: s.exceptionHandlers.map(handlerText),
-        },
-      ]),
-    ),
-    run_dir: cfg.runDir,
-    log_dir: cfg.logDir,
-    log_level: cfg.logLevel,
-    batch_rows: cfg.batchRows,
-    poll_seconds: cfg.pollSeconds,
-    node_timeout_seconds: cfg.nodeTimeoutSeconds,
-  };
-}
-
-/** A handler as the config file writes it. */
-export function handlerText(h: HandlerRef): string {
-  return 'sql' in h ? `sql:${h.sql}` : h.module;
-}
-
-function ruleText(r: ConflictRule): ConflictStrategy | string[] | { handler: string } {
-  return typeof r === 'object' && !Array.isArray(r) ? { handler: handlerText(r.handler) } : r;
-}
-
-/** Maps whose keys the user names (databases, syncs, tables), as opposed to fixed settings. */
-function isNamedEntries(path: KeyPath): boolean {
-  const p = path.map((x) => String(x));
-  return (p.length === 1 && (p[0] === 'databases' || p[0] === 'syncs'))
-    || (p.length === 4 && p[0] === 'syncs' && ((p[2] === 'tables' && p[3] === 'keys') || (p[2] === 'conflict' && p[3] === 'tables')));
-}
-
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
-
-function failAt(file: string, key: string, why: string): never {
-  throw new CapraError(maskPasswords(`config ${file}: ${key}: ${why}`));
-}
-
-/** The value at `key` in the resolved view (defaults included, passwords masked). */
-export function getSetting(cfg: Config, key: string): unknown {
-  const path = parseKeyPath(key);
-  let v: unknown = resolvedView(cfg);
-  for (const [i, part] of path.entries()) {
-    const parent = formatKeyPath(path.slice(0, i));
-    if (typeof part === 'number') {
-      if (!Array.isArray(v)) failAt(cfg.file, key, `${parent} is not a list`);
-      if (part >= v.length) failAt(cfg.file, key, `${parent} has ${v.length} item(s), no [${part}]`);
-      v = v[part];
-    } else if (isObj(v)) {
-      if (!Object.hasOwn(v, part)) {
-        const keys = Object.keys(v);
-        if (isNamedEntries(path.slice(0, i))) {
-          failAt(cfg.file, key, `no entry ${part} in ${parent} (${keys.length ? `it has: ${keys.join(', ')}` : 'it is empty'})`);
-        }
-        failAt(cfg.file, key, `unknown key (expected one of: ${keys.join(', ')})`);
-      }
-      v = v[part];
-    } else {
-      failAt(cfg.file, key, `unknown key (${parent} is a single value, not a map)`);
-    }
-  }
-  return v;
-}
+// `capra config set`: a setting addressed by a dotted KEY (key-path.ts)
+// changed in the YAML text, which stays the one source of truth; the result
+// is validated whole by the config schema. Everything here is pure over text
+// and values.
 
 /** The value at `path` in plain data, or undefined. */
 function valueAt(data: unknown, path: KeyPath): unknown {
@@ -180,11 +23,6 @@ function valueAt(data: unknown, path: KeyPath): unknown {
     v = (v as Record<string | number, unknown>)[part];
   }
   return v;
-}
-
-/** A value as one line of YAML: a scalar, or a flow list/map. */
-export function formatValue(v: unknown): string {
-  return stringify(v, { collectionStyle: 'flow', flowCollectionPadding: false, lineWidth: 0 }).trimEnd();
 }
 
 /**
@@ -204,8 +42,8 @@ export function parseValue(text: string): { value: unknown; flow: boolean } {
 
 /** Environment overrides set aside: `config set` validates and reports what the file says. */
 export function fileOnlyEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  const { CAPRA_LOG_LEVEL: _l, CAPRA_RUN_DIR: _r, CAPRA_LOG_DIR: _d, ...rest } = env;
-  return rest;
+  const overrides: readonly string[] = Object.values(envOverrides);
+  return Object.fromEntries(Object.entries(env).filter(([name]) => !overrides.includes(name)));
 }
 
 export interface SetResult {
@@ -233,13 +71,13 @@ export function setSetting(text: string, file: string, key: string, valueText: s
   const path = parseKeyPath(key);
   const top = path[0];
   if (typeof top === 'string' && identityKeys.has(top)) {
-    failAt(file, key, `the job's ${top} identifies the job and is not changed by config set: uninstall, edit the file, install again`);
+    settingError(file, key, `the job's ${top} identifies the job and is not changed by config set: uninstall, edit the file, install again`);
   }
   const fenv = fileOnlyEnv(env);
   const doc = parseDocument(text);
   if (doc.errors.length > 0) {
     parseConfigText(text, file, fenv); // throws the usual "not valid YAML" message
-    failAt(file, key, `the file is not valid YAML: ${doc.errors[0]!.message.split('\n')[0]}`);
+    settingError(file, key, `the file is not valid YAML: ${doc.errors[0]!.message.split('\n')[0]}`);
   }
   let before: Config | null = null;
   try {
@@ -251,7 +89,7 @@ export function setSetting(text: string, file: string, key: string, valueText: s
   try {
     parsed = parseValue(valueText);
   } catch (err) {
-    failAt(file, key, errorMessage(err));
+    settingError(file, key, errorMessage(err));
   }
   const { value, flow } = parsed;
 
@@ -271,12 +109,12 @@ export function setSetting(text: string, file: string, key: string, valueText: s
     let i = path.length - 1;
     while (i > 0 && doc.getIn(path.slice(0, i), true) === undefined) i--;
     const parent = formatKeyPath(path.slice(0, i));
-    failAt(file, key, `${parent} is ${isSeq(doc.getIn(path.slice(0, i), true)) ? 'a list' : 'a single value'}, not a map: set ${parent} as a whole`);
+    settingError(file, key, `${parent} is ${isSeq(doc.getIn(path.slice(0, i), true)) ? 'a list' : 'a single value'}, not a map: set ${parent} as a whole`);
   }
   const expected = doc.toJS() as unknown;
   const spliced = spliceEdit(text, path, expected);
   const next = spliced !== null && sameContents(spliced, expected) ? spliced : doc.toString({ lineWidth: 0 });
-  if (next !== spliced && !sameContents(next, expected)) failAt(file, key, 'cannot be written back without changing other settings');
+  if (next !== spliced && !sameContents(next, expected)) settingError(file, key, 'cannot be written back without changing other settings');
 
   let after: Config;
   try {
@@ -289,7 +127,7 @@ export function setSetting(text: string, file: string, key: string, valueText: s
     throw new CapraError(maskPasswords(msg + hint), { cause: err });
   }
   if (before && describeUrl(after.metadata) !== describeUrl(before.metadata)) {
-    failAt(file, key, `this would move the job's metadata database (${describeUrl(before.metadata)} -> ${describeUrl(after.metadata)}): uninstall, edit the file, install again`);
+    settingError(file, key, `this would move the job's metadata database (${describeUrl(before.metadata)} -> ${describeUrl(after.metadata)}): uninstall, edit the file, install again`);
   }
   return { text: next, value, before, after, fileOld };
 }

@@ -14,7 +14,7 @@ export interface Defaults {
 class ConfigError extends CapraError {}
 
 /** Settings the environment overrides: the variable, when set, stands for the file's value (and is checked as that key). */
-const envOverrides = { log_level: 'CAPRA_LOG_LEVEL', run_dir: 'CAPRA_RUN_DIR', log_dir: 'CAPRA_LOG_DIR' } as const;
+export const envOverrides = { log_level: 'CAPRA_LOG_LEVEL', run_dir: 'CAPRA_RUN_DIR', log_dir: 'CAPRA_LOG_DIR' } as const;
 
 export function validateConfig(raw: unknown, file: string, defaults: Defaults, env: NodeJS.ProcessEnv = process.env): Config {
   let input = raw;
