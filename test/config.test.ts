@@ -135,6 +135,61 @@ t.test('parseConfigText rejects each bad value naming its key path', async (t) =
   }
 });
 
+t.test('with several mistakes, the first in the documented order of keys is reported', async (t) => {
+  const cases: { what: string; change: (raw: Raw) => void; message: string }[] = [
+    {
+      what: 'an unknown key comes before any other problem in its map',
+      change: (r) => { r.name = 'Bad-Name'; r.colour = 'blue'; },
+      message: 'colour: unknown key (expected one of: name, metadata, databases, syncs, run_dir, log_dir, log_level, batch_rows, poll_seconds, node_timeout_seconds)',
+    },
+    {
+      what: "an unknown key inside a sync comes before that sync's bad values",
+      change: (r) => { Object.assign(sync(r), { copy_data: 'sometimes', colour: 'blue' }); },
+      message: 'syncs.shop.colour: unknown key (expected one of: sources, targets, tables, conflict, copy_data, kick, cascade, exception_handlers)',
+    },
+    {
+      what: 'metadata comes before databases',
+      change: (r) => { r.metadata = 'http://h/m'; (r.databases as Raw).b = 'mysql://h/shop'; },
+      message: 'metadata: expected a postgres:// URL, got scheme http:',
+    },
+    {
+      what: "a sync's databases are checked before its later keys",
+      change: (r) => { Object.assign(sync(r), { sources: [], copy_data: 'sometimes' }); },
+      message: 'syncs.shop.sources: a sync needs at least one source',
+    },
+    {
+      what: 'a list naming an unknown database and repeating one: its first item',
+      change: (r) => { Object.assign(sync(r), { sources: ['a'], targets: ['a', 'zz'] }); },
+      message: 'syncs.shop.targets[0]: database a is listed twice',
+    },
+    {
+      what: "a sync's tables come before its copy_data",
+      change: (r) => { Object.assign(sync(r), { copy_data: 'sometimes', tables: { include: 'public' } }); },
+      message: 'syncs.shop.tables.include: expected a list, got "public"',
+    },
+  ];
+  for (const c of cases) {
+    const raw = base();
+    c.change(raw);
+    t.throws(() => parseConfigText(stringify(raw), '/etc/capra/shop.yml', {}), { message: `config /etc/capra/shop.yml: ${c.message}` }, c.what);
+  }
+});
+
+t.test('an empty value is an unset one where the old reader took it so, and refused elsewhere', async (t) => {
+  const raw = base();
+  Object.assign(sync(raw), { targets: ['b'], tables: null, exception_handlers: null });
+  raw.log_level = null;
+  const cfg = parseConfigText(stringify(raw), 'capra.yml', {});
+  t.same(cfg.syncs.shop!.tables, { include: [], exclude: [], keys: {} }, 'tables: with no value is every table');
+  t.same(cfg.syncs.shop!.exceptionHandlers, [], 'a list with no value is empty');
+  t.equal(cfg.logLevel, 'info', 'log_level: with no value is the default');
+  for (const key of ['batch_rows', 'run_dir', 'metadata'] as const) {
+    const bad = base();
+    bad[key] = null;
+    t.throws(() => parseConfigText(stringify(bad), 'capra.yml', {}), { message: new RegExp(`^config capra\\.yml: ${key}: expected .*, got null$`) }, `${key}: with no value is refused`);
+  }
+});
+
 t.test('invalid YAML is one line naming the file', async (t) => {
   t.throws(() => parseConfigText('name: [unclosed\n  : :', '/x/broken.yml', {}), /config \/x\/broken\.yml: not valid YAML/);
 });
