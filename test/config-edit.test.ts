@@ -85,7 +85,7 @@ t.test('set keeps comments and layout; numbers, strings, lists', async (t) => {
   t.equal(setMessage('log_level', level), 'log_level = debug (was warn); run capra reload to apply');
 
   const rows = setSetting(level.text, FILE, 'batch_rows', '5000', ENV);
-  t.equal(rows.text, level.text + 'batch_rows: 5000\n', 'a new top-level key is one line at the end, nothing else touched');
+  t.equal(rows.text, `${level.text}batch_rows: 5000\n`, 'a new top-level key is one line at the end, nothing else touched');
   t.equal(rows.after.batchRows, 5000, 'a number');
   t.equal(setMessage('batch_rows', rows), 'batch_rows = 5000 (was 10000); run capra reload to apply', 'was: the default');
 
@@ -96,8 +96,10 @@ t.test('set keeps comments and layout; numbers, strings, lists', async (t) => {
   const list = setSetting(cron.text, FILE, 'syncs.shop.conflict', '[b, a]', ENV);
   t.same(changedLines(cron.text, list.text), ['    conflict: [b, a]           # strategy'], 'a flow list, in place, comment kept');
   t.same(list.after.syncs.shop!.conflict.default, ['b', 'a'], 'a priority list');
-  t.equal(setMessage('syncs.shop.conflict', list),
-    'syncs.shop.conflict = {default: [b, a], tables: {}} (was {default: latest, tables: {}}); run capra reload to apply');
+  t.equal(
+    setMessage('syncs.shop.conflict', list),
+    'syncs.shop.conflict = {default: [b, a], tables: {}} (was {default: latest, tables: {}}); run capra reload to apply',
+  );
 
   const quoted = setSetting(list.text, FILE, 'syncs.shop.copy_data', '"never"', ENV);
   t.equal(quoted.after.syncs.shop!.copyData, 'never', 'a quoted string');
@@ -111,18 +113,26 @@ t.test('set keeps comments and layout; numbers, strings, lists', async (t) => {
   }
   t.ok(item.text.includes('name: shop                     # the job'), 'alignment kept');
   t.ok(item.text.includes('\n\nsyncs:'), 'the blank line kept');
-  t.same(parse(item.text), {
-    name: 'shop',
-    databases: { a: 'postgres://app:s3cret@10.0.0.1/shop', b: 'postgres://app@10.0.0.2/shop' },
-    syncs: {
-      shop: {
-        sources: ['a'], targets: ['b'], tables: { include: ['public', 'sales'], keys: { 'public.events': 'events_uq' } },
-        conflict: ['b', 'a'], kick: '*/5 * * * * *', copy_data: 'never',
+  t.same(
+    parse(item.text),
+    {
+      name: 'shop',
+      databases: { a: 'postgres://app:s3cret@10.0.0.1/shop', b: 'postgres://app@10.0.0.2/shop' },
+      syncs: {
+        shop: {
+          sources: ['a'],
+          targets: ['b'],
+          tables: { include: ['public', 'sales'], keys: { 'public.events': 'events_uq' } },
+          conflict: ['b', 'a'],
+          kick: '*/5 * * * * *',
+          copy_data: 'never',
+        },
       },
+      log_level: 'debug',
+      batch_rows: 5000,
     },
-    log_level: 'debug',
-    batch_rows: 5000,
-  }, 'the file says exactly what was set, and everything else as before');
+    'the file says exactly what was set, and everything else as before',
+  );
 
   const block = setSetting(TEXT, FILE, 'syncs.shop.tables', '{include: [public.orders]}', ENV);
   t.same(block.after.syncs.shop!.tables, { include: ['public.orders'], exclude: [], keys: {} }, 'a block map replaced by a flow map');
@@ -178,7 +188,10 @@ t.test('unknown keys and bad values are refused, naming the key', async (t) => {
 });
 
 t.test('name and metadata are refused: they identify the job', async (t) => {
-  for (const [key, value] of [['name', 'other'], ['metadata', 'postgres://app@10.0.0.1/elsewhere']] as const) {
+  for (const [key, value] of [
+    ['name', 'other'],
+    ['metadata', 'postgres://app@10.0.0.1/elsewhere'],
+  ] as const) {
     const msg = caught(t, () => setSetting(TEXT, FILE, key, value, ENV), key);
     t.match(msg, new RegExp(`^config ${esc(FILE)}: ${key}: .*identifies the job.*install again$`), msg);
   }
@@ -210,8 +223,13 @@ t.test('get: resolved values, defaults included, passwords masked', async (t) =>
   t.equal(maskPassword('postgres://u@h/db?sslmode=require&password=x&application_name=y'), 'postgres://u@h/db?sslmode=require&password=***&application_name=y');
   t.equal(maskPassword('postgres://u@h/db'), 'postgres://u@h/db');
 
-  for (const [key, named] of [['colour', 'colour'], ['syncs.shop.colour', 'syncs.shop.colour'], ['syncs.nope', 'syncs.nope'],
-    ['syncs.shop.kick.every', 'syncs.shop.kick.every'], ['log_level.x', 'log_level.x']] as const) {
+  for (const [key, named] of [
+    ['colour', 'colour'],
+    ['syncs.shop.colour', 'syncs.shop.colour'],
+    ['syncs.nope', 'syncs.nope'],
+    ['syncs.shop.kick.every', 'syncs.shop.kick.every'],
+    ['log_level.x', 'log_level.x'],
+  ] as const) {
     const msg = caught(t, () => getSetting(cfg, key), `get ${key}`);
     t.match(msg, new RegExp(`^config ${esc(FILE)}: ${esc(named)}: `), `get ${key}: ${msg}`);
   }
@@ -233,13 +251,19 @@ const schema = 'CREATE TABLE items (id int PRIMARY KEY, name text);';
 /** A job over fresh databases whose URLs carry a password (the test clusters trust local connections). */
 async function jobWithPassword(t: Test): Promise<Job> {
   const urls: Record<string, string> = {};
-  for (const [db, cluster] of [['a', c1!], ['b', c2!]] as const) {
+  for (const [db, cluster] of [
+    ['a', c1!],
+    ['b', c2!],
+  ] as const) {
     const u = new URL(await freshDb(t, cluster, db));
     await sql(u.toString(), schema);
     u.password = PASSWORD;
     urls[db] = u.toString();
   }
-  return makeJob(t, { nodes: urls, yaml: '# replication of items\nsyncs:\n  s:\n    sources: [a]   # the writer\n    targets: [b]\n    tables: { include: [public.items] }' });
+  return makeJob(t, {
+    nodes: urls,
+    yaml: '# replication of items\nsyncs:\n  s:\n    sources: [a]   # the writer\n    targets: [b]\n    tables: { include: [public.items] }',
+  });
 }
 
 async function capra(job: Job, ...args: string[]): Promise<CliResult> {
@@ -326,11 +350,18 @@ function stopDaemonAtEnd(t: Test, job: Job): void {
   });
 }
 
-interface LogRecord { level: number; msg: string; time: number }
+interface LogRecord {
+  level: number;
+  msg: string;
+  time: number;
+}
 
 async function logRecords(job: Job): Promise<LogRecord[]> {
   const text = await readFile(logfilePath(job.cfg), 'utf8').catch(() => '');
-  return text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as LogRecord);
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as LogRecord);
 }
 
 t.test('CLI: the running daemon applies a config set on reload', async (t) => {
@@ -344,7 +375,10 @@ t.test('CLI: the running daemon applies a config set on reload', async (t) => {
   await waitSame(job, 'items', ['a', 'b'], { orderBy: 'id' });
   // Applied deltas are now waiting for the daemon's purge, which logs at debug level.
   await waitFor(async () => (await logRecords(job)).some((r) => r.msg === 'lanes started'), { what: 'the daemon to run its lanes' });
-  t.notOk((await logRecords(job)).some((r) => r.level === 20), 'control: no debug line at the default level info');
+  t.notOk(
+    (await logRecords(job)).some((r) => r.level === 20),
+    'control: no debug line at the default level info',
+  );
 
   const set = await capra(job, 'config', 'set', 'log_level', 'debug');
   t.equal(set.stdout, 'log_level = debug (was info); run capra reload to apply\n', `config set ${set.stderr}`);

@@ -39,32 +39,44 @@ interface BadCase {
 }
 
 const bad: BadCase[] = [
-  { what: 'an unknown top-level key', change: (r) => { r.colour = 'blue'; }, key: 'colour' },
-  { what: 'an unknown key inside a sync', change: (r) => { sync(r).colour = 'blue'; }, key: 'syncs.shop.colour' },
-  { what: 'a misspelt sync key', change: (r) => { sync(r).copydata = 'never'; }, key: 'syncs.shop.copydata' },
-  { what: 'a bad conflict strategy', change: (r) => { sync(r).conflict = 'newest'; }, key: 'syncs.shop.conflict' },
-  { what: 'a priority list naming an unknown database', change: (r) => { sync(r).conflict = ['b', 'zz']; }, key: 'syncs.shop.conflict[1]' },
-  { what: 'a bare handler naming no code', change: (r) => { sync(r).conflict = 'handler'; }, key: 'syncs.shop.conflict' },
-  { what: 'a handler that is neither sql: nor a module', change: (r) => { sync(r).conflict = { handler: 'merge_rows' }; }, key: 'syncs.shop.conflict.handler' },
-  { what: 'an sql: handler without a schema', change: (r) => { sync(r).conflict = { handler: 'sql:merge_rows' }; }, key: 'syncs.shop.conflict.handler' },
-  { what: 'an exception handler that is not a string', change: (r) => { sync(r).exception_handlers = [42]; }, key: 'syncs.shop.exception_handlers[0]' },
+  { what: 'an unknown top-level key', change: (r) => Object.assign(r, { colour: 'blue' }), key: 'colour' },
+  { what: 'an unknown key inside a sync', change: (r) => Object.assign(sync(r), { colour: 'blue' }), key: 'syncs.shop.colour' },
+  { what: 'a misspelt sync key', change: (r) => Object.assign(sync(r), { copydata: 'never' }), key: 'syncs.shop.copydata' },
+  { what: 'a bad conflict strategy', change: (r) => Object.assign(sync(r), { conflict: 'newest' }), key: 'syncs.shop.conflict' },
+  { what: 'a priority list naming an unknown database', change: (r) => Object.assign(sync(r), { conflict: ['b', 'zz'] }), key: 'syncs.shop.conflict[1]' },
+  { what: 'a bare handler naming no code', change: (r) => Object.assign(sync(r), { conflict: 'handler' }), key: 'syncs.shop.conflict' },
+  {
+    what: 'a handler that is neither sql: nor a module',
+    change: (r) => Object.assign(sync(r), { conflict: { handler: 'merge_rows' } }),
+    key: 'syncs.shop.conflict.handler',
+  },
+  {
+    what: 'an sql: handler without a schema',
+    change: (r) => Object.assign(sync(r), { conflict: { handler: 'sql:merge_rows' } }),
+    key: 'syncs.shop.conflict.handler',
+  },
+  {
+    what: 'an exception handler that is not a string',
+    change: (r) => Object.assign(sync(r), { exception_handlers: [42] }),
+    key: 'syncs.shop.exception_handlers[0]',
+  },
   {
     what: 'a bad per-table conflict override',
-    change: (r) => { sync(r).conflict = { default: 'latest', tables: { 'public.orders': 'bogus' } }; },
+    change: (r) => Object.assign(sync(r), { conflict: { default: 'latest', tables: { 'public.orders': 'bogus' } } }),
     key: 'syncs.shop.conflict.tables.public.orders',
   },
-  { what: 'a bad copy_data', change: (r) => { sync(r).copy_data = 'sometimes'; }, key: 'syncs.shop.copy_data' },
-  { what: 'a copy_data that is not a string', change: (r) => { sync(r).copy_data = true; }, key: 'syncs.shop.copy_data' },
-  { what: 'a bad cron expression in kick', change: (r) => { sync(r).kick = '61 * * * *'; }, key: 'syncs.shop.kick' },
-  { what: 'a kick cron with too few fields', change: (r) => { sync(r).kick = '*/5 * * *'; }, key: 'syncs.shop.kick' },
-  { what: 'a bad cron in the kick map', change: (r) => { sync(r).kick = { notify: true, cron: 'every minute' }; }, key: 'syncs.shop.kick.cron' },
-  { what: 'a sync target naming an unknown database', change: (r) => { sync(r).targets = ['c']; }, key: 'syncs.shop.targets[0]' },
-  { what: 'a sync source naming an unknown database', change: (r) => { sync(r).sources = ['zz']; }, key: 'syncs.shop.sources[0]' },
-  { what: 'a job name with uppercase and a dash', change: (r) => { r.name = 'Shop-1'; }, key: 'name' },
-  { what: 'a job name with a space', change: (r) => { r.name = 'my shop'; }, key: 'name' },
-  { what: 'a non-postgres database URL', change: (r) => { (r.databases as Raw).a = 'mysql://app@127.0.0.1/shop'; }, key: 'databases.a' },
-  { what: 'a database URL that is no URL', change: (r) => { (r.databases as Raw).b = 'host=127.0.0.1 dbname=shop'; }, key: 'databases.b' },
-  { what: 'a non-postgres metadata URL', change: (r) => { r.metadata = 'http://127.0.0.1/capra_shop'; }, key: 'metadata' },
+  { what: 'a bad copy_data', change: (r) => Object.assign(sync(r), { copy_data: 'sometimes' }), key: 'syncs.shop.copy_data' },
+  { what: 'a copy_data that is not a string', change: (r) => Object.assign(sync(r), { copy_data: true }), key: 'syncs.shop.copy_data' },
+  { what: 'a bad cron expression in kick', change: (r) => Object.assign(sync(r), { kick: '61 * * * *' }), key: 'syncs.shop.kick' },
+  { what: 'a kick cron with too few fields', change: (r) => Object.assign(sync(r), { kick: '*/5 * * *' }), key: 'syncs.shop.kick' },
+  { what: 'a bad cron in the kick map', change: (r) => Object.assign(sync(r), { kick: { notify: true, cron: 'every minute' } }), key: 'syncs.shop.kick.cron' },
+  { what: 'a sync target naming an unknown database', change: (r) => Object.assign(sync(r), { targets: ['c'] }), key: 'syncs.shop.targets[0]' },
+  { what: 'a sync source naming an unknown database', change: (r) => Object.assign(sync(r), { sources: ['zz'] }), key: 'syncs.shop.sources[0]' },
+  { what: 'a job name with uppercase and a dash', change: (r) => Object.assign(r, { name: 'Shop-1' }), key: 'name' },
+  { what: 'a job name with a space', change: (r) => Object.assign(r, { name: 'my shop' }), key: 'name' },
+  { what: 'a non-postgres database URL', change: (r) => Object.assign(r.databases as Raw, { a: 'mysql://app@127.0.0.1/shop' }), key: 'databases.a' },
+  { what: 'a database URL that is no URL', change: (r) => Object.assign(r.databases as Raw, { b: 'host=127.0.0.1 dbname=shop' }), key: 'databases.b' },
+  { what: 'a non-postgres metadata URL', change: (r) => Object.assign(r, { metadata: 'http://127.0.0.1/capra_shop' }), key: 'metadata' },
 ];
 
 function configText(c: BadCase): string {
@@ -114,8 +126,11 @@ t.test('parseConfigText accepts the base config (control)', async (t) => {
     exception_handlers: ['sql:app.fix', '/opt/h/fix.js'],
   });
   const handlers = parseConfigText(stringify(raw), '/etc/capra/capra.yml', {}).syncs.shop!;
-  t.same(handlers.conflict, { default: { handler: { sql: 'app.merge' } }, tables: { 'public.orders': { handler: { module: '/etc/capra/merge.mjs' } } } },
-    'handlers: sql:schema.function, and a module path relative to the config file');
+  t.same(
+    handlers.conflict,
+    { default: { handler: { sql: 'app.merge' } }, tables: { 'public.orders': { handler: { module: '/etc/capra/merge.mjs' } } } },
+    'handlers: sql:schema.function, and a module path relative to the config file',
+  );
   t.same(handlers.exceptionHandlers, [{ sql: 'app.fix' }, { module: '/opt/h/fix.js' }]);
 });
 
@@ -139,32 +154,39 @@ t.test('with several mistakes, the first in the documented order of keys is repo
   const cases: { what: string; change: (raw: Raw) => void; message: string }[] = [
     {
       what: 'an unknown key comes before any other problem in its map',
-      change: (r) => { r.name = 'Bad-Name'; r.colour = 'blue'; },
-      message: 'colour: unknown key (expected one of: name, metadata, databases, syncs, run_dir, log_dir, log_level, batch_rows, poll_seconds, node_timeout_seconds)',
+      change: (r) => {
+        r.name = 'Bad-Name';
+        r.colour = 'blue';
+      },
+      message:
+        'colour: unknown key (expected one of: name, metadata, databases, syncs, run_dir, log_dir, log_level, batch_rows, poll_seconds, node_timeout_seconds)',
     },
     {
       what: "an unknown key inside a sync comes before that sync's bad values",
-      change: (r) => { Object.assign(sync(r), { copy_data: 'sometimes', colour: 'blue' }); },
+      change: (r) => Object.assign(sync(r), { copy_data: 'sometimes', colour: 'blue' }),
       message: 'syncs.shop.colour: unknown key (expected one of: sources, targets, tables, conflict, copy_data, kick, cascade, exception_handlers)',
     },
     {
       what: 'metadata comes before databases',
-      change: (r) => { r.metadata = 'http://h/m'; (r.databases as Raw).b = 'mysql://h/shop'; },
+      change: (r) => {
+        r.metadata = 'http://h/m';
+        (r.databases as Raw).b = 'mysql://h/shop';
+      },
       message: 'metadata: expected a postgres:// URL, got scheme http:',
     },
     {
       what: "a sync's databases are checked before its later keys",
-      change: (r) => { Object.assign(sync(r), { sources: [], copy_data: 'sometimes' }); },
+      change: (r) => Object.assign(sync(r), { sources: [], copy_data: 'sometimes' }),
       message: 'syncs.shop.sources: a sync needs at least one source',
     },
     {
       what: 'a list naming an unknown database and repeating one: its first item',
-      change: (r) => { Object.assign(sync(r), { sources: ['a'], targets: ['a', 'zz'] }); },
+      change: (r) => Object.assign(sync(r), { sources: ['a'], targets: ['a', 'zz'] }),
       message: 'syncs.shop.targets[0]: database a is listed twice',
     },
     {
       what: "a sync's tables come before its copy_data",
-      change: (r) => { Object.assign(sync(r), { copy_data: 'sometimes', tables: { include: 'public' } }); },
+      change: (r) => Object.assign(sync(r), { copy_data: 'sometimes', tables: { include: 'public' } }),
       message: 'syncs.shop.tables.include: expected a list, got "public"',
     },
   ];
@@ -186,7 +208,11 @@ t.test('an empty value is an unset one where the old reader took it so, and refu
   for (const key of ['batch_rows', 'run_dir', 'metadata'] as const) {
     const bad = base();
     bad[key] = null;
-    t.throws(() => parseConfigText(stringify(bad), 'capra.yml', {}), { message: new RegExp(`^config capra\\.yml: ${key}: expected .*, got null$`) }, `${key}: with no value is refused`);
+    t.throws(
+      () => parseConfigText(stringify(bad), 'capra.yml', {}),
+      { message: new RegExp(`^config capra\\.yml: ${key}: expected .*, got null$`) },
+      `${key}: with no value is refused`,
+    );
   }
 });
 
@@ -198,15 +224,19 @@ t.test('the CLI reports each bad config in one line naming the key path', async 
   // A few CLI processes at a time: each one is a full node start.
   const results: { c: BadCase; file: string; plain: CliResult; verbose: CliResult | null }[] = [];
   for (let i = 0; i < bad.length; i += 4) {
-    results.push(...await Promise.all(bad.slice(i, i + 4).map(async (c, j) => {
-      const n = i + j;
-      const file = path.join(tmp, `bad-${n}.yml`);
-      await writeFile(file, configText(c));
-      const plain = await cli(['--config', file, n % 2 ? 'install' : 'status']);
-      // --verbose for every third case: the same message, then a stack.
-      const verbose = n % 3 === 0 ? await cli(['--config', file, '--verbose', 'status']) : null;
-      return { c, file, plain, verbose };
-    })));
+    results.push(
+      ...(await Promise.all(
+        bad.slice(i, i + 4).map(async (c, j) => {
+          const n = i + j;
+          const file = path.join(tmp, `bad-${n}.yml`);
+          await writeFile(file, configText(c));
+          const plain = await cli(['--config', file, n % 2 ? 'install' : 'status']);
+          // --verbose for every third case: the same message, then a stack.
+          const verbose = n % 3 === 0 ? await cli(['--config', file, '--verbose', 'status']) : null;
+          return { c, file, plain, verbose };
+        }),
+      )),
+    );
   }
   for (const { c, file, plain, verbose } of results) {
     const line = oneLineError(t, plain, c.what);
@@ -248,7 +278,6 @@ async function closedPort(): Promise<number> {
 
 const PASSWORD = 's3cretpw';
 
-
 /** `capra install` (plain and --verbose) fails naming the database warehouse, never showing its password. */
 async function installFailsNamingWarehouse(t: Test, file: string): Promise<void> {
   for (const verbose of [false, true]) {
@@ -284,13 +313,16 @@ t.test('an unreachable first database (home of the default metadata database) is
   const name = `jcfg${process.pid}`;
   const reachable = urlFor(c1!, 'postgres');
   const file = path.join(tmp, 'first-unreachable.yml');
-  await writeFile(file, stringify({
-    name,
-    databases: { warehouse: `postgres://app:${PASSWORD}@127.0.0.1:${port}/shop`, a: reachable },
-    syncs: { s: { sources: ['a'], targets: ['warehouse'] } },
-    run_dir: tmp,
-    log_dir: tmp,
-  }));
+  await writeFile(
+    file,
+    stringify({
+      name,
+      databases: { warehouse: `postgres://app:${PASSWORD}@127.0.0.1:${port}/shop`, a: reachable },
+      syncs: { s: { sources: ['a'], targets: ['warehouse'] } },
+      run_dir: tmp,
+      log_dir: tmp,
+    }),
+  );
   await installFailsNamingWarehouse(t, file);
   // Nothing was created on the reachable server.
   const dbs = await sql(urlFor(c1!, 'postgres'), 'SELECT datname FROM pg_database WHERE datname = $1', [`capra_${name}`]);

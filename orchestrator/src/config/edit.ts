@@ -123,11 +123,15 @@ export function setSetting(text: string, file: string, key: string, valueText: s
     const msg = errorMessage(err);
     // "...conflict.tables.public: ..." for KEY ...conflict.tables.public.orders: the dots were meant as part of a name.
     const named = /^config .*?: (\S+): /.exec(msg)?.[1];
-    const hint = named && key.startsWith(named + '.') && !key.includes('"') ? ' (quote a part of the key that holds dots: a."b.c")' : '';
+    const hint = named && key.startsWith(`${named}.`) && !key.includes('"') ? ' (quote a part of the key that holds dots: a."b.c")' : '';
     throw new CapraError(maskPasswords(msg + hint), { cause: err });
   }
   if (before && describeUrl(after.metadata) !== describeUrl(before.metadata)) {
-    settingError(file, key, `this would move the job's metadata database (${describeUrl(before.metadata)} -> ${describeUrl(after.metadata)}): uninstall, edit the file, install again`);
+    settingError(
+      file,
+      key,
+      `this would move the job's metadata database (${describeUrl(before.metadata)} -> ${describeUrl(after.metadata)}): uninstall, edit the file, install again`,
+    );
   }
   return { text: next, value, before, after, fileOld };
 }

@@ -42,7 +42,7 @@ export function parseKeyPath(key: string): KeyPath {
       path.push(key.slice(i, j));
       i = j;
     }
-    for (let m; (m = /^\[(\d+)\]/.exec(key.slice(i))); i += m[0].length) path.push(Number(m[1]));
+    for (let m: RegExpExecArray | null; (m = /^\[(\d+)\]/.exec(key.slice(i))); i += m[0].length) path.push(Number(m[1]));
     if (i === key.length) return path;
     if (key[i] !== '.') bad(`unexpected ${key[i]} at character ${i + 1} (quote a part that holds dots: a."b.c")`);
     if (++i === key.length) bad('it ends with a dot');

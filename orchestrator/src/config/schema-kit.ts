@@ -15,7 +15,7 @@ export function isObj(v: unknown): v is Obj {
 export function show(v: unknown): string {
   if (v === undefined) return 'nothing';
   const s = JSON.stringify(v);
-  return s.length > 60 ? s.slice(0, 57) + '...' : s;
+  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
 }
 
 /** A message computed from the offending value. */
@@ -148,7 +148,8 @@ function step(schema: z.core.$ZodType, part: PropertyKey): { place?: number; sch
   for (const core of cores(schema)) {
     const def = core._zod.def as z.core.$ZodTypeDef & Record<string, unknown>;
     const shape = def.shape as Record<string, z.core.$ZodType> | undefined;
-    if (def.type === 'object' && typeof part === 'string' && shape && Object.hasOwn(shape, part)) return { place: Object.keys(shape).indexOf(part), schema: shape[part]! };
+    if (def.type === 'object' && typeof part === 'string' && shape && Object.hasOwn(shape, part))
+      return { place: Object.keys(shape).indexOf(part), schema: shape[part]! };
     if (def.type === 'record' && typeof part === 'string') return { schema: def.valueType as z.core.$ZodType };
     if (def.type === 'array' && typeof part === 'number') return { place: part, schema: def.element as z.core.$ZodType };
   }

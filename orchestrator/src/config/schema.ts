@@ -39,19 +39,23 @@ export function handlerText(h: HandlerRef): string {
 function handler(ctx: SchemaContext) {
   const sqlName = /^[^.\s]+\.[^.\s]+$/;
   const valid = (s: string): boolean => (s.startsWith('sql:') ? sqlName.test(s.slice(4).trim()) : /\.(c|m)?js$/.test(s));
-  const wanted = (s: unknown): string =>
-    `expected sql:schema.function${String(s).startsWith('sql:') ? '' : ' or a path to a .js/.mjs module'}, got ${show(s)}`;
+  const wanted = (s: unknown): string => `expected sql:schema.function${String(s).startsWith('sql:') ? '' : ' or a path to a .js/.mjs module'}, got ${show(s)}`;
   return z.codec(text.refine(valid, says(wanted)), handlerRef, {
     decode: (s): HandlerRef => (s.startsWith('sql:') ? { sql: s.slice(4).trim() } : { module: isAbsolute(s) ? s : resolve(dirname(ctx.file), s) }),
     encode: handlerText,
   });
 }
 
-const unknownDatabase = (ctx: SchemaContext) => (d: unknown): string => `unknown database ${show(d)} (databases: ${ctx.dbs.join(', ')})`;
+function unknownDatabase(ctx: SchemaContext, d: unknown): string {
+  return `unknown database ${show(d)} (databases: ${ctx.dbs.join(', ')})`;
+}
 
 /** The name of one of the job's databases. */
 function database(ctx: SchemaContext) {
-  return text.refine((d) => ctx.dbs.includes(d), says(unknownDatabase(ctx)));
+  return text.refine(
+    (d) => ctx.dbs.includes(d),
+    says((d) => unknownDatabase(ctx, d)),
+  );
 }
 
 const postgresUrl = text.superRefine((s, payload) => {
@@ -62,7 +66,8 @@ const postgresUrl = text.superRefine((s, payload) => {
     payload.addIssue({ code: 'custom', message: 'expected a postgres:// URL', input: s });
     return;
   }
-  if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') payload.addIssue({ code: 'custom', message: `expected a postgres:// URL, got scheme ${u.protocol}`, input: s });
+  if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:')
+    payload.addIssue({ code: 'custom', message: `expected a postgres:// URL, got scheme ${u.protocol}`, input: s });
   else if (!databaseOf(s)) payload.addIssue({ code: 'custom', message: 'the URL names no database', input: s });
 });
 
@@ -73,9 +78,14 @@ const postgresUrl = text.superRefine((s, payload) => {
 function conflictRule(ctx: SchemaContext) {
   const priority = z.array(database(ctx)).refine((l) => l.length > 0, 'a priority list needs at least one database');
   const handlerMap = fixedKeys({ handler: handler(ctx) }, expecting('a map'));
-  const strategy = z.enum(strategies, says((v) => v === 'handler'
-    ? 'name the handler: { handler: sql:schema.function } or { handler: ./module.js }'
-    : `expected one of ${strategies.join(', ')}, a list of databases or { handler: ... }, got ${show(v)}`));
+  const strategy = z.enum(
+    strategies,
+    says((v) =>
+      v === 'handler'
+        ? 'name the handler: { handler: sql:schema.function } or { handler: ./module.js }'
+        : `expected one of ${strategies.join(', ')}, a list of databases or { handler: ... }, got ${show(v)}`,
+    ),
+  );
   return byForm(
     [priority, handlerMap, strategy],
     (v) => (Array.isArray(v) ? priority : isObj(v) && 'handler' in v ? handlerMap : strategy),
@@ -86,10 +96,13 @@ function conflictRule(ctx: SchemaContext) {
 /** A sync's conflict rule, with per-table overrides by schema.table as written in the file. */
 function conflictSpec(ctx: SchemaContext) {
   const rule = conflictRule(ctx);
-  const spec = fixedKeys({
-    default: rule.default('latest'),
-    tables: z.record(z.string(), rule, expected('a map of table to strategy')).default({}),
-  }, expecting('a map'));
+  const spec = fixedKeys(
+    {
+      default: rule.default('latest'),
+      tables: z.record(z.string(), rule, expected('a map of table to strategy')).default({}),
+    },
+    expecting('a map'),
+  );
   const ruleOnly = rule.transform((r) => ({ default: r, tables: {} as Record<string, typeof r> }));
   return byForm(
     [ruleOnly, spec],
@@ -100,60 +113,87 @@ function conflictSpec(ctx: SchemaContext) {
 
 /** When a sync runs: on the capture trigger's notify, on a cron schedule (node-cron, with seconds), or both. */
 const kick = (() => {
-  const cronText = text.refine((s) => cron.validate(s), says((s) => `not a valid cron expression: ${show(s)}`));
+  const cronText = text.refine(
+    (s) => cron.validate(s),
+    says((s) => `not a valid cron expression: ${show(s)}`),
+  );
   const map = fixedKeys({ notify: z.boolean(expected('true or false')).optional(), cron: cronText.nullish() }, expecting('a map'))
     .refine((k) => k.notify !== false || (k.cron ?? null) !== null, 'with notify: false a cron expression is needed, or nothing would ever run')
     .transform((k) => ({ notify: k.notify !== false, cron: k.cron ?? null }));
-  const word = z.custom<string>((v) => v === 'notify' || v === 'both' || (typeof v === 'string' && cron.validate(v)),
-    expected(`notify, both, or a cron expression such as "${everyFiveSeconds}"`))
+  const word = z
+    .custom<string>(
+      (v) => v === 'notify' || v === 'both' || (typeof v === 'string' && cron.validate(v)),
+      expected(`notify, both, or a cron expression such as "${everyFiveSeconds}"`),
+    )
     .transform((w) => (w === 'notify' ? { notify: true, cron: null } : w === 'both' ? { notify: true, cron: everyFiveSeconds } : { notify: false, cron: w }));
-  return byForm([map, word], (v) => (isObj(v) ? map : word), (k) => k).default(() => ({ notify: true, cron: null }));
+  return byForm(
+    [map, word],
+    (v) => (isObj(v) ? map : word),
+    (k) => k,
+  ).default(() => ({ notify: true, cron: null }));
 })();
 
 /** Which tables a sync replicates: schemas or schema.table; empty include means every table. */
-const tableSelection = orWhenUnset(settings({
-  include: list(text),
-  exclude: list(text),
-  /** Tables without a primary key: schema.table -> name of a unique index on NOT NULL columns. */
-  keys: z.record(z.string(), text, expected('a map of table to unique index name')).default({}),
-}, expecting('a map with include/exclude')), () => ({ include: [], exclude: [], keys: {} }));
+const tableSelection = orWhenUnset(
+  settings(
+    {
+      include: list(text),
+      exclude: list(text),
+      /** Tables without a primary key: schema.table -> name of a unique index on NOT NULL columns. */
+      keys: z.record(z.string(), text, expected('a map of table to unique index name')).default({}),
+    },
+    expecting('a map with include/exclude'),
+  ),
+  () => ({ include: [], exclude: [], keys: {} }),
+);
 
 function sync(ctx: SchemaContext) {
-  return settings({
-    sources: list(text),
-    targets: list(text),
-    tables: tableSelection,
-    conflict: conflictSpec(ctx),
-    copy_data: z.enum(copyModes, expected(`one of ${copyModes.join(', ')}`)).default('empty'),
-    kick,
-    /** Also record applied changes as deltas for downstream jobs. */
-    cascade: z.boolean(expected('true or false')).default(false),
-    /** Called, in order, when applying fails; one that repairs the cause makes the run retry at once. */
-    exception_handlers: list(handler(ctx)),
-  }, expecting('a map'), {
-    reads: ['sources', 'targets'],
-    check: (s, payload) => {
-      // One check in this order, so that a list both naming an unknown
-      // database and repeating one is reported by its first item.
-      const problem = (path: (string | number)[], message: string): void => payload.addIssue({ code: 'custom', path, message, input: s });
-      if (s.sources.length === 0) return problem(['sources'], 'a sync needs at least one source');
-      if (s.sources.length + s.targets.length < 2) return problem(['targets'], 'a sync needs at least two databases in all');
-      const seen = new Set<string>();
-      for (const [role, dbs] of [['sources', s.sources], ['targets', s.targets]] as const) {
-        for (const [i, d] of dbs.entries()) {
-          if (!ctx.dbs.includes(d)) return problem([role, i], unknownDatabase(ctx)(d));
-          if (seen.has(d)) return problem([role, i], `database ${d} is listed twice`);
-          seen.add(d);
-        }
-      }
+  return settings(
+    {
+      sources: list(text),
+      targets: list(text),
+      tables: tableSelection,
+      conflict: conflictSpec(ctx),
+      copy_data: z.enum(copyModes, expected(`one of ${copyModes.join(', ')}`)).default('empty'),
+      kick,
+      /** Also record applied changes as deltas for downstream jobs. */
+      cascade: z.boolean(expected('true or false')).default(false),
+      /** Called, in order, when applying fails; one that repairs the cause makes the run retry at once. */
+      exception_handlers: list(handler(ctx)),
     },
-  });
+    expecting('a map'),
+    {
+      reads: ['sources', 'targets'],
+      check: (s, payload) => {
+        // One check in this order, so that a list both naming an unknown
+        // database and repeating one is reported by its first item.
+        const problem = (path: (string | number)[], message: string): void => payload.addIssue({ code: 'custom', path, message, input: s });
+        if (s.sources.length === 0) return problem(['sources'], 'a sync needs at least one source');
+        if (s.sources.length + s.targets.length < 2) return problem(['targets'], 'a sync needs at least two databases in all');
+        const seen = new Set<string>();
+        for (const [role, dbs] of [
+          ['sources', s.sources],
+          ['targets', s.targets],
+        ] as const) {
+          for (const [i, d] of dbs.entries()) {
+            if (!ctx.dbs.includes(d)) return problem([role, i], unknownDatabase(ctx, d));
+            if (seen.has(d)) return problem([role, i], `database ${d} is listed twice`);
+            seen.add(d);
+          }
+        }
+      },
+    },
+  );
 }
 
 /** The syncs by name; each knows its own name. */
 function syncs(ctx: SchemaContext) {
   const name = z.string().regex(/^[A-Za-z][A-Za-z0-9_-]{0,62}$/, 'a sync name is a letter followed by letters, digits, _ or -');
-  const bySyncName = z.record(name, sync(ctx), says(() => 'expected a map of sync name to sync'));
+  const bySyncName = z.record(
+    name,
+    sync(ctx),
+    says(() => 'expected a map of sync name to sync'),
+  );
   type Sync = z.output<ReturnType<typeof sync>> & { name: string };
   return z.codec(bySyncName, z.custom<Record<string, Sync>>(), {
     decode: (m) => Object.fromEntries(Object.entries(m).map(([n, s]) => [n, { name: n, ...s }])),
@@ -166,28 +206,39 @@ const positiveSeconds = z.number(expected('a positive number of seconds')).refin
 
 /** The whole file; parsing it yields the Config, encoding a Config gives the file back with every default written out. */
 export function configSchema(ctx: SchemaContext) {
-  const file = settings({
-    /** The job's name: unique per host; names the pidfile, the log and the default metadata database. */
-    name: text.regex(/^[a-z][a-z0-9_]{0,39}$/, says((n) => `${show(n)} is not a job name: use lowercase letters, digits and _ (at most 40), starting with a letter`)),
-    /** Left out: a database capra_<name> on the first database's server, which install creates and uninstall drops. */
-    metadata: postgresUrl.optional(),
-    databases: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, 'a database name is letters, digits and _'), postgresUrl, says(() => 'expected a map of database name to postgres:// URL'))
-      .refine((m) => Object.keys(m).length > 0, 'expected a map of database name to postgres:// URL'),
-    syncs: syncs(ctx),
-    run_dir: text.default(ctx.runDir),
-    log_dir: text.default(ctx.logDir),
-    log_level: orWhenUnset(z.enum(logLevels, expected(`one of ${logLevels.join(', ')}`)), () => 'info' as const),
-    /** Upper bound on deltas per batch; one source transaction is never split. */
-    batch_rows: positiveWhole.default(10_000),
-    /** Seconds between safety-net checks for work when no kick arrives. */
-    poll_seconds: positiveWhole.default(30),
-    /**
-     * Seconds a node may leave a connect or a waiting query unanswered before
-     * it counts as hung: its connections are ended and it is left out until it
-     * answers again (a long statement is not cut while the node answers).
-     */
-    node_timeout_seconds: positiveSeconds.default(30),
-  }, () => 'expected a map of settings');
+  const file = settings(
+    {
+      /** The job's name: unique per host; names the pidfile, the log and the default metadata database. */
+      name: text.regex(
+        /^[a-z][a-z0-9_]{0,39}$/,
+        says((n) => `${show(n)} is not a job name: use lowercase letters, digits and _ (at most 40), starting with a letter`),
+      ),
+      /** Left out: a database capra_<name> on the first database's server, which install creates and uninstall drops. */
+      metadata: postgresUrl.optional(),
+      databases: z
+        .record(
+          z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, 'a database name is letters, digits and _'),
+          postgresUrl,
+          says(() => 'expected a map of database name to postgres:// URL'),
+        )
+        .refine((m) => Object.keys(m).length > 0, 'expected a map of database name to postgres:// URL'),
+      syncs: syncs(ctx),
+      run_dir: text.default(ctx.runDir),
+      log_dir: text.default(ctx.logDir),
+      log_level: orWhenUnset(z.enum(logLevels, expected(`one of ${logLevels.join(', ')}`)), () => 'info' as const),
+      /** Upper bound on deltas per batch; one source transaction is never split. */
+      batch_rows: positiveWhole.default(10_000),
+      /** Seconds between safety-net checks for work when no kick arrives. */
+      poll_seconds: positiveWhole.default(30),
+      /**
+       * Seconds a node may leave a connect or a waiting query unanswered before
+       * it counts as hung: its connections are ended and it is left out until it
+       * answers again (a long statement is not cut while the node answers).
+       */
+      node_timeout_seconds: positiveSeconds.default(30),
+    },
+    () => 'expected a map of settings',
+  );
   type File = z.output<typeof file>;
   type Resolved = File & {
     metadata: string;

@@ -23,7 +23,11 @@ function schemaOf(cfg: Config) {
 export function resolvedView(cfg: Config, mask = true): Record<string, unknown> {
   const view = z.encode(schemaOf(cfg), cfg) as Record<string, unknown>;
   if (!mask) return view;
-  return { ...view, metadata: maskPassword(cfg.metadata), databases: Object.fromEntries(Object.entries(cfg.databases).map(([db, u]) => [db, maskPassword(u)])) };
+  return {
+    ...view,
+    metadata: maskPassword(cfg.metadata),
+    databases: Object.fromEntries(Object.entries(cfg.databases).map(([db, u]) => [db, maskPassword(u)])),
+  };
 }
 
 /** A refused KEY: "config FILE: KEY: why", passwords masked. */
