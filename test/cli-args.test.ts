@@ -6,7 +6,7 @@ import t, { type Test } from 'tap';
 import { parseArgs } from '../orchestrator/src/cli/args.js';
 import { type Args, COMMANDS, type CommandName } from '../orchestrator/src/cli/options.js';
 import { commandUsage, usage } from '../orchestrator/src/cli/usage.js';
-import { CapraError } from '../orchestrator/src/db/errors.js';
+import { CapraError } from '../orchestrator/src/util/errors.js';
 import { type CliResult, cli } from './harness/capra.js';
 
 const parse = (...argv: string[]): Args => parseArgs(argv, {});

@@ -12,7 +12,7 @@ import { maskPassword } from '../orchestrator/src/config/mask.js';
 import { getSetting, resolvedView } from '../orchestrator/src/config/view.js';
 import { parseConfigText } from '../orchestrator/src/config/load.js';
 import { logfilePath, pidfilePath } from '../orchestrator/src/config/types.js';
-import { CapraError } from '../orchestrator/src/db/errors.js';
+import { CapraError } from '../orchestrator/src/util/errors.js';
 import { type CliResult, type Job, cli, makeJob, waitSame } from './harness/capra.js';
 import { freshDb, sql, testClusters, waitFor } from './harness/db.js';
 

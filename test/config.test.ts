@@ -8,7 +8,7 @@ import path from 'node:path';
 import t, { type Test } from 'tap';
 import { stringify } from 'yaml';
 import { parseConfigText } from '../orchestrator/src/config/load.js';
-import { CapraError } from '../orchestrator/src/db/errors.js';
+import { CapraError } from '../orchestrator/src/util/errors.js';
 import { type CliResult, cli, makeJob } from './harness/capra.js';
 import { sql, testClusters, urlFor } from './harness/db.js';
 

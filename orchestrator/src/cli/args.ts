@@ -1,5 +1,5 @@
 import { type ParseArgsConfig, parseArgs as parseTokens } from 'node:util';
-import { CapraError } from '../db/errors.js';
+import { CapraError } from '../util/errors.js';
 import { type Args, COMMANDS, type CommandName, GLOBAL_OPTIONS, type OptionSpec, defaultArgs, isCommand } from './options.js';
 
 export type { Args } from './options.js';

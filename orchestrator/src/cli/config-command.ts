@@ -5,7 +5,7 @@ import { stringify } from 'yaml';
 import { setMessage, setSetting } from '../config/edit.js';
 import { formatValue, getSetting, resolvedView } from '../config/view.js';
 import { loadConfig } from '../config/load.js';
-import { CapraError, errorMessage } from '../db/errors.js';
+import { CapraError, errorMessage } from '../util/errors.js';
 
 // `capra config get [KEY]` and `capra config set KEY VALUE`: the YAML file is
 // the one source of truth; a set is validated whole before the file is

@@ -1,6 +1,6 @@
 import type { Config } from '../config/types.js';
 import { Connections } from '../db/connections.js';
-import { CapraError } from '../db/errors.js';
+import { CapraError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 
 export interface ConflictRow {

@@ -7,7 +7,7 @@ import { logfilePath, pidfilePath } from '../config/types.js';
 import { Daemon } from '../daemon/daemon.js';
 import { type MetricsServer, serveMetrics } from '../daemon/metrics-server.js';
 import { claimPidfile, isAlive, readPid, releasePidfile } from '../daemon/pidfile.js';
-import { CapraError, errorMessage } from '../db/errors.js';
+import { CapraError, errorMessage } from '../util/errors.js';
 import { sleep } from '../util/backoff.js';
 import { makeLogger } from '../util/make-logger.js';
 import { packageRoot } from '../util/paths.js';

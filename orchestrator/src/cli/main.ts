@@ -1,7 +1,7 @@
 import type { Config, SyncConfig } from '../config/types.js';
 import { loadConfig } from '../config/load.js';
 import { Connections } from '../db/connections.js';
-import { CapraError, errorMessage } from '../db/errors.js';
+import { CapraError, errorMessage } from '../util/errors.js';
 import { install, uninstall } from '../install/install.js';
 import { collectStatus } from '../status/status.js';
 import { addTriggers, dropTriggers } from '../triggers/sync-triggers.js';

@@ -1,4 +1,4 @@
-import { CapraError } from '../db/errors.js';
+import { CapraError } from '../util/errors.js';
 import { type CloneOptions, splitList } from './clone-command.js';
 
 // Each command's options, in one table: the parser accepts a command's own

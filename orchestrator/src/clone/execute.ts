@@ -1,5 +1,5 @@
 import { Connections } from '../db/connections.js';
-import { errorMessage } from '../db/errors.js';
+import { errorMessage } from '../util/errors.js';
 import { tableLabel } from '../db/ident.js';
 import type { ApplierRole } from '../sync/applier-session.js';
 import type { Logger } from '../util/logger.js';

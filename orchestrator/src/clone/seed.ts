@@ -1,5 +1,6 @@
 import { Connections, inTransaction } from '../db/connections.js';
-import { CapraError, errorMessage, errorTable } from '../db/errors.js';
+import { errorTable } from '../db/errors.js';
+import { CapraError, errorMessage } from '../util/errors.js';
 import type { TableName } from '../db/ident.js';
 import type { LaneKey } from '../sync/lane.js';
 import type { Logger } from '../util/logger.js';

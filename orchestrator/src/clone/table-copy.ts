@@ -1,7 +1,8 @@
 import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { type Connections, discardConnection } from '../db/connections.js';
-import { CapraError, SQLSTATE, errorMessage, isConnectionError, sqlState } from '../db/errors.js';
+import { SQLSTATE, isConnectionError, sqlState } from '../db/errors.js';
+import { CapraError, errorMessage } from '../util/errors.js';
 import { type TableName, onlyUnlessPartitioned, quoteIdent, quoteTable, tableLabel } from '../db/ident.js';
 import { type ApplierRole, markApplier } from '../sync/applier-session.js';
 import { PIN_OUTPUT_FORMATS } from '../sync/delta-log.js';

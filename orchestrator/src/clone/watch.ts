@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { CapraError } from '../db/errors.js';
+import { CapraError } from '../util/errors.js';
 import type { CloneState } from './request.js';
 
 /** A clone's state and progress as read from the metadata database (what `capra clone --wait` shows). */

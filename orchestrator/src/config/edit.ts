@@ -1,7 +1,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import { type Node, isCollection, isMap, isNode, isSeq, parseDocument } from 'yaml';
-import { CapraError, errorMessage } from '../db/errors.js';
-import { describeUrl } from '../db/url.js';
+import { CapraError, errorMessage } from '../util/errors.js';
+import { describeUrl } from '../util/url.js';
 import { type KeyPath, formatKeyPath, parseKeyPath } from './key-path.js';
 import { parseConfigText } from './load.js';
 import { maskPasswords } from './mask.js';

@@ -1,4 +1,4 @@
-import { CapraError } from '../db/errors.js';
+import { CapraError } from '../util/errors.js';
 
 // A setting's KEY as `capra config get/set` take it: dotted map keys, a
 // quoted part for a key that holds dots, `[N]` for a list item.

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { parse } from 'yaml';
-import { CapraError, errorMessage } from '../db/errors.js';
+import { CapraError, errorMessage } from '../util/errors.js';
 import type { Config } from './types.js';
 import { validateConfig } from './validate.js';
 

@@ -1,7 +1,8 @@
 import { dirname, isAbsolute, resolve } from 'node:path';
 import cron from 'node-cron';
 import { z } from 'zod';
-import { databaseOf, withDatabase } from '../db/url.js';
+import { LOG_LEVELS } from '../util/logger.js';
+import { databaseOf, withDatabase } from '../util/url.js';
 import { byForm, expected, expecting, fixedKeys, isObj, list, orWhenUnset, says, settings, show, text } from './schema-kit.js';
 
 // The config file's one description: its keys, what each may hold, its
@@ -23,7 +24,7 @@ export interface SchemaContext {
 
 const strategies = ['source', 'target', 'skip', 'latest', 'abort', 'random'] as const;
 const copyModes = ['always', 'never', 'empty'] as const;
-const logLevels = ['debug', 'info', 'warn', 'error'] as const;
+const logLevels = LOG_LEVELS;
 const everyFiveSeconds = '*/5 * * * * *';
 
 /** A handler as code: an SQL function (schema.name, jsonb in and out) or a JavaScript module (absolute path; its default export). */

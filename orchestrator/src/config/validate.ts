@@ -1,4 +1,4 @@
-import { CapraError } from '../db/errors.js';
+import { CapraError } from '../util/errors.js';
 import type { Config } from './types.js';
 import { configSchema } from './schema.js';
 import { firstProblem, isObj } from './schema-kit.js';

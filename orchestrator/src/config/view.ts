@@ -1,6 +1,6 @@
 import { stringify } from 'yaml';
 import { z } from 'zod';
-import { CapraError } from '../db/errors.js';
+import { CapraError } from '../util/errors.js';
 import { formatKeyPath, parseKeyPath } from './key-path.js';
 import { maskPassword, maskPasswords } from './mask.js';
 import { configSchema } from './schema.js';

@@ -2,7 +2,7 @@ import type { Config } from '../config/types.js';
 import { executeClone } from '../clone/execute.js';
 import { CloneCancelled, claimNextClone, finishClone, nextDueInSeconds, recoverInterrupted } from '../clone/request.js';
 import { Connections } from '../db/connections.js';
-import { errorMessage } from '../db/errors.js';
+import { errorMessage } from '../util/errors.js';
 import { sleep } from '../util/backoff.js';
 import type { Logger } from '../util/logger.js';
 import { KickListener } from './listener.js';

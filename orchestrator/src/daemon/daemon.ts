@@ -2,7 +2,7 @@ import cron from 'node-cron';
 import type { Config } from '../config/types.js';
 import { receiversOf } from '../config/topology.js';
 import { Connections } from '../db/connections.js';
-import { CapraError, errorMessage } from '../db/errors.js';
+import { CapraError, errorMessage } from '../util/errors.js';
 import { KICK_LINGER_MS, KICK_LINGER_STEP_MS } from '../db/kick-timing.js';
 import { purgeDeltas } from '../sync/purge.js';
 import type { Logger } from '../util/logger.js';

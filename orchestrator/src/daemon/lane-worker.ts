@@ -1,5 +1,5 @@
 import type { Connections } from '../db/connections.js';
-import { CapraError } from '../db/errors.js';
+import { CapraError } from '../util/errors.js';
 import { seedLane } from '../clone/seed.js';
 import { type LaneKey, type LaneState, runLane } from '../sync/lane.js';
 import { SequenceKeeper } from '../sync/sequence-keeper.js';

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { Connections } from '../db/connections.js';
-import { errorMessage } from '../db/errors.js';
+import { errorMessage } from '../util/errors.js';
 import { quoteIdent } from '../db/ident.js';
 import { backoffMs } from '../util/backoff.js';
 import type { Logger } from '../util/logger.js';

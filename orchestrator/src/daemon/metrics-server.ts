@@ -1,7 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Registry } from 'prom-client';
-import { errorMessage } from '../db/errors.js';
+import { errorMessage } from '../util/errors.js';
 import { type Logger, silentLogger } from '../util/logger.js';
 import type { Metrics } from './metrics.js';
 

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { CapraError } from '../db/errors.js';
+import { CapraError } from '../util/errors.js';
 
 /**
  * Whether process `pid` is running. A process killed a moment ago (kill -9)

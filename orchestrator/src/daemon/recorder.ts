@@ -1,5 +1,5 @@
 import { Connections } from '../db/connections.js';
-import { errorMessage } from '../db/errors.js';
+import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import type { LoggedConflict } from '../sync/swap-settle.js';
 

@@ -1,7 +1,8 @@
 import type { SyncConfig } from '../config/types.js';
 import { receiversOf } from '../config/topology.js';
 import type { Connections } from '../db/connections.js';
-import { CapraError, errorMessage, errorNode, isConnectionError } from '../db/errors.js';
+import { errorNode, isConnectionError } from '../db/errors.js';
+import { CapraError, errorMessage } from '../util/errors.js';
 import { seedLane } from '../clone/seed.js';
 import { ConflictResolver } from '../sync/conflict.js';
 import { SequenceKeeper } from '../sync/sequence-keeper.js';

@@ -1,6 +1,7 @@
 import type { SyncConfig } from '../config/types.js';
 import type { Connections } from '../db/connections.js';
-import { CapraError, SQLSTATE, errorMessage, errorTable, sqlState } from '../db/errors.js';
+import { SQLSTATE, errorTable, sqlState } from '../db/errors.js';
+import { CapraError, errorMessage } from '../util/errors.js';
 import { describeFailure, runExceptionHandlers } from '../sync/exception.js';
 import { backoffMs, sleep } from '../util/backoff.js';
 import type { Logger } from '../util/logger.js';

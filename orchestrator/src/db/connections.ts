@@ -1,8 +1,10 @@
 import pg from 'pg';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../util/logger.js';
-import { NodeSilentError, connectError, errorMessage, isConnectionError } from './errors.js';
-import { clientConfig, describeUrl } from './url.js';
+import { NodeSilentError, connectError, isConnectionError } from './errors.js';
+import { errorMessage } from '../util/errors.js';
+import { clientConfig } from './url.js';
+import { describeUrl } from '../util/url.js';
 import { Watchdog } from './watchdog.js';
 
 export type AppRole = 'capra-sync' | 'capra-cli' | 'capra-clone';

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { loadMigrationFiles, migrate } from 'postgres-migrations';
-import { CapraError } from './errors.js';
+import { CapraError } from '../util/errors.js';
 import { quoteIdent } from './ident.js';
 
 /**

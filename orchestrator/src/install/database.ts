@@ -1,7 +1,9 @@
 import pg from 'pg';
-import { CapraError, SQLSTATE, errorMessage, sqlState } from '../db/errors.js';
+import { SQLSTATE, sqlState } from '../db/errors.js';
+import { CapraError, errorMessage } from '../util/errors.js';
 import { quoteIdent } from '../db/ident.js';
-import { clientConfig, databaseOf, describeUrl, withDatabase } from '../db/url.js';
+import { clientConfig } from '../db/url.js';
+import { databaseOf, describeUrl, withDatabase } from '../util/url.js';
 
 // Creating and dropping the job's metadata database, from another database on
 // the same server (the maintenance database, or a fallback the caller names).

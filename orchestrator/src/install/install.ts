@@ -2,7 +2,7 @@ import type { Config } from '../config/types.js';
 import { usedDatabases } from '../config/topology.js';
 import { Connections } from '../db/connections.js';
 import { isConnectionError } from '../db/errors.js';
-import { databaseOf } from '../db/url.js';
+import { databaseOf } from '../util/url.js';
 import { installSide, sideInstalled, uninstallSide } from '../db/schema-side.js';
 import { dropTriggers } from '../triggers/sync-triggers.js';
 import { forgetJob, registerJob } from '../triggers/consumers.js';

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { Config } from '../config/types.js';
 import { inTransaction } from '../db/connections.js';
-import { describeUrl } from '../db/url.js';
+import { describeUrl } from '../util/url.js';
 
 /**
  * Copies the config's nodes and syncs into the metadata database, so the SQL

@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto';
 import type { ConflictRule, HandlerRef, SyncConfig } from '../config/types.js';
 import { Connections } from '../db/connections.js';
-import { CapraError, errorMessage } from '../db/errors.js';
+import { CapraError, errorMessage } from '../util/errors.js';
 import { tableLabel } from '../db/ident.js';
 import { parseTableName } from '../db/table-ref.js';
 import { handlerName, loadHandler, sqlFunction } from './handler.js';

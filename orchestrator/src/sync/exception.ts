@@ -1,6 +1,7 @@
 import type { HandlerRef, SyncConfig } from '../config/types.js';
 import type { Connections } from '../db/connections.js';
-import { CapraError, errorMessage, isConnectionError } from '../db/errors.js';
+import { isConnectionError } from '../db/errors.js';
+import { CapraError, errorMessage } from '../util/errors.js';
 import { handlerName, loadHandler, sqlFunction } from './handler.js';
 
 /**

@@ -1,7 +1,8 @@
 import type pg from 'pg';
 import type { SyncConfig } from '../config/types.js';
 import type { Connections } from '../db/connections.js';
-import { CapraError, applyError } from '../db/errors.js';
+import { applyError } from '../db/errors.js';
+import { CapraError } from '../util/errors.js';
 import { tableLabel } from '../db/ident.js';
 import { type ApplierRole, markApplier } from './applier-session.js';
 import { applyKeys, applyTruncate } from './apply.js';

@@ -1,6 +1,6 @@
 import type { SyncConfig } from '../config/types.js';
 import type { Connections } from '../db/connections.js';
-import { errorMessage } from '../db/errors.js';
+import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import { type SequenceReport, type SyncSequencesOptions, syncSequences } from './sequences.js';
 

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { SyncConfig } from '../config/types.js';
-import { CapraError } from '../db/errors.js';
+import { CapraError } from '../util/errors.js';
 import { tableLabel } from '../db/ident.js';
 import { keyDefs } from './apply.js';
 import { type LaneRef, batchChanges, batchTables, batchTxids, changesAfter, registeredPosition, startBatch } from './delta-log.js';

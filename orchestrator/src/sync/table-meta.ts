@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { CapraError } from '../db/errors.js';
+import { CapraError } from '../util/errors.js';
 import { type TableName, quoteTable, tableLabel } from '../db/ident.js';
 
 /** A replicated table as a run sees it: its name, key, and the columns that are written. */

@@ -1,5 +1,6 @@
 import type pg from 'pg';
-import { CapraError, SQLSTATE, errorMessage, sqlState } from '../db/errors.js';
+import { SQLSTATE, sqlState } from '../db/errors.js';
+import { CapraError, errorMessage } from '../util/errors.js';
 import { type TableName, quoteIdent, quoteLiteral, quoteTable, tableLabel } from '../db/ident.js';
 import { KICK_WINDOW_MS } from '../db/kick-timing.js';
 import { backoffMs, sleep } from '../util/backoff.js';

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { TableSelection } from '../config/types.js';
-import { CapraError } from '../db/errors.js';
+import { CapraError } from '../util/errors.js';
 import { type TableName, quoteTable, tableLabel } from '../db/ident.js';
 import { SYSTEM_SCHEMAS, matches, parseTableName, tableSelector } from '../db/table-ref.js';
 

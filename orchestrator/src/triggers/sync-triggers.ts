@@ -3,7 +3,7 @@ import { receiversOf, syncNodes } from '../config/topology.js';
 import { Connections } from '../db/connections.js';
 import { tableLabel } from '../db/ident.js';
 import { sideInstalled } from '../db/schema-side.js';
-import { CapraError } from '../db/errors.js';
+import { CapraError } from '../util/errors.js';
 import { publishTables } from './publish-tables.js';
 import type { Logger } from '../util/logger.js';
 import { forgetSync, registerConsumers, trackTable, trackedTables, untrackTable } from './consumers.js';

@@ -1,7 +1,6 @@
 import { Writable } from 'node:stream';
 import pino from 'pino';
-import type { LogLevel } from '../config/types.js';
-import type { Logger } from './logger.js';
+import type { LogLevel, Logger } from './logger.js';
 
 const levelNames: Record<number, string> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warn', 50: 'error', 60: 'fatal' };
 const hidden = new Set(['level', 'time', 'msg', 'pid', 'hostname', 'job']);
