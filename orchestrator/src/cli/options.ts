@@ -70,6 +70,16 @@ function number(flag: string, value: string, expected: string, ok: (n: number) =
 }
 const cloneId = (flag: string, value: string): number => number(flag, value, 'a clone id', (n) => Number.isSafeInteger(n) && n > 0);
 
+/** A flag: `set` records it. */
+function flag(help: string, set: (a: Args) => void): OptionSpec {
+  return { type: 'boolean', help, set };
+}
+
+/** An option with a value called `arg` in the help. */
+function valued(arg: string, help: string, set: OptionSpec['set']): OptionSpec {
+  return { type: 'string', arg, help, set };
+}
+
 export const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
   config: {
     type: 'string',
@@ -81,30 +91,22 @@ export const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
     },
   },
   verbose: {
-    type: 'boolean',
-    short: 'v',
-    help: 'log at debug level; a failure also prints its stack trace',
-    set: (a) => {
+    ...flag('log at debug level; a failure also prints its stack trace', (a) => {
       a.verbose = true;
-    },
+    }),
+    short: 'v',
   },
   help: {
-    type: 'boolean',
-    short: 'h',
-    help: 'print this help',
-    set: (a) => {
+    ...flag('print this help', (a) => {
       a.help = true;
-    },
+    }),
+    short: 'h',
   },
 };
 
-const json: OptionSpec = {
-  type: 'boolean',
-  help: 'print JSON',
-  set: (a) => {
-    a.json = true;
-  },
-};
+const json = flag('print JSON', (a) => {
+  a.json = true;
+});
 const syncs = (what: string): OptionSpec => ({
   type: 'string',
   multiple: true,
@@ -129,13 +131,9 @@ export const COMMANDS = {
   start: {
     about: ['run the daemon detached (pidfile and log named after the job)'],
     options: {
-      foreground: {
-        type: 'boolean',
-        help: 'run the daemon in this process (systemd, containers)',
-        set: (a) => {
-          a.foreground = true;
-        },
-      },
+      foreground: flag('run the daemon in this process (systemd, containers)', (a) => {
+        a.foreground = true;
+      }),
       'metrics-port': metricsPort,
     },
   },
@@ -173,14 +171,9 @@ export const COMMANDS = {
     about: ["the latest conflicts of multi-master syncs (newest first): each node's version, the rule, the decision"],
     options: {
       sync: syncs('only conflicts of this sync'),
-      limit: {
-        type: 'string',
-        arg: 'N',
-        help: 'show the latest N (default 20)',
-        set: (a, v, flag) => {
-          a.limit = number(flag, v, 'a positive whole number', (n) => Number.isSafeInteger(n) && n > 0);
-        },
-      },
+      limit: valued('N', 'show the latest N (default 20)', (a, v, flag) => {
+        a.limit = number(flag, v, 'a positive whole number', (n) => Number.isSafeInteger(n) && n > 0);
+      }),
       json,
     },
   },
@@ -198,22 +191,12 @@ export const COMMANDS = {
           a.clone.tables = [...(a.clone.tables ?? []), ...splitList(v)];
         },
       },
-      dbs: {
-        type: 'string',
-        arg: 'a:source,b:target',
-        help: "the databases to copy from (source) and to (target), instead of a sync's",
-        set: (a, v) => {
-          a.clone.dbs = v;
-        },
-      },
-      start: {
-        type: 'string',
-        arg: 'INTERVAL',
-        help: 'not before now() + INTERVAL (a PostgreSQL interval)',
-        set: (a, v) => {
-          a.clone.start = v;
-        },
-      },
+      dbs: valued('a:source,b:target', "the databases to copy from (source) and to (target), instead of a sync's", (a, v) => {
+        a.clone.dbs = v;
+      }),
+      start: valued('INTERVAL', 'not before now() + INTERVAL (a PostgreSQL interval)', (a, v) => {
+        a.clone.start = v;
+      }),
       'only-empty': {
         type: 'boolean',
         help: 'skip targets whose table has rows',
@@ -228,36 +211,18 @@ export const COMMANDS = {
           a.clone.dropIndexes = true;
         },
       },
-      wait: {
-        type: 'boolean',
-        help: 'show its progress until it ends; exit 1 when it failed or was cancelled',
-        set: (a) => {
-          a.clone.wait = true;
-        },
-      },
-      watch: {
-        type: 'string',
-        arg: 'ID',
-        help: "show a queued or running clone's progress until it ends",
-        set: (a, v, flag) => {
-          a.clone.watch = cloneId(flag, v);
-        },
-      },
-      cancel: {
-        type: 'string',
-        arg: 'ID',
-        help: 'cancel a clone (a running one rolls back the table it is copying)',
-        set: (a, v, flag) => {
-          a.clone.cancel = cloneId(flag, v);
-        },
-      },
-      list: {
-        type: 'boolean',
-        help: 'the latest clones and their states',
-        set: (a) => {
-          a.clone.list = true;
-        },
-      },
+      wait: flag('show its progress until it ends; exit 1 when it failed or was cancelled', (a) => {
+        a.clone.wait = true;
+      }),
+      watch: valued('ID', "show a queued or running clone's progress until it ends", (a, v, flag) => {
+        a.clone.watch = cloneId(flag, v);
+      }),
+      cancel: valued('ID', 'cancel a clone (a running one rolls back the table it is copying)', (a, v, flag) => {
+        a.clone.cancel = cloneId(flag, v);
+      }),
+      list: flag('the latest clones and their states', (a) => {
+        a.clone.list = true;
+      }),
     },
   },
   demo: { about: ['two embedded PostgreSQL servers syncing both ways, a conflict settled'], options: {} },

@@ -88,7 +88,7 @@ export class SwapWorker extends Worker {
         await this.seed();
         seededNow = true;
       }
-      const r = await runSwap(this.conns, this.job, this.sync, this.opts.batchRows, this.state, this.resolver);
+      const r = await runSwap(this.conns, { job: this.job, sync: this.sync, batchRows: this.opts.batchRows, state: this.state, resolver: this.resolver });
       if (r.unseeded) {
         // Seeded just now, every pair: the table must be missing from the metadata database. (A pair
         // left for later because a node was down, and that node is back: seed again.)

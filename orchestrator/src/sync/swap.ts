@@ -62,6 +62,15 @@ export interface SwapResult {
   unseeded?: boolean;
 }
 
+/** What one run of a sync is given. */
+export interface SwapRun {
+  job: string;
+  sync: SyncConfig;
+  batchRows: number;
+  state: SwapState;
+  resolver: ConflictResolver;
+}
+
 const IDLE_ADVANCE_MS = 5_000;
 
 /**
@@ -76,14 +85,8 @@ const IDLE_ADVANCE_MS = 5_000;
  * timeout: the watchdog ends its connection), and the run is made again at
  * once without it.
  */
-export async function runSwap(
-  conns: Connections,
-  job: string,
-  sync: SyncConfig,
-  batchRows: number,
-  state: SwapState,
-  resolver: ConflictResolver,
-): Promise<SwapResult> {
+export async function runSwap(conns: Connections, run: SwapRun): Promise<SwapResult> {
+  const { sync, state } = run;
   for (;;) {
     const clients = new Map<string, pg.PoolClient>();
     const down = new Map<string, string>();
@@ -106,7 +109,7 @@ export async function runSwap(
         down.set(db, error);
       }
       if (clients.size < 2 || !sync.sources.some((s) => clients.has(s))) throw firstDown;
-      const result = await runWith(clients, job, sync, batchRows, state, resolver);
+      const result = await runWith(clients, run);
       return down.size > 0 ? { ...result, down } : result;
     } catch (err) {
       failure = err as Error;
@@ -121,14 +124,7 @@ export async function runSwap(
   }
 }
 
-async function runWith(
-  clients: Map<string, pg.PoolClient>,
-  job: string,
-  sync: SyncConfig,
-  batchRows: number,
-  state: SwapState,
-  resolver: ConflictResolver,
-): Promise<SwapResult> {
+async function runWith(clients: Map<string, pg.PoolClient>, { job, sync, batchRows, state, resolver }: SwapRun): Promise<SwapResult> {
   const nodes = await openNodes(clients, job, sync, state.roles);
   const applied = new Map(nodes.map((n) => [n.db, n.applied]));
 
