@@ -106,14 +106,14 @@ async function removeTriggers(client: pg.ClientBase, t: TableName, oid: number, 
   }
 }
 
-/** The capture triggers a table has now, with their arguments. */
-async function currentTriggers(client: pg.ClientBase, t: TableName): Promise<Map<string, string>> {
-  const { rows } = await client.query<{ name: string; args: Buffer }>(
-    `SELECT tgname AS name, tgargs AS args FROM pg_trigger
+/** The capture triggers a table has now, with their arguments and how they are enabled (pg_trigger.tgenabled). */
+async function currentTriggers(client: pg.ClientBase, t: TableName): Promise<Map<string, { args: string; enabled: string }>> {
+  const { rows } = await client.query<{ name: string; args: Buffer; enabled: string }>(
+    `SELECT tgname AS name, tgargs AS args, tgenabled AS enabled FROM pg_trigger
       WHERE tgrelid = to_regclass($1) AND tgname = ANY ($2::text[])`,
     [quoteTable(t), ALL_TRIGGERS],
   );
-  return new Map(rows.map((r) => [r.name, r.args.toString('utf8')]));
+  return new Map(rows.map((r) => [r.name, { args: r.args.toString('utf8'), enabled: r.enabled }]));
 }
 
 /** Runs fn in a transaction with a short lock_timeout, retrying when the lock is not granted. */
@@ -183,10 +183,12 @@ export async function addCaptureTriggers(
     let fns = await generateFunctions(client, t, keyCols);
     const have = await currentTriggers(client, t);
     // Row mode's key lives in the generated function (just replaced); statement mode's in the trigger arguments.
+    // A trigger someone disabled (or, as the owner, left enabled for origin only) is made again: capra validate --fix relies on it.
     const same =
       have.size === wanted.length &&
       wanted.every((n) => have.has(n)) &&
-      (mode === 'row' || [...have].every(([n, a]) => n === 'capra_capture_trunc' || n === 'capra_kick' || a === argText));
+      [...have.values()].every((h) => (owner ? h.enabled === 'A' : h.enabled !== 'D')) &&
+      (mode === 'row' || [...have].every(([n, h]) => n === 'capra_capture_trunc' || n === 'capra_kick' || h.args === argText));
     if (!same) {
       if (have.size > 0) {
         await removeTriggers(client, t, oid!, owner, have.keys());
