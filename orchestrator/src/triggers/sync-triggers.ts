@@ -70,7 +70,7 @@ export async function addTriggers(
 }
 
 /** DDL options for one node: progress names it, and a cancel reaches its server. */
-function nodeDdl(ddl: DdlOptions, conns: Connections, node: string, progress?: TriggerProgress): DdlOptions {
+export function nodeDdl(ddl: DdlOptions, conns: Connections, node: string, progress?: TriggerProgress): DdlOptions {
   return {
     ...ddl,
     onRetry: (t, attempt) => progress?.({ node, table: tableLabel(t), action: 'waiting', attempt }),
@@ -94,7 +94,7 @@ export async function addTriggersForSyncs(cfg: Config, logger: Logger, syncs: Sy
   }
 }
 
-async function untrackOne(
+export async function untrackOne(
   c: import('pg').ClientBase,
   job: string,
   sync: string,

@@ -1,0 +1,164 @@
+import type pg from 'pg';
+import { type TableName, quoteTable, tableLabel } from '../db/ident.js';
+import { type CaptureMode, ROW_TRIGGERS, STATEMENT_TRIGGERS } from '../triggers/ddl.js';
+import type { TrackedTable } from '../triggers/resolve.js';
+
+/**
+ * Whether a source's capture is as add-triggers (triggers/ddl.ts and
+ * extension/node/030_capture_generated.sql) made it: every selected table
+ * registered in repl.consumer_table with its current key, its capture
+ * triggers present, enabled (ALWAYS when this role owns the table, as
+ * install makes them), firing on install's events and calling install's
+ * functions, and its generated capture function writing the current key.
+ */
+
+/** A table this (job, sync) captures on the node, as repl.consumer_table records it. */
+export interface Registered extends TableName {
+  relid: number;
+  keyCols: string[];
+  /** The relation no longer exists (schema and table are then empty). */
+  gone: boolean;
+  /** Another (job, sync) captures it too: its triggers must stay. */
+  shared: boolean;
+}
+
+export async function registeredTables(c: pg.ClientBase, job: string, sync: string): Promise<Registered[]> {
+  const { rows } = await c.query<Registered>(
+    `SELECT ct.relid::int AS relid, coalesce(n.nspname, '') AS schema, coalesce(cl.relname, '') AS table, ct.key_cols AS "keyCols",
+            cl.oid IS NULL AS gone,
+            EXISTS (SELECT 1 FROM repl.consumer_table o WHERE o.relid = ct.relid AND (o.job, o.sync) <> (ct.job, ct.sync)) AS shared
+       FROM repl.consumer_table ct
+       LEFT JOIN pg_class cl ON cl.oid = ct.relid
+       LEFT JOIN pg_namespace n ON n.oid = cl.relnamespace
+      WHERE ct.job = $1 AND ct.sync = $2`,
+    [job, sync],
+  );
+  return rows;
+}
+
+interface LiveTrigger {
+  name: string;
+  enabled: string;
+  type: number;
+  fn: string;
+  args: string;
+}
+
+// pg_trigger.tgtype bits (catalog/pg_trigger.h): AFTER is the absence of BEFORE (2) and INSTEAD (64).
+const ROW = 1;
+const INSERT = 4;
+const DELETE = 8;
+const UPDATE = 16;
+const TRUNCATE = 32;
+
+/** What add-triggers creates in each mode: events (tgtype) and the function each trigger calls. */
+function expected(mode: CaptureMode, relid: number): Map<string, { type: number; fns: string[]; key: boolean }> {
+  const capture = `capture_${relid}`;
+  const kick = { type: INSERT | UPDATE | DELETE | TRUNCATE, fns: [`kick_${relid}`], key: false };
+  if (mode === 'row') {
+    return new Map([
+      ['capra_capture_row', { type: ROW | INSERT | UPDATE | DELETE, fns: [capture], key: false }],
+      // An older version captured TRUNCATE with capture_stmt; add-triggers keeps such a trigger, and it works.
+      ['capra_capture_trunc', { type: TRUNCATE, fns: [capture, 'capture_stmt'], key: false }],
+      ['capra_kick', kick],
+    ]);
+  }
+  return new Map([
+    ['capra_capture_ins', { type: INSERT, fns: ['capture_stmt'], key: true }],
+    ['capra_capture_upd', { type: UPDATE, fns: ['capture_stmt'], key: true }],
+    ['capra_capture_del', { type: DELETE, fns: ['capture_stmt'], key: true }],
+    ['capra_capture_trunc', { type: TRUNCATE, fns: ['capture_stmt'], key: false }],
+    ['capra_kick', kick],
+  ]);
+}
+
+const ENABLED: Record<string, string> = { O: 'enabled only for origin sessions', R: 'enabled only for replica sessions', A: 'enabled always' };
+
+/** The capture triggers on a table, whether this role owns it, and the capture mode they were made in. */
+async function liveTriggers(c: pg.ClientBase, relid: number): Promise<{ live: Map<string, LiveTrigger>; owner: boolean; mode: CaptureMode }> {
+  const { rows } = await c.query<LiveTrigger>(
+    `SELECT t.tgname AS name, t.tgenabled AS enabled, t.tgtype::int AS type, p.proname AS fn, encode(t.tgargs, 'escape') AS args
+       FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+      WHERE t.tgrelid = $1 AND t.tgname = ANY ($2::text[])`,
+    [relid, [...new Set([...ROW_TRIGGERS, ...STATEMENT_TRIGGERS])]],
+  );
+  const own = await c.query<{ owner: boolean }>(`SELECT pg_has_role(relowner, 'USAGE') AS owner FROM pg_class WHERE oid = $1`, [relid]);
+  const mode: CaptureMode = rows.some((r) => r.name === 'capra_capture_ins' || r.name === 'capra_capture_upd' || r.name === 'capra_capture_del')
+    ? 'statement'
+    : 'row';
+  return { live: new Map(rows.map((r) => [r.name, r])), owner: own.rows[0]?.owner ?? false, mode };
+}
+
+/** What is wrong with a table's capture triggers, one phrase each. */
+function triggerFaults(live: Map<string, LiveTrigger>, owner: boolean, mode: CaptureMode, relid: number, keyCols: string[]): string[] {
+  const faults: string[] = [];
+  const want = expected(mode, relid);
+  const keyArgs = keyCols.map((k) => `${k}\\000`).join('');
+  for (const [name, w] of want) {
+    const t = live.get(name);
+    if (!t) faults.push(`capture trigger ${name} is missing`);
+    else if (t.enabled === 'D') faults.push(`capture trigger ${name} is disabled`);
+    else if (owner && t.enabled !== 'A') faults.push(`capture trigger ${name} is ${ENABLED[t.enabled] ?? t.enabled}, not ALWAYS as install makes it`);
+    if (t && t.type !== w.type) faults.push(`capture trigger ${name} fires on other events than install's (tgtype ${t.type}, not ${w.type})`);
+    if (t && !w.fns.includes(t.fn)) faults.push(`capture trigger ${name} calls ${t.fn}(), not repl.${w.fns[0]}()`);
+    if (t && w.key && t.args !== keyArgs) faults.push(`capture trigger ${name} captures another key than (${keyCols.join(', ')})`);
+  }
+  for (const name of live.keys()) if (!want.has(name)) faults.push(`capture trigger ${name} of the other capture mode is left over`);
+  return faults;
+}
+
+/**
+ * The body repl.make_capture would write now for `keyCols`, against the
+ * one the function has: generated in a transaction that is rolled back, so
+ * the check compares with the generator itself (also across an upgrade that
+ * changed it) and changes nothing.
+ */
+async function captureBodyFault(c: pg.ClientBase, relid: number, keyCols: string[]): Promise<string | null> {
+  const name = `capture_${relid}`;
+  const body = `SELECT p.prosrc AS src FROM pg_proc p WHERE p.pronamespace = 'repl'::regnamespace AND p.proname = $1`;
+  await c.query('BEGIN');
+  try {
+    const actual = (await c.query<{ src: string }>(body, [name])).rows[0]?.src;
+    if (actual === undefined) return `its capture function repl.${name}() is missing`;
+    await c.query('SELECT repl.make_capture($1::oid::regclass, $2::text[])', [relid, keyCols]);
+    const wanted = (await c.query<{ src: string }>(body, [name])).rows[0]?.src;
+    return actual === wanted ? null : `its capture function repl.${name}() does not write the key (${keyCols.join(', ')}) as this capra generates it`;
+  } finally {
+    await c.query('ROLLBACK');
+  }
+}
+
+export interface CaptureFaults {
+  table: TrackedTable;
+  mode: CaptureMode;
+  faults: string[];
+}
+
+/** The faults of each selected table's capture on one source node (tables without any are left out). */
+export async function captureFaults(c: pg.ClientBase, selected: TrackedTable[], registered: Registered[]): Promise<CaptureFaults[]> {
+  const out: CaptureFaults[] = [];
+  for (const t of selected) {
+    const reg = registered.find((r) => !r.gone && r.schema === t.schema && r.table === t.table);
+    const relid = reg?.relid ?? (await c.query<{ oid: number }>('SELECT to_regclass($1)::oid::int AS oid', [quoteTable(t)])).rows[0]?.oid;
+    if (relid == null) continue; // no such table here: the shape check names it
+    const { live, owner, mode } = await liveTriggers(c, relid);
+    const faults: string[] = [];
+    if (!reg) faults.push('it is not registered for capture (add-triggers has not run since it was selected)');
+    else if (reg.keyCols.join('\0') !== t.keyCols.join('\0')) {
+      faults.push(`it is registered with key (${reg.keyCols.join(', ')}), but its key is now (${t.keyCols.join(', ')})`);
+    }
+    faults.push(...triggerFaults(live, owner, mode, relid, t.keyCols));
+    if (mode === 'row') {
+      const body = await captureBodyFault(c, relid, t.keyCols);
+      if (body && !faults.some((f) => f.includes('capra_capture_row is missing'))) faults.push(body);
+    }
+    if (faults.length > 0) out.push({ table: t, mode, faults });
+  }
+  return out;
+}
+
+/** Registered tables the sync no longer selects, or whose relation is gone. */
+export function strayRegistrations(selected: TrackedTable[], registered: Registered[]): Registered[] {
+  const wanted = new Set(selected.map(tableLabel));
+  return registered.filter((r) => r.gone || !wanted.has(tableLabel(r)));
+}
