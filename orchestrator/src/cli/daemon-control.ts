@@ -11,6 +11,9 @@ import { CapraError, errorMessage } from '../util/errors.js';
 import { sleep } from '../util/backoff.js';
 import { makeLogger } from '../util/make-logger.js';
 import { packageRoot } from '../util/paths.js';
+import { Connections } from '../db/connections.js';
+import { silentLogger } from '../util/logger.js';
+import { refuseNewerNodes } from '../validate/migration-level.js';
 
 /**
  * `capra start --foreground`: the daemon in this process, for systemd,
@@ -23,7 +26,18 @@ export interface DaemonFlags {
   metricsPort?: number;
 }
 
+/** Refuses to start when a database of the job was installed by a newer capra: this one would misread its tables. */
+async function refuseNewerSchemas(cfg: Config): Promise<void> {
+  const conns = new Connections(cfg, 'capra-cli', silentLogger, { probe: false });
+  try {
+    await refuseNewerNodes(cfg, conns);
+  } finally {
+    await conns.close();
+  }
+}
+
 export async function runForeground(cfg: Config, flags: DaemonFlags = {}): Promise<void> {
+  await refuseNewerSchemas(cfg);
   const pidfile = pidfilePath(cfg);
   await claimPidfile(pidfile);
   const logger = makeLogger({ level: cfg.logLevel, job: cfg.name, human: process.stdout.isTTY === true });
@@ -91,6 +105,7 @@ export async function startDetached(cfg: Config, print: (line: string) => void, 
   const pidfile = pidfilePath(cfg);
   const running = await readPid(pidfile);
   if (running !== null && isAlive(running)) throw new CapraError(`job ${cfg.name} is already running as pid ${running} (pidfile ${pidfile})`);
+  await refuseNewerSchemas(cfg);
   const logfile = logfilePath(cfg);
   await mkdir(path.dirname(logfile), { recursive: true });
   const log = await open(logfile, 'a');

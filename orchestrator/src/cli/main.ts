@@ -13,6 +13,7 @@ import { configCommand } from './config-command.js';
 import { formatConflicts, recentConflicts } from './conflicts-command.js';
 import { reloadDaemon, runForeground, startDetached, stopDaemon } from './daemon-control.js';
 import { formatStatus } from './print-status.js';
+import { validateCommand } from './validate-command.js';
 import { commandUsage, usage } from './usage.js';
 
 const out = (line: string): void => void process.stdout.write(`${line}\n`);
@@ -121,6 +122,14 @@ async function run(args: Args): Promise<number> {
       out(args.json ? JSON.stringify(rows, null, 2) : formatConflicts(rows));
       return 0;
     }
+    case 'validate':
+      return validateCommand(
+        cfg,
+        selectedSyncs(cfg, args),
+        { fix: args.fix === true, json: args.json, all: args.syncs.length === 0 },
+        out,
+        cliLogger(cfg, args),
+      );
     case 'status': {
       const st = await collectStatus(cfg, cliLogger(cfg, args), args.maxLag === undefined ? {} : { maxLagSeconds: args.maxLag });
       out(args.json ? JSON.stringify(st, null, 2) : formatStatus(st));

@@ -26,6 +26,8 @@ export interface Args {
   maxLag?: number;
   /** capra clone's options. */
   clone: Omit<CloneOptions, 'sync'>;
+  /** capra validate --fix: repair what it can. */
+  fix?: boolean;
 }
 
 export interface OptionSpec {
@@ -223,6 +225,19 @@ export const COMMANDS = {
       list: flag('the latest clones and their states', (a) => {
         a.clone.list = true;
       }),
+    },
+  },
+  validate: {
+    about: [
+      "check every node of the syncs against what install and add-triggers made: capture triggers, capture functions' keys,",
+      "migration levels, table shapes across nodes, orphaned consumers; report each lane's backlog; exits 1 on any problem",
+    ],
+    options: {
+      sync: syncs('only this sync (orphaned consumers are looked for only without it)'),
+      fix: flag('repair what it can (triggers, capture functions, orphaned consumers) and say what it did', (a) => {
+        a.fix = true;
+      }),
+      json,
     },
   },
   demo: { about: ['two embedded PostgreSQL servers syncing both ways, a conflict settled'], options: {} },
