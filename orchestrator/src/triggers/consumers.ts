@@ -35,11 +35,13 @@ export interface TrackedRow extends TableName {
   relid: number;
   /** Whether another (job, sync) also captures this table: its triggers must stay. */
   shared: boolean;
+  /** The key its capture was registered with. */
+  keyCols: string[];
 }
 
 export async function trackedTables(client: pg.ClientBase, job: string, sync: string): Promise<TrackedRow[]> {
   const { rows } = await client.query<TrackedRow>(
-    `SELECT ct.relid::int AS relid, n.nspname AS schema, c.relname AS table,
+    `SELECT ct.relid::int AS relid, n.nspname AS schema, c.relname AS table, ct.key_cols AS "keyCols",
             EXISTS (SELECT 1 FROM repl.consumer_table o
                      WHERE o.relid = ct.relid AND (o.job, o.sync) <> (ct.job, ct.sync)) AS shared
        FROM repl.consumer_table ct

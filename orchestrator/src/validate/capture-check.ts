@@ -1,7 +1,8 @@
 import type pg from 'pg';
-import { type TableName, quoteTable, tableLabel } from '../db/ident.js';
+import { quoteTable, tableLabel } from '../db/ident.js';
 import { type CaptureMode, ROW_TRIGGERS, STATEMENT_TRIGGERS } from '../triggers/ddl.js';
 import type { TrackedTable } from '../triggers/resolve.js';
+import type { TrackedRow } from '../triggers/consumers.js';
 
 /**
  * Whether a source's capture is as add-triggers (triggers/ddl.ts and
@@ -11,30 +12,6 @@ import type { TrackedTable } from '../triggers/resolve.js';
  * install makes them), firing on install's events and calling install's
  * functions, and its generated capture function writing the current key.
  */
-
-/** A table this (job, sync) captures on the node, as repl.consumer_table records it. */
-export interface Registered extends TableName {
-  relid: number;
-  keyCols: string[];
-  /** The relation no longer exists (schema and table are then empty). */
-  gone: boolean;
-  /** Another (job, sync) captures it too: its triggers must stay. */
-  shared: boolean;
-}
-
-export async function registeredTables(c: pg.ClientBase, job: string, sync: string): Promise<Registered[]> {
-  const { rows } = await c.query<Registered>(
-    `SELECT ct.relid::int AS relid, coalesce(n.nspname, '') AS schema, coalesce(cl.relname, '') AS table, ct.key_cols AS "keyCols",
-            cl.oid IS NULL AS gone,
-            EXISTS (SELECT 1 FROM repl.consumer_table o WHERE o.relid = ct.relid AND (o.job, o.sync) <> (ct.job, ct.sync)) AS shared
-       FROM repl.consumer_table ct
-       LEFT JOIN pg_class cl ON cl.oid = ct.relid
-       LEFT JOIN pg_namespace n ON n.oid = cl.relnamespace
-      WHERE ct.job = $1 AND ct.sync = $2`,
-    [job, sync],
-  );
-  return rows;
-}
 
 interface LiveTrigger {
   name: string;
@@ -135,10 +112,10 @@ export interface CaptureFaults {
 }
 
 /** The faults of each selected table's capture on one source node (tables without any are left out). */
-export async function captureFaults(c: pg.ClientBase, selected: TrackedTable[], registered: Registered[]): Promise<CaptureFaults[]> {
+export async function captureFaults(c: pg.ClientBase, selected: TrackedTable[], registered: TrackedRow[]): Promise<CaptureFaults[]> {
   const out: CaptureFaults[] = [];
   for (const t of selected) {
-    const reg = registered.find((r) => !r.gone && r.schema === t.schema && r.table === t.table);
+    const reg = registered.find((r) => r.table != null && r.schema === t.schema && r.table === t.table);
     const relid = reg?.relid ?? (await c.query<{ oid: number }>('SELECT to_regclass($1)::oid::int AS oid', [quoteTable(t)])).rows[0]?.oid;
     if (relid == null) continue; // no such table here: the shape check names it
     const { live, owner, mode } = await liveTriggers(c, relid);
@@ -158,7 +135,7 @@ export async function captureFaults(c: pg.ClientBase, selected: TrackedTable[], 
 }
 
 /** Registered tables the sync no longer selects, or whose relation is gone. */
-export function strayRegistrations(selected: TrackedTable[], registered: Registered[]): Registered[] {
+export function strayRegistrations(selected: TrackedTable[], registered: TrackedRow[]): TrackedRow[] {
   const wanted = new Set(selected.map(tableLabel));
-  return registered.filter((r) => r.gone || !wanted.has(tableLabel(r)));
+  return registered.filter((r) => r.table == null || !wanted.has(tableLabel(r)));
 }

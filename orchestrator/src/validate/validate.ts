@@ -1,16 +1,15 @@
-import type pg from 'pg';
 import type { Config, SyncConfig } from '../config/types.js';
 import { receiversOf, syncNodes } from '../config/topology.js';
 import type { Connections } from '../db/connections.js';
 import { tableLabel } from '../db/ident.js';
 import { sideInstalled } from '../db/schema-side.js';
-import { forgetSync, registerConsumers, trackTable, untrackTable } from '../triggers/consumers.js';
+import { forgetSync, registerConsumers, trackTable, trackedTables } from '../triggers/consumers.js';
 import { type DdlOptions, addCaptureTriggers, defaultDdlOptions } from '../triggers/ddl.js';
 import { type TrackedTable, resolveTables } from '../triggers/resolve.js';
 import { nodeDdl, untrackOne } from '../triggers/sync-triggers.js';
 import { errorMessage } from '../util/errors.js';
 import { syncBacklog } from './backlog.js';
-import { type Registered, captureFaults, registeredTables, strayRegistrations } from './capture-check.js';
+import { captureFaults, strayRegistrations } from './capture-check.js';
 import { migrationProblems } from './migration-level.js';
 import { orphanConsumers, orphanProblem } from './orphans.js';
 import type { Fixed, Problem, ValidateReport } from './report.js';
@@ -112,7 +111,7 @@ async function checkSync(cfg: Config, conns: Connections, sync: SyncConfig, bad:
 async function checkCapture(cfg: Config, conns: Connections, sync: SyncConfig, node: string, tables: TrackedTable[], ddl: DdlOptions): Promise<Finding[]> {
   const out: Finding[] = [];
   const { faults, strays } = await conns.with(node, async (c) => {
-    const registered = await registeredTables(c, cfg.name, sync.name);
+    const registered = await trackedTables(c, cfg.name, sync.name);
     return { faults: await captureFaults(c, tables, registered), strays: strayRegistrations(tables, registered) };
   });
   for (const { table: t, mode, faults: list } of faults) {
@@ -126,19 +125,19 @@ async function checkCapture(cfg: Config, conns: Connections, sync: SyncConfig, n
       out.push({ problem: { node, sync: sync.name, table: tableLabel(t), what, fix }, key: `capture|${node}|${sync.name}|${tableLabel(t)}`, repair });
   }
   for (const row of strays) {
-    const table = row.gone ? `relid ${row.relid}` : tableLabel(row);
+    const table = row.table == null ? `relid ${row.relid}` : tableLabel(row);
     out.push({
       problem: {
         node,
         sync: sync.name,
         table,
-        what: row.gone ? 'registered for capture, but the table no longer exists' : 'captured for this sync, which no longer selects it',
+        what: row.table == null ? 'registered for capture, but the table no longer exists' : 'captured for this sync, which no longer selects it',
         fix: 'stop capturing it for this sync as add-triggers does (its triggers go unless another sync captures it)',
       },
       key: `stray|${node}|${sync.name}|${row.relid}`,
       repair: () =>
         conns.with(node, async (c) => {
-          await unregister(c, cfg.name, sync.name, row, ddl);
+          await untrackOne(c, cfg.name, sync.name, row, ddl);
           return 'stopped capturing it for this sync';
         }),
     });
@@ -159,8 +158,8 @@ async function checkOrphans(cfg: Config, conns: Connections, node: string): Prom
           return `re-registered the consumers of sync ${o.sync} (${receiversOf(sync, node).join(', ')})`;
         }
         const ddl = nodeDdl(defaultDdlOptions, conns, node);
-        for (const row of await registeredTables(c, cfg.name, o.sync)) {
-          await unregister(c, cfg.name, o.sync, row, ddl);
+        for (const row of await trackedTables(c, cfg.name, o.sync)) {
+          await untrackOne(c, cfg.name, o.sync, row, ddl);
         }
         if (o.why === 'gone') {
           await forgetSync(c, cfg.name, o.sync);
@@ -171,10 +170,4 @@ async function checkOrphans(cfg: Config, conns: Connections, node: string): Prom
         return `removed the consumers of sync ${o.sync} here and the capture of its tables`;
       }),
   }));
-}
-
-/** Stops capturing a table for a sync as add-triggers does; a table that is gone has no triggers left, only its registration. */
-async function unregister(c: pg.ClientBase, job: string, sync: string, row: Registered, ddl: DdlOptions): Promise<void> {
-  if (row.gone) await untrackTable(c, job, sync, row.relid);
-  else await untrackOne(c, job, sync, row, ddl);
 }
