@@ -69,6 +69,7 @@ t.test("each command's own options are accepted", async (t) => {
     [['config', 'get', 'syncs.s.kick', '--json'], { command: 'config', json: true, operands: ['get', 'syncs.s.kick'] }],
     [['conflicts', '--sync', 's', '--limit', '5', '--json'], { command: 'conflicts', syncs: ['s'], limit: 5, json: true }],
     [['demo'], { command: 'demo' }],
+    [['validate', '--sync', 's', '--fix', '--json'], { command: 'validate', syncs: ['s'], fix: true, json: true }],
     [['help', 'clone'], { command: 'clone', help: true }],
     [['clone', '--cancel', '7'], { command: 'clone', clone: { ...base.clone, cancel: 7 } }],
     [['clone', '--watch', '8'], { command: 'clone', clone: { ...base.clone, watch: 8 } }],
