@@ -144,4 +144,7 @@ t.test('a node installed by a newer capra: refused by validate and by capra star
     'one line naming the node',
   );
   t.equal(start.stderr.trim().split('\n').length, 1, 'just that line');
+  const fg = await cli(['--config', j.configPath, 'start', '--foreground'], { timeoutMs: 30_000 });
+  t.equal(fg.code, 1, 'capra start --foreground (systemd) exits 1 too');
+  t.match(fg.stderr, /^capra: database b: its node schema is at migration level 999999/, 'naming the node');
 });
