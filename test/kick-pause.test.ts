@@ -7,6 +7,8 @@
 // stands, across a daemon restart; status shows it without calling the job
 // unhealthy; resume catches up at once.
 import t, { type Test } from 'tap';
+import { parseArgs } from '../orchestrator/src/cli/args.js';
+import { CapraError } from '../orchestrator/src/util/errors.js';
 import { collectStatus } from '../orchestrator/src/status/status.js';
 import type { KickResult } from '../orchestrator/src/status/kick-wait.js';
 import type { Status } from '../orchestrator/src/status/status.js';
@@ -20,6 +22,15 @@ const SCHEMA = 'CREATE TABLE x (id int PRIMARY KEY, v text)';
 const KICKED_ONLY = 'poll_seconds: 3600\nnode_timeout_seconds: 3\nsyncs:\n  s:\n    sources: [a]\n    targets: [b]\n    kick: "0 0 1 1 *"';
 const count = async (url: string): Promise<number> => (await sql(url, 'SELECT count(*)::int AS n FROM x'))[0]!.n;
 const capra = (job: Job, ...args: string[]) => cli(['--config', job.configPath, ...args], { timeoutMs: 60_000 });
+
+t.test('kick --wait takes SECONDS as its next word or after =, a flag otherwise', async (t) => {
+  t.match(parseArgs(['kick', '--wait'], {}), { command: 'kick', kickWait: 60, syncs: [] }, 'default 60 s');
+  t.match(parseArgs(['kick', '--wait=2.5', '--sync', 's'], {}), { kickWait: 2.5, syncs: ['s'] }, '--wait=2.5');
+  t.match(parseArgs(['kick', '--wait', '7', '--json'], {}), { kickWait: 7, json: true, operands: [] }, '--wait 7');
+  t.throws(() => parseArgs(['kick', '--wait', '0'], {}), new CapraError('option --wait: expected a number of seconds, got "0"'));
+  t.throws(() => parseArgs(['kick', '--wait', 'soon'], {}), new CapraError('unexpected argument soon for kick (see capra kick --help)'));
+  t.throws(() => parseArgs(['clone', '--wait', '5'], {}), new CapraError('option --wait takes no value (capra clone --wait)'));
+});
 
 t.test('kick --wait returns 0 once the rows are on the target; --json says per lane what it waited for', async (t) => {
   const job = await makeJob(t, { nodes: { a: c1!, b: c2! }, schema: SCHEMA, yaml: KICKED_ONLY });
