@@ -22,6 +22,13 @@ export class PauseGate {
     return !this.known || this.paused.has(sync);
   }
 
+  /** Pauses syncs at once, ahead of the next read (which confirms it). */
+  pause(syncs: string[]): string[] {
+    const added = syncs.filter((s) => !this.paused.has(s));
+    for (const s of added) this.paused.add(s);
+    return added;
+  }
+
   /** Back to unknown: a daemon that (re)gains the job lock reads the pauses before any run. */
   forget(): void {
     this.known = false;
@@ -71,7 +78,11 @@ export class ControlListener extends SessionLoop {
       if (req.op === 'kick') {
         this.logger.info({ syncs: req.syncs.length > 0 ? req.syncs : 'all' }, 'kicked');
         this.handlers.wake(req.syncs.length > 0 ? req.syncs : null);
-      } else void this.refresh(client).catch((err: unknown) => this.logger.warn({ err: errorMessage(err) }, 'cannot read the paused syncs'));
+      } else {
+        // A pause holds from the moment it is heard, before the read that confirms it.
+        if (req.op === 'pause') this.logPaused(this.gate.pause(req.syncs));
+        void this.refresh(client).catch((err: unknown) => this.logger.warn({ err: errorMessage(err) }, 'cannot read the paused syncs'));
+      }
     });
     await client.query(`LISTEN ${quoteIdent(controlChannel(this.job))}`);
     await this.refresh(client);
@@ -95,10 +106,14 @@ export class ControlListener extends SessionLoop {
       names = [];
     }
     const { resumed, newlyPaused } = this.gate.update(names);
-    for (const sync of newlyPaused) this.logger.info({ sync }, 'sync paused: nothing is applied until capra resume');
+    this.logPaused(newlyPaused);
     for (const sync of resumed ?? []) this.logger.info({ sync }, 'sync resumed');
     if (resumed === null) this.handlers.wake(null);
     else if (resumed.length > 0) this.handlers.wake(resumed);
+  }
+
+  private logPaused(syncs: string[]): void {
+    for (const sync of syncs) this.logger.info({ sync }, 'sync paused: nothing is applied until capra resume');
   }
 
   protected retryDelayMs(failures: number): number {

@@ -43,6 +43,9 @@ export interface KickOptions {
   pollMs?: number;
 }
 
+/** The least time a round of questions gets, even at the deadline. */
+const LAST_LOOK_MS = 500;
+
 const firstLine = (err: unknown): string => errorMessage(err).split('\n')[0]!;
 
 /**
@@ -79,9 +82,10 @@ export async function kick(cfg: Config, syncs: SyncConfig[], logger: Logger, opt
     if (!waiting) return { daemon, waited: false, reached: true, seconds: 0, lanes };
     const deadline = kickedAt + opts.waitSeconds! * 1000;
     for (;;) {
-      const left = deadline - Date.now();
-      await takeSnapshots(conns, lanes, snapshots, errors, Math.max(left, 0));
-      await Promise.all(lanes.filter((l) => !l.reached && l.snapshot !== null).map((l) => checkLane(conns, cfg.name, l, kickedAt, errors, Math.max(left, 0))));
+      // The last round gets a moment too: a lane that caught up just now counts.
+      const left = Math.max(deadline - Date.now(), LAST_LOOK_MS);
+      await takeSnapshots(conns, lanes, snapshots, errors, left);
+      await Promise.all(lanes.filter((l) => !l.reached && l.snapshot !== null).map((l) => checkLane(conns, cfg.name, l, kickedAt, errors, left)));
       if (lanes.every((l) => l.reached) || Date.now() >= deadline) break;
       await sleep(Math.min(opts.pollMs ?? 200, Math.max(deadline - Date.now(), 0)));
     }
