@@ -67,8 +67,10 @@ t.test('a side installed before the record existed is uninstalled whole', async 
   for (const side of ['node', 'meta'] as const) {
     await sql(url, `DROP TABLE repl.${side}_object; DELETE FROM repl.${side}_migrations WHERE name = 'object_record'`);
   }
+  // Nor had it the migrations that came after object_record.
+  await sql(url, `DROP TABLE repl.sync_pause; DELETE FROM repl.meta_migrations WHERE name = 'pause'`);
   await withClient(url, (c) => uninstallSide(c, 'node', silentLogger));
-  const meta = (await objectsOf(await installed(t, ['meta']))).filter((o) => o !== 'table meta_object()');
+  const meta = (await objectsOf(await installed(t, ['meta']))).filter((o) => o !== 'table meta_object()' && o !== 'table sync_pause()');
   t.same(await objectsOf(url), meta, 'node uninstalled: what is left is the control side, still without its record');
   await withClient(url, (c) => uninstallSide(c, 'meta', silentLogger));
   t.notOk(await hasRepl(url), 'meta uninstalled: schema repl is gone');

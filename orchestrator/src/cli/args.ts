@@ -20,6 +20,34 @@ function tokenize(argv: string[]) {
   return parseTokens({ args: argv, options: EVERY_OPTION, strict: false, allowPositionals: true, tokens: true }).tokens ?? [];
 }
 
+/** Options of any command that may take a value (kick --wait [SECONDS]). */
+const OPTIONAL_VALUE = new Set(
+  [GLOBAL_OPTIONS, ...Object.values(COMMANDS).map((c) => c.options as Record<string, OptionSpec>)].flatMap((specs) =>
+    Object.entries(specs).flatMap(([name, o]) => (o.optionalValue ? [name] : [])),
+  ),
+);
+
+/** `--wait 30`: such an option takes the word right after it as its value when that word is a number. */
+function takeOptionalValues(tokens: ReturnType<typeof tokenize>): ReturnType<typeof tokenize> {
+  const out: ReturnType<typeof tokenize> = [];
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i]!;
+    const next = tokens[i + 1];
+    if (
+      t.kind === 'option' &&
+      t.value === undefined &&
+      OPTIONAL_VALUE.has(t.name) &&
+      next?.kind === 'positional' &&
+      next.index === t.index + 1 &&
+      /^\d+(\.\d+)?$/.test(next.value)
+    ) {
+      out.push({ ...t, value: next.value, inlineValue: false });
+      i++;
+    } else out.push(t);
+  }
+  return out;
+}
+
 /** How a command and an option look on the command line, for messages: `capra status --max-lag SECONDS`. */
 function example(command: CommandName | undefined, flag: string, o: OptionSpec): string {
   return ['capra', ...(command ? [command] : []), flag, ...(o.type === 'string' ? [o.arg ?? 'VALUE'] : [])].join(' ');
@@ -43,6 +71,7 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env):
     tokens = tokenize(argv.filter((_, i) => i !== at));
   }
 
+  tokens = takeOptionalValues(tokens);
   const a = defaultArgs(env);
   const [name, ...operands] = tokens.flatMap((t) => (t.kind === 'positional' ? [t.value] : []));
   if (name !== undefined && !isCommand(name)) throw new CapraError(`unknown command ${name} ${seeHelp(undefined)}`);
@@ -56,7 +85,7 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env):
     const o = Object.hasOwn(own, t.name) ? own[t.name] : undefined;
     if (!o) throw new CapraError(`unknown option ${t.rawName}${name ? ` for ${name}` : ''} ${seeHelp(name)}`);
     const flag = t.rawName.startsWith('--') ? t.rawName : `--${t.name}`;
-    if (o.type === 'boolean' && t.value !== undefined) throw new CapraError(`option ${flag} takes no value (${example(name, flag, o)})`);
+    if (o.type === 'boolean' && t.value !== undefined && !o.optionalValue) throw new CapraError(`option ${flag} takes no value (${example(name, flag, o)})`);
     if (o.type === 'string' && t.value === undefined) throw new CapraError(`option ${flag} needs a value (${example(name, flag, o)})`);
     o.set(a, t.value ?? '', flag);
   }

@@ -12,6 +12,8 @@ import { cloneCommand } from './clone-command.js';
 import { configCommand } from './config-command.js';
 import { formatConflicts, recentConflicts } from './conflicts-command.js';
 import { reloadDaemon, runForeground, startDetached, stopDaemon } from './daemon-control.js';
+import { kickCommand } from './kick-command.js';
+import { pauseCommand } from './pause-command.js';
 import { formatStatus } from './print-status.js';
 import { validateCommand } from './validate-command.js';
 import { commandUsage, usage } from './usage.js';
@@ -130,6 +132,11 @@ async function run(args: Args): Promise<number> {
         out,
         cliLogger(cfg, args),
       );
+    case 'kick':
+      return kickCommand(cfg, selectedSyncs(cfg, args), { waitSeconds: args.kickWait, json: args.json }, out, cliLogger(cfg, args));
+    case 'pause':
+    case 'resume':
+      return pauseCommand(cfg, selectedSyncs(cfg, args), command === 'pause', out, cliLogger(cfg, args));
     case 'status': {
       const st = await collectStatus(cfg, cliLogger(cfg, args), args.maxLag === undefined ? {} : { maxLagSeconds: args.maxLag });
       out(args.json ? JSON.stringify(st, null, 2) : formatStatus(st));

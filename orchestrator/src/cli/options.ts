@@ -28,6 +28,8 @@ export interface Args {
   clone: Omit<CloneOptions, 'sync'>;
   /** capra validate --fix: repair what it can. */
   fix?: boolean;
+  /** capra kick --wait [SECONDS]: wait at most this long for every lane to catch up with the kick. */
+  kickWait?: number;
 }
 
 export interface OptionSpec {
@@ -37,6 +39,8 @@ export interface OptionSpec {
   multiple?: boolean;
   /** The value's name in the help: N, NAME, SECONDS. */
   arg?: string;
+  /** A flag that may take a value (`--wait`, `--wait 30`, `--wait=30`): the next word is its value when it is a number. */
+  optionalValue?: boolean;
   help: string;
   /** Records the option in `a`; a string option gets its value, a flag gets true. */
   set(a: Args, value: string, flag: string): void;
@@ -240,6 +244,32 @@ export const COMMANDS = {
       json,
     },
   },
+  kick: {
+    about: [
+      'run now (the active daemon, wherever it runs); with --wait, exit 0 once every lane has applied',
+      'what its sources had committed at the kick, 1 naming what holds it up after SECONDS (default 60)',
+    ],
+    options: {
+      sync: syncs('only this sync'),
+      wait: {
+        type: 'boolean',
+        optionalValue: true,
+        arg: 'SECONDS',
+        help: 'wait until every lane has caught up with the kick, at most SECONDS (default 60)',
+        set: (a, v, flag) => {
+          a.kickWait = v === '' ? 60 : number(flag, v, 'a number of seconds', (n) => Number.isFinite(n) && n > 0);
+        },
+      },
+      json: flag('print per lane what was waited for (source, target, snapshot, reached, seconds)', (a) => {
+        a.json = true;
+      }),
+    },
+  },
+  pause: {
+    about: ['stop applying (capture goes on); kept in the metadata database, so it outlasts restarts'],
+    options: { sync: syncs('only this sync') },
+  },
+  resume: { about: ['apply a paused sync again: it catches up at once'], options: { sync: syncs('only this sync') } },
   demo: { about: ['two embedded PostgreSQL servers syncing both ways, a conflict settled'], options: {} },
   help: { operands: '[COMMAND]', about: ['this help, or what COMMAND does and its options'], options: {} },
 } satisfies Record<string, CommandSpec>;

@@ -24,7 +24,7 @@ export function formatStatus(st: Status, now = Date.now()): string {
   if (!st.metadata.reachable) lines.push(`metadata database unreachable: ${st.metadata.error}`);
   for (const s of st.syncs) {
     lines.push(
-      `sync ${s.name}: ${s.state}, last ok ${ago(s.lastOkAt, now)}, pending ${num(s.pendingRows)} rows, lag ${num(s.lagSeconds)}s, conflicts ${s.conflicts}${s.conflicts > 0 ? ` (${s.conflictsLastHour} in the last hour; capra conflicts lists them)` : ''}`,
+      `sync ${s.name}: ${s.state}${s.paused ? ` since ${s.paused.at}${s.paused.by ? ` by ${s.paused.by}` : ''} (capra resume applies its backlog)` : ''}, last ok ${ago(s.lastOkAt, now)}, pending ${num(s.pendingRows)} rows, lag ${num(s.lagSeconds)}s, conflicts ${s.conflicts}${s.conflicts > 0 ? ` (${s.conflictsLastHour} in the last hour; capra conflicts lists them)` : ''}`,
     );
     for (const l of s.lanes) {
       let line = `  ${l.source} -> ${l.target}: ${l.state}, last run ${ago(l.lastRunAt, now)}, pending ${num(l.pendingRows)}, lag ${num(l.lagSeconds)}s, applied ${l.rowsApplied}`;

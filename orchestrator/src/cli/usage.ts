@@ -8,7 +8,8 @@ const WIDTH = 100;
 const COLUMN = 22;
 
 const spec = (name: CommandName): CommandSpec => COMMANDS[name];
-const optionWord = (name: string, o: OptionSpec): string => (o.type === 'string' ? `--${name} ${o.arg ?? 'VALUE'}` : `--${name}`);
+const optionWord = (name: string, o: OptionSpec): string =>
+  o.type === 'string' ? `--${name} ${o.arg ?? 'VALUE'}` : o.optionalValue ? `--${name} [${o.arg ?? 'VALUE'}]` : `--${name}`;
 
 /** `status [--json] [--max-lag SECONDS]`, wrapped at WIDTH under the first option. */
 function synopsis(name: CommandName, indent: number): string[] {

@@ -12,6 +12,7 @@ import { LaneWorker } from './lane-worker.js';
 import { SwapWorker } from './swap-worker.js';
 import type { Worker } from './worker.js';
 import { KickListener } from './listener.js';
+import { ControlListener, PauseGate } from './control-listener.js';
 import { lanePending } from '../sync/lane-pending.js';
 import { Metrics } from './metrics.js';
 import { Recorder } from './recorder.js';
@@ -42,7 +43,7 @@ class Generation {
   readonly workers: Worker[] = [];
   private readonly recorder: Recorder;
   private readonly clones: CloneRunner;
-  private readonly listeners: KickListener[] = [];
+  private readonly listeners: (KickListener | ControlListener)[] = [];
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly cronTasks: { stop(): void | Promise<void> }[] = [];
   /** Workers of a kicked source, and until when to keep waking them. */
@@ -53,6 +54,7 @@ class Generation {
     private readonly logger: Logger,
     private readonly opts: DaemonOptions,
     metrics: Metrics,
+    private readonly pauses: PauseGate,
   ) {
     this.conns = new Connections(cfg, 'capra-sync', logger, { reportHealth: true });
     this.recorder = new Recorder(this.conns, logger, (r) =>
@@ -63,7 +65,13 @@ class Generation {
 
   start(): void {
     const bySource = new Map<string, Worker[]>();
-    const workerOpts = { batchRows: this.cfg.batchRows, retryBaseMs: this.opts.retryBaseMs ?? 500, retryCapMs: this.opts.retryCapMs ?? 10_000 };
+    const bySync = new Map<string, Worker[]>();
+    const workerOpts = {
+      batchRows: this.cfg.batchRows,
+      retryBaseMs: this.opts.retryBaseMs ?? 500,
+      retryCapMs: this.opts.retryCapMs ?? 10_000,
+      paused: (sync: string) => this.pauses.isPaused(sync),
+    };
     for (const sync of Object.values(this.cfg.syncs)) {
       const syncWorkers: Worker[] = [];
       const add = (source: string, w: Worker): void => {
@@ -81,6 +89,7 @@ class Generation {
             add(source, new LaneWorker({ job: this.cfg.name, sync, source, target }, this.conns, this.recorder, this.logger, workerOpts));
         }
       }
+      bySync.set(sync.name, syncWorkers);
       if (sync.kick.cron) {
         this.cronTasks.push(cron.schedule(sync.kick.cron, () => wakeAll(syncWorkers), { name: `capra-${this.cfg.name}-${sync.name}` }));
       }
@@ -95,6 +104,16 @@ class Generation {
       this.listeners.push(l);
       l.start();
     }
+    // capra kick, pause and resume, from wherever the CLI runs (daemon/control.ts).
+    const control = new ControlListener(
+      this.conns,
+      this.cfg.name,
+      this.pauses,
+      { wake: (syncs) => wakeAll(syncs === null ? this.workers : syncs.flatMap((s) => bySync.get(s) ?? [])) },
+      this.logger,
+    );
+    this.listeners.push(control);
+    control.start();
     // The linger: the commits whose kick was skipped (db/kick-timing.ts).
     this.timers.push(
       setInterval(() => {
@@ -145,6 +164,8 @@ export class Daemon {
   private lock: JobLock | null = null;
   private metaConns: Connections | null = null;
   private active = false;
+  /** Which syncs are paused; kept across reloads, so a reload does not hold every sync until it is read again. */
+  private readonly pauses = new PauseGate();
   private stopped: Promise<void> | null = null;
   /** Serialises activation, deactivation and reload. */
   private queue: Promise<void> = Promise.resolve();
@@ -195,7 +216,8 @@ export class Daemon {
     if (this.stopped || this.gen) return;
     this.active = true;
     this.metrics.setActive(true);
-    this.gen = new Generation(this.cfg, this.logger, this.opts, this.metrics);
+    this.pauses.forget();
+    this.gen = new Generation(this.cfg, this.logger, this.opts, this.metrics, this.pauses);
     this.gen.start();
   }
 
@@ -217,7 +239,7 @@ export class Daemon {
       if (!this.gen) return;
       const before = this.gen.workers.flatMap((w) => w.lanes);
       await this.gen.stop();
-      this.gen = new Generation(cfg, this.logger, this.opts, this.metrics);
+      this.gen = new Generation(cfg, this.logger, this.opts, this.metrics, this.pauses);
       this.gen.start();
       const now = new Set(this.gen.workers.flatMap((w) => w.lanes).map((l) => JSON.stringify(l)));
       for (const l of before) if (!now.has(JSON.stringify(l))) this.metrics.forgetLane(l);

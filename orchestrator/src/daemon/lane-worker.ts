@@ -65,7 +65,7 @@ export class LaneWorker extends Worker {
       rows += r.rows;
       if (r.deltas > 0) this.log.info({ deltas: r.deltas, rows: r.rows, tables: r.tables, more: r.more }, 'applied batch');
       else this.log.debug('run: nothing to apply');
-      if (!r.more || this.stopping) break;
+      if (!r.more || this.stopping || this.paused) break;
     }
     if (this.state.replicaRole === false && !this.warnedRole) {
       this.log.warn('the target refused session_replication_role = replica: its own triggers and foreign keys fire for applied rows');

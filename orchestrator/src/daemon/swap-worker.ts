@@ -111,7 +111,7 @@ export class SwapWorker extends Worker {
       }
       if (r.deltas > 0) this.log.info({ deltas: r.deltas, conflicts: r.conflicts.length, tables: r.tables, more: r.more }, 'applied batch');
       else this.log.debug('run: nothing to apply');
-      if (!r.more || this.stopping) break;
+      if (!r.more || this.stopping || this.paused) break;
       // A receiver was left behind by a user's write to a key being applied: give the writer a moment.
       if (r.behind) await sleep(10 + Math.random() * 40, this.abort.signal);
     }

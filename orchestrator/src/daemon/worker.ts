@@ -10,6 +10,8 @@ export interface WorkerOptions {
   batchRows: number;
   retryBaseMs: number;
   retryCapMs: number;
+  /** The sync is paused (capra pause): no run starts, a run in progress stops after its batch. */
+  paused?: (sync: string) => boolean;
 }
 
 export interface LaneLabels {
@@ -57,6 +59,11 @@ export abstract class Worker {
   /** Runs batches until there is nothing left; returns what it did (for the record). */
   protected abstract runUntilDone(started: Date): Promise<void>;
 
+  /** The sync is paused: apply nothing more (the backlog waits for capra resume, which wakes the worker). */
+  protected get paused(): boolean {
+    return this.opts.paused?.(this.sync.name) ?? false;
+  }
+
   /** Records a failed run. */
   protected abstract recordFailure(started: Date, error: string, table: string | undefined): void;
 
@@ -100,6 +107,7 @@ export abstract class Worker {
         continue;
       }
       this.wanted = false;
+      if (this.paused) continue;
       const started = new Date();
       try {
         await this.runUntilDone(started);

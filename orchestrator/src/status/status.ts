@@ -9,6 +9,8 @@ import { isAlive, readPid } from '../daemon/pidfile.js';
 import type { Logger } from '../util/logger.js';
 import { type LanePending, lanePosition, pendingAfter } from '../sync/lane-pending.js';
 import { type CloneView, readClone } from '../clone/watch.js';
+import { type PausedSync, readPaused } from '../daemon/control.js';
+import { SQLSTATE, sqlState } from '../db/errors.js';
 
 export interface LaneStatus {
   source: string;
@@ -33,7 +35,10 @@ export interface LaneStatus {
 
 export interface SyncStatus {
   name: string;
-  state: 'ok' | 'failing';
+  /** paused: capra pause; nothing is applied, and it does not make the job unhealthy. */
+  state: 'ok' | 'failing' | 'paused';
+  /** When and by whom it was paused (null: it is not). */
+  paused: { at: string; by: string | null } | null;
   lastOkAt: string | null;
   pendingRows: number | null;
   lagSeconds: number | null;
@@ -114,6 +119,7 @@ export async function collectStatus(cfg: Config, logger: Logger, opts: StatusOpt
     if (!metadata.reachable) problems.push(`the metadata database does not answer: ${metadata.error}`);
     else if (activeHolder === null) problems.push('no daemon of the job is active');
     for (const s of syncStatuses) {
+      if (s.paused) continue;
       for (const l of s.lanes) {
         if (l.state === 'failing' || l.state === 'unreachable')
           problems.push(`sync ${s.name}, ${l.source} -> ${l.target}: ${l.state}${l.error ? `: ${l.error}` : ''}`);
@@ -142,6 +148,7 @@ interface MetadataView {
   activeHolder: string | null;
   conflictCounts: { sync: string; total: string; last_hour: string }[];
   clones: CloneView[];
+  paused: PausedSync[];
 }
 
 async function readMetadata(conns: Connections, cfg: Config): Promise<MetadataView> {
@@ -158,7 +165,12 @@ async function readMetadata(conns: Connections, cfg: Config): Promise<MetadataVi
     );
     const clones: CloneView[] = [];
     for (const r of ids.rows) clones.push(await readClone(c, Number(r.id)));
-    return { laneRows, activeHolder, conflictCounts, clones };
+    // A metadata database installed before pauses existed has none.
+    const paused = await readPaused(c).catch((err: unknown) => {
+      if (sqlState(err) === SQLSTATE.undefinedTable) return [];
+      throw err;
+    });
+    return { laneRows, activeHolder, conflictCounts, clones, paused };
   });
 }
 
@@ -194,6 +206,7 @@ async function laneFigures(conns: Connections, cfg: Config, sync: SyncConfig, no
 function syncStatus(cfg: Config, sync: SyncConfig, figures: LaneFigures[], meta: MetadataView | null, now: number): SyncStatus {
   // A lane with changes pending that has not run successfully for this long is stuck, whatever it last recorded.
   const stuckAfterS = cfg.nodeTimeoutSeconds + (sync.kick.notify ? 0 : cfg.pollSeconds);
+  const pause = meta?.paused.find((p) => p.sync === sync.name);
   const lanes = figures.map((f): LaneStatus => {
     const row = meta?.laneRows.find((l) => l.sync === sync.name && l.source === f.source && l.target === f.target);
     const lane: LaneStatus = {
@@ -212,7 +225,7 @@ function syncStatus(cfg: Config, sync: SyncConfig, figures: LaneFigures[], meta:
     if (f.error !== undefined) {
       lane.state = 'unreachable';
       lane.error = f.error;
-    } else if (lane.state === 'ok' && f.pending && f.pending.rows > 0 && f.pending.lagSeconds > stuckAfterS) {
+    } else if (!pause && lane.state === 'ok' && f.pending && f.pending.rows > 0 && f.pending.lagSeconds > stuckAfterS) {
       const quietS = row?.last_ok_at ? (now - row.last_ok_at.getTime()) / 1000 : Infinity;
       if (quietS > stuckAfterS) {
         lane.state = 'failing';
@@ -226,7 +239,8 @@ function syncStatus(cfg: Config, sync: SyncConfig, figures: LaneFigures[], meta:
   const counts = meta?.conflictCounts.find((c) => c.sync === sync.name);
   return {
     name: sync.name,
-    state: lanes.some((l) => l.state === 'failing' || l.state === 'unreachable') ? 'failing' : 'ok',
+    state: pause ? 'paused' : lanes.some((l) => l.state === 'failing' || l.state === 'unreachable') ? 'failing' : 'ok',
+    paused: pause ? { at: pause.pausedAt.toISOString(), by: pause.pausedBy } : null,
     lastOkAt: lanes.every((l) => l.lastOkAt !== null) ? (oks[0] ?? null) : null,
     pendingRows: lanes.some((l) => l.pendingRows === null) ? null : lanes.reduce((n, l) => n + (l.pendingRows ?? 0), 0),
     lagSeconds: lanes.some((l) => l.lagSeconds === null) ? null : Math.max(0, ...known(lanes.map((l) => l.lagSeconds))),

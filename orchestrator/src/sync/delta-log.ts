@@ -146,3 +146,15 @@ export async function storePosition(target: pg.ClientBase, lane: LaneRef, positi
 export async function confirmPosition(source: pg.ClientBase, lane: LaneRef, position: string): Promise<void> {
   await source.query('SELECT repl.confirm_position($1, $2, $3, $4)', [lane.job, lane.sync, lane.target, position]);
 }
+
+/** The source's snapshot now: what a kick asks to be applied (see caughtUp). */
+export async function currentPosition(source: pg.ClientBase): Promise<string> {
+  const r = await source.query<{ p: string }>('SELECT pg_current_snapshot()::text AS p');
+  return r.rows[0]!.p;
+}
+
+/** On the source: a target at `position` has applied every change of the sync's tables that `upto` saw committed. */
+export async function caughtUp(source: pg.ClientBase, job: string, sync: string, position: string, upto: string): Promise<boolean> {
+  const r = await source.query<{ ok: boolean }>('SELECT repl.caught_up($1, $2, $3, $4) AS ok', [position, upto, job, sync]);
+  return r.rows[0]!.ok;
+}
