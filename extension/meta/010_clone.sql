@@ -37,14 +37,54 @@ BEGIN
   RETURN out;
 END $$;
 
--- Queues a clone and wakes the daemon; returns its id.
+-- The tables of a table group, as tables => takes them ('"schema"."table"', in
+-- the config's order); a name that is no group is refused, listing the groups.
+CREATE OR REPLACE FUNCTION repl.clone_relgroup(grp text) RETURNS text[]
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+  out text[];
+BEGIN
+  SELECT array_agg(format('%I.%I', g.schema_name, g.table_name) ORDER BY g.position) INTO out
+    FROM repl.table_group g WHERE g.name = grp;
+  IF out IS NULL THEN
+    RAISE EXCEPTION 'repl.clone: unknown relgroup "%" (table groups: %)', grp,
+      coalesce((SELECT string_agg(DISTINCT g.name, ', ') FROM repl.table_group g), 'none') USING ERRCODE = '22023';
+  END IF;
+  RETURN out;
+END $$;
+
+-- The databases of a database group, as dbs => takes them: the first in the
+-- config's list is the source, the others targets ('a:source,b:target,...').
+CREATE OR REPLACE FUNCTION repl.clone_dbgroup(grp text) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+  out text;
+BEGIN
+  SELECT string_agg(g.node || CASE WHEN g.position = 0 THEN ':source' ELSE ':target' END, ',' ORDER BY g.position) INTO out
+    FROM repl.db_group g WHERE g.name = grp;
+  IF out IS NULL THEN
+    RAISE EXCEPTION 'repl.clone: unknown dbgroup "%" (database groups: %)', grp,
+      coalesce((SELECT string_agg(DISTINCT g.name, ', ') FROM repl.db_group g), 'none') USING ERRCODE = '22023';
+  END IF;
+  RETURN out;
+END $$;
+
+-- repl.clone before relgroup and dbgroup: CREATE OR REPLACE with more
+-- arguments makes a second function beside it, and a call by name would
+-- then be ambiguous.
+DROP FUNCTION IF EXISTS repl.clone(text, text[], text, interval, boolean, boolean);
+
+-- Queues a clone and wakes the daemon; returns its id. relgroup and dbgroup
+-- name groups of the config, in place of tables and dbs.
 CREATE OR REPLACE FUNCTION repl.clone(
   sync         text     DEFAULT NULL,
   tables       text[]   DEFAULT NULL,
   dbs          text     DEFAULT NULL,
   start        interval DEFAULT '0',
   only_empty   boolean  DEFAULT false,
-  drop_indexes boolean  DEFAULT false
+  drop_indexes boolean  DEFAULT false,
+  relgroup     text     DEFAULT NULL,
+  dbgroup      text     DEFAULT NULL
 ) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -60,6 +100,18 @@ DECLARE
   n_src    int;
   new_id   bigint;
 BEGIN
+  IF clone.relgroup IS NOT NULL THEN
+    IF v_tables IS NOT NULL THEN
+      RAISE EXCEPTION 'repl.clone: give tables or relgroup, not both' USING ERRCODE = '22023';
+    END IF;
+    v_tables := repl.clone_relgroup(clone.relgroup);
+  END IF;
+  IF clone.dbgroup IS NOT NULL THEN
+    IF v_dbs IS NOT NULL THEN
+      RAISE EXCEPTION 'repl.clone: give dbs or dbgroup, not both' USING ERRCODE = '22023';
+    END IF;
+    v_dbs := repl.clone_dbgroup(clone.dbgroup);
+  END IF;
   IF v_sync IS NULL AND v_tables IS NULL THEN
     RAISE EXCEPTION 'repl.clone: name a sync (sync => ...) or tables and dbs' USING ERRCODE = '22023';
   END IF;
