@@ -176,7 +176,7 @@ t.test('with several mistakes, the first in the documented order of keys is repo
         r.colour = 'blue';
       },
       message:
-        'colour: unknown key (expected one of: name, metadata, databases, syncs, run_dir, log_dir, log_level, batch_rows, poll_seconds, node_timeout_seconds)',
+        'colour: unknown key (expected one of: name, metadata, databases, groups, syncs, run_dir, log_dir, log_level, batch_rows, poll_seconds, node_timeout_seconds)',
     },
     {
       what: "an unknown key inside a sync comes before that sync's bad values",

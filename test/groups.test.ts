@@ -126,35 +126,20 @@ t.test('groups in a sync replicate, and clones by relgroup/dbgroup from psql and
 
   const byGroups = await queue(`relgroup => 'pair', dbgroup => 'fan', start => '1 day'`);
   const withSync = await queue(`sync => 's', relgroup => 'pair', start => '1 day'`);
+  const tables = [
+    { schema: 'public', table: 'x' },
+    { schema: 'public', table: 'Odd T' },
+  ];
+  const dbs = [
+    { db: 'a', role: 'source' },
+    { db: 'b', role: 'target' },
+    { db: 'c', role: 'target' },
+  ];
   t.same(
     await sql(job.cfg.metadata, 'SELECT id::int, sync, tables, dbs FROM repl.clone ORDER BY id'),
     [
-      {
-        id: byGroups,
-        sync: null,
-        tables: [
-          { schema: 'public', table: 'x' },
-          { schema: 'public', table: 'Odd T' },
-        ],
-        dbs: [
-          { db: 'a', role: 'source' },
-          { db: 'b', role: 'target' },
-          { db: 'c', role: 'target' },
-        ],
-      },
-      {
-        id: withSync,
-        sync: 's',
-        tables: [
-          { schema: 'public', table: 'x' },
-          { schema: 'public', table: 'Odd T' },
-        ],
-        dbs: [
-          { db: 'a', role: 'source' },
-          { db: 'b', role: 'target' },
-          { db: 'c', role: 'target' },
-        ],
-      },
+      { id: byGroups, sync: null, tables, dbs },
+      { id: withSync, sync: 's', tables, dbs },
     ],
     'relgroup is the group tables in order; dbgroup copies from its first database to the others',
   );

@@ -37,34 +37,29 @@ BEGIN
   RETURN out;
 END $$;
 
--- The tables of a table group, as tables => takes them ('"schema"."table"', in
--- the config's order); a name that is no group is refused, listing the groups.
-CREATE OR REPLACE FUNCTION repl.clone_relgroup(grp text) RETURNS text[]
+-- The members of a group of the config, as repl.clone's tables and dbs take
+-- them: for a relgroup its tables ('"schema"."table"'), for a dbgroup its
+-- databases with their roles, the first the source and the others targets
+-- ('a:source', 'b:target', ...); in the config's order. A name that is no
+-- group is refused, listing the groups there are.
+CREATE OR REPLACE FUNCTION repl.clone_group(kind text, grp text) RETURNS text[]
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
   out text[];
 BEGIN
-  SELECT array_agg(format('%I.%I', g.schema_name, g.table_name) ORDER BY g.position) INTO out
-    FROM repl.table_group g WHERE g.name = grp;
-  IF out IS NULL THEN
-    RAISE EXCEPTION 'repl.clone: unknown relgroup "%" (table groups: %)', grp,
-      coalesce((SELECT string_agg(DISTINCT g.name, ', ') FROM repl.table_group g), 'none') USING ERRCODE = '22023';
+  IF kind = 'relgroup' THEN
+    SELECT array_agg(format('%I.%I', g.schema_name, g.table_name) ORDER BY g.position) INTO out
+      FROM repl.table_group g WHERE g.name = grp;
+  ELSE
+    SELECT array_agg(g.node || CASE WHEN g.position = 0 THEN ':source' ELSE ':target' END ORDER BY g.position) INTO out
+      FROM repl.db_group g WHERE g.name = grp;
   END IF;
-  RETURN out;
-END $$;
-
--- The databases of a database group, as dbs => takes them: the first in the
--- config's list is the source, the others targets ('a:source,b:target,...').
-CREATE OR REPLACE FUNCTION repl.clone_dbgroup(grp text) RETURNS text
-LANGUAGE plpgsql STABLE AS $$
-DECLARE
-  out text;
-BEGIN
-  SELECT string_agg(g.node || CASE WHEN g.position = 0 THEN ':source' ELSE ':target' END, ',' ORDER BY g.position) INTO out
-    FROM repl.db_group g WHERE g.name = grp;
   IF out IS NULL THEN
-    RAISE EXCEPTION 'repl.clone: unknown dbgroup "%" (database groups: %)', grp,
-      coalesce((SELECT string_agg(DISTINCT g.name, ', ') FROM repl.db_group g), 'none') USING ERRCODE = '22023';
+    RAISE EXCEPTION 'repl.clone: unknown % "%" (% groups: %)', kind, grp, CASE kind WHEN 'relgroup' THEN 'table' ELSE 'database' END,
+      coalesce(CASE kind
+                 WHEN 'relgroup' THEN (SELECT string_agg(DISTINCT g.name, ', ') FROM repl.table_group g)
+                 ELSE (SELECT string_agg(DISTINCT g.name, ', ') FROM repl.db_group g)
+               END, 'none') USING ERRCODE = '22023';
   END IF;
   RETURN out;
 END $$;
@@ -104,13 +99,13 @@ BEGIN
     IF v_tables IS NOT NULL THEN
       RAISE EXCEPTION 'repl.clone: give tables or relgroup, not both' USING ERRCODE = '22023';
     END IF;
-    v_tables := repl.clone_relgroup(clone.relgroup);
+    v_tables := repl.clone_group('relgroup', clone.relgroup);
   END IF;
   IF clone.dbgroup IS NOT NULL THEN
     IF v_dbs IS NOT NULL THEN
       RAISE EXCEPTION 'repl.clone: give dbs or dbgroup, not both' USING ERRCODE = '22023';
     END IF;
-    v_dbs := repl.clone_dbgroup(clone.dbgroup);
+    v_dbs := array_to_string(repl.clone_group('dbgroup', clone.dbgroup), ',');
   END IF;
   IF v_sync IS NULL AND v_tables IS NULL THEN
     RAISE EXCEPTION 'repl.clone: name a sync (sync => ...) or tables and dbs' USING ERRCODE = '22023';

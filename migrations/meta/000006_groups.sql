@@ -1,6 +1,6 @@
--- The config's named groups (the groups key), copied here by install and
--- reload like the nodes and syncs, so that repl.clone(relgroup =>, dbgroup =>)
--- can resolve them in the calling session. Replaced whole on every publish.
+-- The config's named groups (the groups key), copied here by capra install
+-- like the nodes and syncs, so that repl.clone(relgroup =>, dbgroup =>) can
+-- resolve them in the calling session. Replaced whole on every install.
 
 -- A table group: its tables in the order the config lists them.
 CREATE TABLE repl.table_group (
