@@ -78,6 +78,7 @@ t.test("each command's own options are accepted", async (t) => {
     [['clone', '--cancel', '7'], { command: 'clone', clone: { ...base.clone, cancel: 7 } }],
     [['clone', '--watch', '8'], { command: 'clone', clone: { ...base.clone, watch: 8 } }],
     [['clone', '--list'], { command: 'clone', clone: { ...base.clone, list: true } }],
+    [['clone', '--relgroup', 'g', '--dbgroup', 'h'], { command: 'clone', clone: { ...base.clone, relgroup: 'g', dbgroup: 'h' } }],
     [
       [
         'clone',

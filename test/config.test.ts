@@ -77,6 +77,23 @@ const bad: BadCase[] = [
   { what: 'a non-postgres database URL', change: (r) => Object.assign(r.databases as Raw, { a: 'mysql://app@127.0.0.1/shop' }), key: 'databases.a' },
   { what: 'a database URL that is no URL', change: (r) => Object.assign(r.databases as Raw, { b: 'host=127.0.0.1 dbname=shop' }), key: 'databases.b' },
   { what: 'a non-postgres metadata URL', change: (r) => Object.assign(r, { metadata: 'http://127.0.0.1/capra_shop' }), key: 'metadata' },
+  {
+    what: 'a database group naming an unknown database',
+    change: (r) => Object.assign(r, { groups: { databases: { hq: ['a', 'zz'] } } }),
+    key: 'groups.databases.hq[1]',
+  },
+  { what: 'an empty table group', change: (r) => Object.assign(r, { groups: { tables: { g: [] } } }), key: 'groups.tables.g' },
+  {
+    what: 'a table group with a bad table name',
+    change: (r) => Object.assign(r, { groups: { tables: { g: ['public.a', 'x.y.z'] } } }),
+    key: 'groups.tables.g[1]',
+  },
+  { what: 'a sync source naming an unknown database group', change: (r) => Object.assign(sync(r), { sources: ['@hq'] }), key: 'syncs.shop.sources[0]' },
+  {
+    what: 'a sync include naming an unknown table group',
+    change: (r) => Object.assign(sync(r), { tables: { include: ['public', '@g'] } }),
+    key: 'syncs.shop.tables.include[1]',
+  },
 ];
 
 function configText(c: BadCase): string {
@@ -159,7 +176,7 @@ t.test('with several mistakes, the first in the documented order of keys is repo
         r.colour = 'blue';
       },
       message:
-        'colour: unknown key (expected one of: name, metadata, databases, syncs, run_dir, log_dir, log_level, batch_rows, poll_seconds, node_timeout_seconds)',
+        'colour: unknown key (expected one of: name, metadata, databases, groups, syncs, run_dir, log_dir, log_level, batch_rows, poll_seconds, node_timeout_seconds)',
     },
     {
       what: "an unknown key inside a sync comes before that sync's bad values",

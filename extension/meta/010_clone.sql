@@ -37,14 +37,49 @@ BEGIN
   RETURN out;
 END $$;
 
--- Queues a clone and wakes the daemon; returns its id.
+-- The members of a group of the config, as repl.clone's tables and dbs take
+-- them: for a relgroup its tables ('"schema"."table"'), for a dbgroup its
+-- databases with their roles, the first the source and the others targets
+-- ('a:source', 'b:target', ...); in the config's order. A name that is no
+-- group is refused, listing the groups there are.
+CREATE OR REPLACE FUNCTION repl.clone_group(kind text, grp text) RETURNS text[]
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+  out text[];
+BEGIN
+  IF kind = 'relgroup' THEN
+    SELECT array_agg(format('%I.%I', g.schema_name, g.table_name) ORDER BY g.position) INTO out
+      FROM repl.table_group g WHERE g.name = grp;
+  ELSE
+    SELECT array_agg(g.node || CASE WHEN g.position = 0 THEN ':source' ELSE ':target' END ORDER BY g.position) INTO out
+      FROM repl.db_group g WHERE g.name = grp;
+  END IF;
+  IF out IS NULL THEN
+    RAISE EXCEPTION 'repl.clone: unknown % "%" (% groups: %)', kind, grp, CASE kind WHEN 'relgroup' THEN 'table' ELSE 'database' END,
+      coalesce(CASE kind
+                 WHEN 'relgroup' THEN (SELECT string_agg(DISTINCT g.name, ', ') FROM repl.table_group g)
+                 ELSE (SELECT string_agg(DISTINCT g.name, ', ') FROM repl.db_group g)
+               END, 'none') USING ERRCODE = '22023';
+  END IF;
+  RETURN out;
+END $$;
+
+-- repl.clone before relgroup and dbgroup: CREATE OR REPLACE with more
+-- arguments makes a second function beside it, and a call by name would
+-- then be ambiguous.
+DROP FUNCTION IF EXISTS repl.clone(text, text[], text, interval, boolean, boolean);
+
+-- Queues a clone and wakes the daemon; returns its id. relgroup and dbgroup
+-- name groups of the config, in place of tables and dbs.
 CREATE OR REPLACE FUNCTION repl.clone(
   sync         text     DEFAULT NULL,
   tables       text[]   DEFAULT NULL,
   dbs          text     DEFAULT NULL,
   start        interval DEFAULT '0',
   only_empty   boolean  DEFAULT false,
-  drop_indexes boolean  DEFAULT false
+  drop_indexes boolean  DEFAULT false,
+  relgroup     text     DEFAULT NULL,
+  dbgroup      text     DEFAULT NULL
 ) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -60,6 +95,18 @@ DECLARE
   n_src    int;
   new_id   bigint;
 BEGIN
+  IF clone.relgroup IS NOT NULL THEN
+    IF v_tables IS NOT NULL THEN
+      RAISE EXCEPTION 'repl.clone: give tables or relgroup, not both' USING ERRCODE = '22023';
+    END IF;
+    v_tables := repl.clone_group('relgroup', clone.relgroup);
+  END IF;
+  IF clone.dbgroup IS NOT NULL THEN
+    IF v_dbs IS NOT NULL THEN
+      RAISE EXCEPTION 'repl.clone: give dbs or dbgroup, not both' USING ERRCODE = '22023';
+    END IF;
+    v_dbs := array_to_string(repl.clone_group('dbgroup', clone.dbgroup), ',');
+  END IF;
   IF v_sync IS NULL AND v_tables IS NULL THEN
     RAISE EXCEPTION 'repl.clone: name a sync (sync => ...) or tables and dbs' USING ERRCODE = '22023';
   END IF;

@@ -13,6 +13,10 @@ export interface CloneOptions {
   /** Table names as given (table or schema.table, SQL quoting). */
   tables?: string[];
   dbs?: string;
+  /** A table group of the config, in place of tables. */
+  relgroup?: string;
+  /** A database group of the config, in place of dbs: its first database is the source. */
+  dbgroup?: string;
   /** A PostgreSQL interval: not before now() + start. */
   start?: string;
   onlyEmpty: boolean;
@@ -86,8 +90,8 @@ export async function cloneCommand(cfg: Config, o: CloneOptions, io: CloneIo, lo
         try {
           const r = await meta.query<{ id: string }>(
             `SELECT repl.clone(sync => $1, tables => $2::text[], dbs => $3, start => coalesce($4::interval, '0'),
-                               only_empty => $5, drop_indexes => $6) AS id`,
-            [o.sync ?? null, o.tables ?? null, o.dbs ?? null, o.start ?? null, o.onlyEmpty, o.dropIndexes],
+                               only_empty => $5, drop_indexes => $6, relgroup => $7, dbgroup => $8) AS id`,
+            [o.sync ?? null, o.tables ?? null, o.dbs ?? null, o.start ?? null, o.onlyEmpty, o.dropIndexes, o.relgroup ?? null, o.dbgroup ?? null],
           );
           id = Number(r.rows[0]!.id);
         } catch (err) {

@@ -200,6 +200,12 @@ export const COMMANDS = {
       dbs: valued('a:source,b:target', "the databases to copy from (source) and to (target), instead of a sync's", (a, v) => {
         a.clone.dbs = v;
       }),
+      relgroup: valued('NAME', 'the tables of this table group (groups.tables in the config), instead of --tables', (a, v) => {
+        a.clone.relgroup = v;
+      }),
+      dbgroup: valued('NAME', 'the databases of this group (groups.databases): its first is the source, the rest targets', (a, v) => {
+        a.clone.dbgroup = v;
+      }),
       start: valued('INTERVAL', 'not before now() + INTERVAL (a PostgreSQL interval)', (a, v) => {
         a.clone.start = v;
       }),

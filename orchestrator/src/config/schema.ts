@@ -3,6 +3,7 @@ import cron from 'node-cron';
 import { z } from 'zod';
 import { LOG_LEVELS } from '../util/logger.js';
 import { databaseOf, withDatabase } from '../util/url.js';
+import { type RawGroups, expandRefs, groupRef, groupsSchema, members, selectorEntry, unknownGroup } from './groups.js';
 import { byForm, expected, expecting, fixedKeys, isObj, list, orWhenUnset, says, settings, show, text } from './schema-kit.js';
 
 // The config file's one description: its keys, what each may hold, its
@@ -20,6 +21,8 @@ export interface SchemaContext {
   /** Where pidfiles and logs go unless the file says otherwise. */
   runDir: string;
   logDir: string;
+  /** The `groups` key as the file writes it, for a sync's `@group` references; none when left out. */
+  groups?: RawGroups;
 }
 
 const strategies = ['source', 'target', 'skip', 'latest', 'abort', 'random'] as const;
@@ -134,26 +137,28 @@ const kick = (() => {
   ).default(() => ({ notify: true, cron: null }));
 })();
 
-/** Which tables a sync replicates: schemas or schema.table; empty include means every table. */
-const tableSelection = orWhenUnset(
-  settings(
-    {
-      include: list(text),
-      exclude: list(text),
-      /** Tables without a primary key: schema.table -> name of a unique index on NOT NULL columns. */
-      keys: z.record(z.string(), text, expected('a map of table to unique index name')).default({}),
-    },
-    expecting('a map with include/exclude'),
-  ),
-  () => ({ include: [], exclude: [], keys: {} }),
-);
+/** Which tables a sync replicates: schemas, schema.table or @group; empty include means every table. */
+const tableSelection = (groups: RawGroups) =>
+  orWhenUnset(
+    settings(
+      {
+        include: list(selectorEntry(groups)),
+        exclude: list(selectorEntry(groups)),
+        /** Tables without a primary key: schema.table -> name of a unique index on NOT NULL columns. */
+        keys: z.record(z.string(), text, expected('a map of table to unique index name')).default({}),
+      },
+      expecting('a map with include/exclude'),
+    ),
+    () => ({ include: [], exclude: [], keys: {} }),
+  );
 
 function sync(ctx: SchemaContext) {
+  const groups = groupsOf(ctx);
   return settings(
     {
       sources: list(text),
       targets: list(text),
-      tables: tableSelection,
+      tables: tableSelection(groups),
       conflict: conflictSpec(ctx),
       copy_data: z.enum(copyModes, expected(`one of ${copyModes.join(', ')}`)).default('empty'),
       kick,
@@ -169,22 +174,49 @@ function sync(ctx: SchemaContext) {
         // One check in this order, so that a list both naming an unknown
         // database and repeating one is reported by its first item.
         const problem = (path: (string | number)[], message: string): void => payload.addIssue({ code: 'custom', path, message, input: s });
-        if (s.sources.length === 0) return problem(['sources'], 'a sync needs at least one source');
-        if (s.sources.length + s.targets.length < 2) return problem(['targets'], 'a sync needs at least two databases in all');
+        for (const role of ['sources', 'targets'] as const) {
+          for (const [i, entry] of s[role].entries()) {
+            const name = groupRef(entry);
+            const unknown = name === null ? null : unknownGroup(groups, 'databases', name);
+            if (unknown) return problem([role, i], unknown);
+          }
+        }
+        const sources = expandRefs(groups, 'databases', s.sources);
+        if (sources.length === 0) return problem(['sources'], 'a sync needs at least one source');
+        if (sources.length + expandRefs(groups, 'databases', s.targets).length < 2) return problem(['targets'], 'a sync needs at least two databases in all');
         const seen = new Set<string>();
         for (const [role, dbs] of [
           ['sources', s.sources],
           ['targets', s.targets],
         ] as const) {
-          for (const [i, d] of dbs.entries()) {
-            if (!ctx.dbs.includes(d)) return problem([role, i], unknownDatabase(ctx, d));
-            if (seen.has(d)) return problem([role, i], `database ${d} is listed twice`);
-            seen.add(d);
+          for (const [i, entry] of dbs.entries()) {
+            // A database group stands for its members, each checked as if listed here.
+            const name = groupRef(entry);
+            const via = name === null ? '' : ` (through group @${name})`;
+            for (const d of name === null ? [entry] : members(groups, 'databases', name)) {
+              if (!ctx.dbs.includes(d)) return problem([role, i], unknownDatabase(ctx, d));
+              if (seen.has(d)) return problem([role, i], `database ${d} is listed twice${via}`);
+              seen.add(d);
+            }
           }
         }
       },
     },
   );
+}
+
+const groupsOf = (ctx: SchemaContext): RawGroups => ctx.groups ?? { tables: {}, databases: {} };
+
+/** A sync as the code reads it: each `@group` replaced by the group's members. */
+function expandGroups<S extends { sources: string[]; targets: string[]; tables: { include: string[]; exclude: string[] } }>(groups: RawGroups, s: S): S {
+  const dbs = (l: string[]): string[] => expandRefs(groups, 'databases', l);
+  const tables = (l: string[]): string[] => expandRefs(groups, 'tables', l);
+  return {
+    ...s,
+    sources: dbs(s.sources),
+    targets: dbs(s.targets),
+    tables: { ...s.tables, include: tables(s.tables.include), exclude: tables(s.tables.exclude) },
+  };
 }
 
 /** The syncs by name; each knows its own name. */
@@ -197,7 +229,7 @@ function syncs(ctx: SchemaContext) {
   );
   type Sync = z.output<ReturnType<typeof sync>> & { name: string };
   return z.codec(bySyncName, z.custom<Record<string, Sync>>(), {
-    decode: (m) => Object.fromEntries(Object.entries(m).map(([n, s]) => [n, { name: n, ...s }])),
+    decode: (m) => Object.fromEntries(Object.entries(m).map(([n, s]) => [n, { name: n, ...expandGroups(groupsOf(ctx), s) }])),
     encode: (m) => m,
   });
 }
@@ -223,6 +255,8 @@ export function configSchema(ctx: SchemaContext) {
           says(() => 'expected a map of database name to postgres:// URL'),
         )
         .refine((m) => Object.keys(m).length > 0, 'expected a map of database name to postgres:// URL'),
+      /** Named lists of tables and of databases, for syncs (`@name`) and clones (relgroup, dbgroup). */
+      groups: groupsSchema(database(ctx)),
       syncs: syncs(ctx),
       run_dir: text.default(ctx.runDir),
       log_dir: text.default(ctx.logDir),

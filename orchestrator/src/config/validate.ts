@@ -1,6 +1,7 @@
 import { CapraError } from '../util/errors.js';
 import type { Config } from './types.js';
 import { configSchema } from './schema.js';
+import { rawGroups } from './groups.js';
 import { firstProblem, isObj } from './schema-kit.js';
 
 // Validation of the parsed YAML by the config schema. Every message names
@@ -23,7 +24,7 @@ export function validateConfig(raw: unknown, file: string, defaults: Defaults, e
     for (const [key, name] of Object.entries(envOverrides)) if (env[name] !== undefined) (input as Record<string, unknown>)[key] = env[name];
   }
   const dbs = isObj(raw) && isObj(raw.databases) ? Object.keys(raw.databases) : [];
-  const schema = configSchema({ file, dbs, ...defaults });
+  const schema = configSchema({ file, dbs, groups: rawGroups(raw), ...defaults });
   const r = schema.safeParse(input);
   if (r.success) return r.data;
   const { key, message } = firstProblem(schema, r.error.issues);

@@ -1,3 +1,4 @@
+import { splitQualified } from '../util/qualified-name.js';
 import type { TableName } from './ident.js';
 
 /**
@@ -9,41 +10,6 @@ import type { TableName } from './ident.js';
 export interface TableRef {
   schema: string;
   table: string | null;
-}
-
-export function splitQualified(ref: string): string[] {
-  const parts: string[] = [];
-  let i = 0;
-  while (i <= ref.length) {
-    let part = '';
-    if (ref[i] === '"') {
-      i++;
-      for (;;) {
-        if (i >= ref.length) throw new Error(`unterminated quote in ${JSON.stringify(ref)}`);
-        if (ref[i] === '"') {
-          if (ref[i + 1] === '"') {
-            part += '"';
-            i += 2;
-            continue;
-          }
-          i++;
-          break;
-        }
-        part += ref[i++];
-      }
-      if (i < ref.length && ref[i] !== '.') throw new Error(`unexpected text after a quoted name in ${JSON.stringify(ref)}`);
-    } else {
-      const dot = ref.indexOf('.', i);
-      const end = dot === -1 ? ref.length : dot;
-      part = ref.slice(i, end);
-      if (part.includes('"')) throw new Error(`stray double quote in ${JSON.stringify(ref)}`);
-      i = end;
-    }
-    if (part === '') throw new Error(`empty name in ${JSON.stringify(ref)}`);
-    parts.push(part);
-    i++; // skip the dot
-  }
-  return parts;
 }
 
 /** An include/exclude entry: a schema, or schema.table. */
@@ -69,20 +35,57 @@ export function matches(ref: TableRef, t: TableName): boolean {
 /** Schemas whose tables and sequences are never replicated: the system's and Capra's own. */
 export const SYSTEM_SCHEMAS = ['pg_catalog', 'information_schema', 'pg_toast', 'repl'];
 
+/**
+ * Where a table stands in a selection: named itself (schema.table) in include
+ * or exclude, its schema named (or include empty: every schema is in), or
+ * not listed at all.
+ */
+export type Standing = 'named-in' | 'named-out' | 'schema-in' | 'schema-out' | 'unlisted';
+
 /** A sync's table selection, parsed, with the one include/exclude rule. */
 export interface Selector {
   include: TableRef[];
   exclude: TableRef[];
-  /** Included (or include is empty) and not excluded. */
+  standing(t: TableName): Standing;
+  /**
+   * The rule: the more specific entry wins, so a table named in include is
+   * replicated even when its schema is excluded, and one named in exclude is
+   * left out even when its schema is included; named in both, it is left out.
+   */
   selected(t: TableName): boolean;
+  /**
+   * The same rule for a sequence, which may also follow the table whose
+   * serial or identity column owns it: the sequence named itself decides;
+   * else its owner named; else either one's schema excluded leaves it out;
+   * else it is carried when its schema is in or its owner is selected.
+   */
+  carries(seq: TableName, owner: TableName | null, ownerSelected: (t: TableName) => boolean): boolean;
 }
 
 export function tableSelector(sel: { include: readonly string[]; exclude: readonly string[] }): Selector {
   const include = sel.include.map(parseSelector);
   const exclude = sel.exclude.map(parseSelector);
+  const named = (refs: TableRef[], t: TableName): boolean => refs.some((r) => r.table !== null && matches(r, t));
+  const schema = (refs: TableRef[], t: TableName): boolean => refs.some((r) => r.table === null && matches(r, t));
+  const standing = (t: TableName): Standing => {
+    if (named(exclude, t)) return 'named-out';
+    if (named(include, t)) return 'named-in';
+    if (schema(exclude, t)) return 'schema-out';
+    return include.length === 0 || schema(include, t) ? 'schema-in' : 'unlisted';
+  };
+  const isIn = (s: Standing): boolean => s === 'named-in' || s === 'schema-in';
   return {
     include,
     exclude,
-    selected: (t) => (include.length === 0 || include.some((r) => matches(r, t))) && !exclude.some((r) => matches(r, t)),
+    standing,
+    selected: (t) => isIn(standing(t)),
+    carries: (seq, owner, ownerSelected) => {
+      const own = standing(seq);
+      if (own === 'named-in' || own === 'named-out') return own === 'named-in';
+      const of = owner === null ? null : standing(owner);
+      if (of === 'named-in' || of === 'named-out') return of === 'named-in';
+      if (own === 'schema-out' || of === 'schema-out') return false;
+      return own === 'schema-in' || (owner !== null && ownerSelected(owner));
+    },
   };
 }

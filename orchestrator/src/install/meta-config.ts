@@ -1,12 +1,14 @@
 import type pg from 'pg';
 import type { Config } from '../config/types.js';
 import { inTransaction } from '../db/connections.js';
+import { parseTableName } from '../db/table-ref.js';
 import { describeUrl } from '../util/url.js';
 
 /**
  * Copies the config's nodes and syncs into the metadata database, so the SQL
  * API can check names and `status` can list syncs without the file. Runs on
- * install and reload; removed syncs go, with their table lists.
+ * install and reload; removed syncs go, with their table lists, and the
+ * groups are replaced whole.
  */
 export async function publishConfig(client: pg.ClientBase, cfg: Config): Promise<void> {
   await inTransaction(client, async () => {
@@ -33,7 +35,26 @@ export async function publishConfig(client: pg.ClientBase, cfg: Config): Promise
       );
     }
     await client.query('DELETE FROM repl.node WHERE name <> ALL ($1::text[])', [dbs]);
+    await publishGroups(client, cfg);
     // A target that left a sync (or a removed sync) gets its initial copy again if it comes back.
     await client.query(`DELETE FROM repl.seeded s WHERE NOT EXISTS (SELECT 1 FROM repl.sync_node n WHERE n.sync = s.sync AND n.node = s.target)`);
   });
+}
+
+/** The table and database groups, each member with its place in the config's list (a dbgroup's first database is a clone's source). */
+async function publishGroups(client: pg.ClientBase, cfg: Config): Promise<void> {
+  await client.query('DELETE FROM repl.table_group');
+  await client.query('DELETE FROM repl.db_group');
+  const tables = Object.entries(cfg.groups.tables).flatMap(([name, refs]) => refs.map((ref, i) => ({ name, i, ...parseTableName(ref) })));
+  await client.query(
+    `INSERT INTO repl.table_group (name, position, schema_name, table_name)
+     SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[])`,
+    [tables.map((t) => t.name), tables.map((t) => t.i), tables.map((t) => t.schema), tables.map((t) => t.table)],
+  );
+  const dbs = Object.entries(cfg.groups.databases).flatMap(([name, nodes]) => nodes.map((node, i) => ({ name, i, node })));
+  await client.query(`INSERT INTO repl.db_group (name, position, node) SELECT * FROM unnest($1::text[], $2::int[], $3::text[])`, [
+    dbs.map((d) => d.name),
+    dbs.map((d) => d.i),
+    dbs.map((d) => d.node),
+  ]);
 }

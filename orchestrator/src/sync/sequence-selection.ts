@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { TableSelection } from '../config/types.js';
 import { type TableName, quoteTable, tableLabel } from '../db/ident.js';
-import { SYSTEM_SCHEMAS, matches, tableSelector } from '../db/table-ref.js';
+import { SYSTEM_SCHEMAS, tableSelector } from '../db/table-ref.js';
 
 /** Which sequences a sync carries on one database, chosen by the sync's table selection. */
 
@@ -40,19 +40,8 @@ async function listSequences(client: pg.ClientBase): Promise<ListedSequence[]> {
 }
 
 function carried(listed: ListedSequence[], sel: TableSelection, ownerSelected: (t: TableName) => boolean): SequenceName[] {
-  const { include, exclude } = tableSelector(sel);
-  const out: SequenceName[] = [];
-  for (const s of listed) {
-    const asTable = { schema: s.schema, table: s.name };
-    const wanted =
-      include.length === 0 ||
-      include.some((r) => matches(r, asTable)) || // a bare schema, or the sequence by name
-      (s.owner !== null && ownerSelected(s.owner));
-    // Excluding a table excludes the sequence of its serial/identity column too.
-    const excluded = exclude.some((r) => matches(r, asTable) || (s.owner !== null && matches(r, s.owner)));
-    if (wanted && !excluded) out.push({ schema: s.schema, name: s.name });
-  }
-  return out;
+  const selector = tableSelector(sel);
+  return listed.filter((s) => selector.carries({ schema: s.schema, table: s.name }, s.owner, ownerSelected)).map((s) => ({ schema: s.schema, name: s.name }));
 }
 
 /**
@@ -60,7 +49,8 @@ function carried(listed: ListedSequence[], sel: TableSelection, ownerSelected: (
  * selection includes (every non-system schema when include is empty), those
  * named as schema.sequence in include, and those owned by a serial or
  * identity column of one of `tables`; minus what tables.exclude matches,
- * directly or through the table that owns it.
+ * directly or through the table that owns it (tableSelector's carries: a
+ * name beats a schema).
  */
 export async function resolveSequences(client: pg.ClientBase, sel: TableSelection, tables: readonly TableName[]): Promise<SequenceName[]> {
   const chosen = new Set(tables.map(tableLabel));
