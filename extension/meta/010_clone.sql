@@ -37,14 +37,19 @@ BEGIN
   RETURN out;
 END $$;
 
--- Queues a clone and wakes the daemon; returns its id.
+-- Queues a clone and wakes the daemon; returns its id. drop_indexes_above
+-- (a size as pg_size_bytes reads it: '100MB') drops only the indexes larger
+-- than that, and implies drop_indexes.
+-- Its signature before drop_indexes_above, which would otherwise stay as an overload.
+DROP FUNCTION IF EXISTS repl.clone(text, text[], text, interval, boolean, boolean);
 CREATE OR REPLACE FUNCTION repl.clone(
   sync         text     DEFAULT NULL,
   tables       text[]   DEFAULT NULL,
   dbs          text     DEFAULT NULL,
   start        interval DEFAULT '0',
   only_empty   boolean  DEFAULT false,
-  drop_indexes boolean  DEFAULT false
+  drop_indexes boolean  DEFAULT false,
+  drop_indexes_above text DEFAULT NULL
 ) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -59,6 +64,7 @@ DECLARE
   tbl      text;
   n_src    int;
   new_id   bigint;
+  above    bigint;
 BEGIN
   IF v_sync IS NULL AND v_tables IS NULL THEN
     RAISE EXCEPTION 'repl.clone: name a sync (sync => ...) or tables and dbs' USING ERRCODE = '22023';
@@ -69,6 +75,17 @@ BEGIN
   END IF;
   IF clone.start IS NULL OR clone.start < interval '0' THEN
     RAISE EXCEPTION 'repl.clone: start must be a positive interval, got %', coalesce(clone.start::text, 'NULL') USING ERRCODE = '22023';
+  END IF;
+
+  IF clone.drop_indexes_above IS NOT NULL THEN
+    BEGIN
+      above := pg_size_bytes(clone.drop_indexes_above);
+    EXCEPTION WHEN OTHERS THEN
+      above := -1;
+    END;
+    IF above < 0 THEN
+      RAISE EXCEPTION 'repl.clone: drop_indexes_above: expected a size such as 100MB, 1GB, 8kB or 0, got "%"', clone.drop_indexes_above USING ERRCODE = '22023';
+    END IF;
   END IF;
 
   IF v_dbs IS NOT NULL THEN
@@ -121,8 +138,8 @@ BEGIN
     END LOOP;
   END IF;
 
-  INSERT INTO repl.clone (sync, tables, dbs, only_empty, drop_indexes, startwhen)
-  VALUES (v_sync, resolved, roles, coalesce(clone.only_empty, false), coalesce(clone.drop_indexes, false), now() + clone.start)
+  INSERT INTO repl.clone (sync, tables, dbs, only_empty, drop_indexes, drop_indexes_above, startwhen)
+  VALUES (v_sync, resolved, roles, coalesce(clone.only_empty, false), coalesce(clone.drop_indexes, false) OR above IS NOT NULL, above, now() + clone.start)
   RETURNING id INTO new_id;
 
   -- One row per table and receiving database: targets, and with several sources every source too.

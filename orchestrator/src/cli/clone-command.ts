@@ -17,6 +17,8 @@ export interface CloneOptions {
   start?: string;
   onlyEmpty: boolean;
   dropIndexes: boolean;
+  /** With dropIndexes: only the indexes larger than this size (as pg_size_bytes reads it). */
+  dropIndexesAbove?: string;
   /** Wait for the clone to end, showing its progress. */
   wait: boolean;
   /** Wait for an existing clone. */
@@ -86,8 +88,8 @@ export async function cloneCommand(cfg: Config, o: CloneOptions, io: CloneIo, lo
         try {
           const r = await meta.query<{ id: string }>(
             `SELECT repl.clone(sync => $1, tables => $2::text[], dbs => $3, start => coalesce($4::interval, '0'),
-                               only_empty => $5, drop_indexes => $6) AS id`,
-            [o.sync ?? null, o.tables ?? null, o.dbs ?? null, o.start ?? null, o.onlyEmpty, o.dropIndexes],
+                               only_empty => $5, drop_indexes => $6, drop_indexes_above => $7) AS id`,
+            [o.sync ?? null, o.tables ?? null, o.dbs ?? null, o.start ?? null, o.onlyEmpty, o.dropIndexes, o.dropIndexesAbove ?? null],
           );
           id = Number(r.rows[0]!.id);
         } catch (err) {

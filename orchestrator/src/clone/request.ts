@@ -19,6 +19,8 @@ export interface CloneRequest {
   dbs: CloneDb[];
   onlyEmpty: boolean;
   dropIndexes: boolean;
+  /** With dropIndexes: only the indexes larger than this many bytes (null: every one). */
+  dropIndexesAbove: number | null;
   origin: 'request' | 'copy_data';
 }
 
@@ -39,10 +41,11 @@ interface Row {
   dbs: CloneDb[];
   only_empty: boolean;
   drop_indexes: boolean;
+  drop_indexes_above: string | null;
   origin: 'request' | 'copy_data';
 }
 
-const columns = 'id, sync, tables, dbs, only_empty, drop_indexes, origin';
+const columns = 'id, sync, tables, dbs, only_empty, drop_indexes, drop_indexes_above, origin';
 
 function fromRow(r: Row): CloneRequest {
   return {
@@ -52,6 +55,7 @@ function fromRow(r: Row): CloneRequest {
     dbs: r.dbs,
     onlyEmpty: r.only_empty,
     dropIndexes: r.drop_indexes,
+    dropIndexesAbove: r.drop_indexes_above === null ? null : Number(r.drop_indexes_above),
     origin: r.origin,
   };
 }

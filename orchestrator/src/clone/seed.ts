@@ -5,6 +5,7 @@ import type { TableName } from '../db/ident.js';
 import type { LaneKey } from '../sync/lane.js';
 import type { Logger } from '../util/logger.js';
 import { type CloneOutcome, executeClone } from './execute.js';
+import { syncDropAbove } from './index-drop.js';
 import { finishClone, startSeedClone } from './request.js';
 
 /**
@@ -54,7 +55,7 @@ async function seed(conns: Connections, k: LaneKey, pending: TableName[], logger
   logger.info({ clone: req.id, tables: pending.length, copy_data: k.sync.copyData }, 'initial copy (copy_data) started');
   let outcome: CloneOutcome;
   try {
-    outcome = await executeClone(conns, k.job, req, logger, { signal, cascade: k.sync.cascade });
+    outcome = await executeClone(conns, k.job, req, logger, { signal, cascade: k.sync.cascade, dropAbove: syncDropAbove(k.sync.copyIndexes) });
   } catch (err) {
     const msg = errorMessage(err);
     await conns.with(Connections.META, (c) => finishClone(c, req.id, 'failed', msg)).catch(() => {});
