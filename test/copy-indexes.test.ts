@@ -85,6 +85,21 @@ t.test('copy_indexes: the large plain index is dropped and rebuilt; constraint i
   t.same(rebuilt(t, before.y, await indexes(job.urls.b!, 'y'), 'y'), [], 'y: under its own 1GB threshold, nothing dropped');
 });
 
+t.test("copy_indexes with a threshold for one table only leaves the other tables' indexes alone", async (t) => {
+  const job = await makeJob(t, {
+    nodes: { a: c1!, b: c2! },
+    schema,
+    yaml: 'syncs:\n  s:\n    sources: [a]\n    targets: [b]\n    tables: { include: [public.x, public.y] }\n    copy_data: always\n    copy_indexes: { tables: { x: { drop_above: 0 } } }',
+  });
+  await sql(job.urls.a!, `${fill('x', 100, 'a')}; ${fill('y', 100, 'a')}`);
+  const before = { x: await indexes(job.urls.b!, 'x'), y: await indexes(job.urls.b!, 'y') };
+  await setUp(job);
+  startDaemon(t, job);
+  await waitFor(async () => (await sql(job.cfg.metadata, 'SELECT 1 FROM repl.seeded')).length === 2, { what: 'the initial copies' });
+  t.same(rebuilt(t, before.x, await indexes(job.urls.b!, 'x'), 'x'), ['x_v'], 'x (unqualified: public.x), threshold 0: its plain index rebuilt');
+  t.same(rebuilt(t, before.y, await indexes(job.urls.b!, 'y'), 'y'), [], 'y, no threshold: nothing dropped');
+});
+
 t.test("clone's drop_indexes_above: a threshold above the index's size drops nothing, one below drops it", async (t) => {
   const job = await makeJob(t, {
     nodes: { a: c1!, b: c2! },
@@ -114,13 +129,13 @@ t.test("clone's drop_indexes_above: a threshold above the index's size drops not
   const all = await clone(`sync => 's', drop_indexes => true`);
   t.same(all.rebuilt, ['x_v'], 'drop_indexes alone: every plain index, as before');
   t.same(
-    await sql(job.cfg.metadata, 'SELECT drop_indexes, drop_indexes_above::int FROM repl.clone ORDER BY id'),
+    await sql(job.cfg.metadata, `SELECT drop_indexes, tables->0->'drop_indexes_above' AS above FROM repl.clone ORDER BY id`),
     [
-      { drop_indexes: true, drop_indexes_above: 2 ** 30 },
-      { drop_indexes: true, drop_indexes_above: 8192 },
-      { drop_indexes: true, drop_indexes_above: null },
+      { drop_indexes: true, above: 2 ** 30 },
+      { drop_indexes: true, above: 8192 },
+      { drop_indexes: true, above: null },
     ],
-    'a threshold implies drop_indexes and is recorded in bytes',
+    'a threshold implies drop_indexes and goes with each table, in bytes',
   );
   await t.rejects(
     sql(job.cfg.metadata, `SELECT repl.clone(sync => 's', drop_indexes_above => 'lots')`),

@@ -138,8 +138,14 @@ BEGIN
     END LOOP;
   END IF;
 
-  INSERT INTO repl.clone (sync, tables, dbs, only_empty, drop_indexes, drop_indexes_above, startwhen)
-  VALUES (v_sync, resolved, roles, coalesce(clone.only_empty, false), coalesce(clone.drop_indexes, false) OR above IS NOT NULL, above, now() + clone.start)
+  -- The threshold goes with each table, as a sync's copy_indexes may set one per table.
+  IF above IS NOT NULL THEN
+    SELECT jsonb_agg(e.t || jsonb_build_object('drop_indexes_above', above) ORDER BY e.i) INTO resolved
+      FROM jsonb_array_elements(resolved) WITH ORDINALITY AS e(t, i);
+  END IF;
+
+  INSERT INTO repl.clone (sync, tables, dbs, only_empty, drop_indexes, startwhen)
+  VALUES (v_sync, resolved, roles, coalesce(clone.only_empty, false), coalesce(clone.drop_indexes, false) OR above IS NOT NULL, now() + clone.start)
   RETURNING id INTO new_id;
 
   -- One row per table and receiving database: targets, and with several sources every source too.

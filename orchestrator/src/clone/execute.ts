@@ -4,7 +4,6 @@ import { tableLabel } from '../db/ident.js';
 import type { ApplierRole } from '../sync/applier-session.js';
 import type { Logger } from '../util/logger.js';
 import { lanesInto } from './lane-locks.js';
-import { type DropAbove, requestDropAbove } from './index-drop.js';
 import { CloneProgress } from './progress.js';
 import { CloneCancelled, type CloneRequest, receiversOf } from './request.js';
 import { copyTable } from './table-copy.js';
@@ -16,8 +15,6 @@ export interface ExecuteOptions {
   progressEveryMs?: number;
   /** Mark the receivers' sessions as cascading (the clone's sync has cascade: true). */
   cascade?: boolean;
-  /** Which indexes to drop for the copy (a sync's copy_indexes); the request's drop_indexes without it. */
-  dropAbove?: DropAbove;
 }
 
 /** How a clone that did not fail ended. */
@@ -59,11 +56,7 @@ export async function executeClone(conns: Connections, job: string, req: CloneRe
     for (const t of req.tables) {
       if (abort.signal.aborted) break;
       const started = Date.now();
-      const dropAbove = opts.dropAbove ?? requestDropAbove(req);
-      const format = await copyTable(
-        { conns, job, req, cascade: opts.cascade ?? false, lanes, progress, signal: abort.signal, logger: log, roles, dropAbove },
-        t,
-      );
+      const format = await copyTable({ conns, job, req, cascade: opts.cascade ?? false, lanes, progress, signal: abort.signal, logger: log, roles }, t);
       const done = progress.all().filter((e) => e.schema === t.schema && e.table === t.table && e.state === 'done');
       log.info({ table: tableLabel(t), rows: Math.max(0, ...done.map((e) => e.rows)), format, ms: Date.now() - started }, 'clone: table copied');
     }

@@ -3,7 +3,7 @@ import { type TableName, quoteTable, tableLabel } from '../db/ident.js';
 import { parseTableName } from '../db/table-ref.js';
 import type { CopyIndexes } from '../config/types.js';
 import type { Logger } from '../util/logger.js';
-import type { CloneRequest } from './request.js';
+import type { CloneRequest, CloneTable } from './request.js';
 
 // Large tables copy faster into a table without its indexes, built once
 // after the copy than kept up row by row during it (the seeds' indexes
@@ -11,25 +11,20 @@ import type { CloneRequest } from './request.js';
 // unique or exclusion constraint keeps its index, and so what relies on it
 // (foreign keys, ON CONFLICT) goes on working.
 
-/** Per table: drop the indexes larger than this many bytes (-1: every one), or null: keep them all. */
-export type DropAbove = (t: TableName) => number | null;
-
-/** Every index, whatever its size: what drop_indexes => true asks for. */
+/** Every index, whatever its size: what drop_indexes alone asks for. */
 export const EVERY_INDEX = -1;
 
-/** A clone request's threshold: drop_indexes_above, or every index with drop_indexes alone. */
-export function requestDropAbove(req: CloneRequest): DropAbove {
-  const above = req.dropIndexes ? (req.dropIndexesAbove ?? EVERY_INDEX) : null;
-  return () => above;
+/** A clone's table: drop its indexes larger than this many bytes (EVERY_INDEX: every one), or null: keep them all. */
+export function dropAboveOf(req: CloneRequest, t: CloneTable): number | null {
+  if (!req.dropIndexes) return null;
+  return t.drop_indexes_above === undefined ? EVERY_INDEX : t.drop_indexes_above;
 }
 
-/** A sync's copy_indexes: a table's own drop_above, else the sync's, else none. */
-export function syncDropAbove(ci: CopyIndexes): DropAbove {
-  const perTable = Object.entries(ci.tables).map(([ref, v]) => [tableLabel(parseTableName(ref)), v.dropAbove] as const);
-  return (t) => {
-    const label = tableLabel(t);
-    return perTable.find(([l]) => l === label)?.[1] ?? ci.dropAbove ?? null;
-  };
+/** A sync's copy_indexes for one table: the table's own drop_above, else the sync's, else none (undefined). */
+export function copyIndexesFor(ci: CopyIndexes, t: TableName): number | undefined {
+  const label = tableLabel(t);
+  const own = Object.entries(ci.tables).find(([ref]) => tableLabel(parseTableName(ref)) === label);
+  return own?.[1].dropAbove ?? ci.dropAbove;
 }
 
 export interface DroppedIndex {

@@ -12,15 +12,23 @@ export interface CloneDb {
   role: 'source' | 'target';
 }
 
+/**
+ * A table of a clone. With drop_indexes, its indexes larger than
+ * drop_indexes_above bytes are dropped for the copy: every one when the key
+ * is absent, none when it is null (a sync's table without a copy_indexes
+ * threshold).
+ */
+export interface CloneTable extends TableName {
+  drop_indexes_above?: number | null;
+}
+
 export interface CloneRequest {
   id: number;
   sync: string | null;
-  tables: TableName[];
+  tables: CloneTable[];
   dbs: CloneDb[];
   onlyEmpty: boolean;
   dropIndexes: boolean;
-  /** With dropIndexes: only the indexes larger than this many bytes (null: every one). */
-  dropIndexesAbove: number | null;
   origin: 'request' | 'copy_data';
 }
 
@@ -37,15 +45,14 @@ export class CloneCancelled extends Error {
 interface Row {
   id: string;
   sync: string | null;
-  tables: TableName[];
+  tables: CloneTable[];
   dbs: CloneDb[];
   only_empty: boolean;
   drop_indexes: boolean;
-  drop_indexes_above: string | null;
   origin: 'request' | 'copy_data';
 }
 
-const columns = 'id, sync, tables, dbs, only_empty, drop_indexes, drop_indexes_above, origin';
+const columns = 'id, sync, tables, dbs, only_empty, drop_indexes, origin';
 
 function fromRow(r: Row): CloneRequest {
   return {
@@ -55,7 +62,6 @@ function fromRow(r: Row): CloneRequest {
     dbs: r.dbs,
     onlyEmpty: r.only_empty,
     dropIndexes: r.drop_indexes,
-    dropIndexesAbove: r.drop_indexes_above === null ? null : Number(r.drop_indexes_above),
     origin: r.origin,
   };
 }
@@ -118,7 +124,7 @@ export async function finishClone(meta: pg.ClientBase, id: number, state: Exclud
 export async function startSeedClone(
   meta: pg.ClientBase,
   sync: string,
-  tables: TableName[],
+  tables: CloneTable[],
   source: string,
   target: string,
   onlyEmpty: boolean,
@@ -129,14 +135,14 @@ export async function startSeedClone(
   ];
   const r = await meta.query<Row>(
     `WITH c AS (
-       INSERT INTO repl.clone (sync, tables, dbs, only_empty, origin, state, started)
-       VALUES ($1, $2, $3, $4, 'copy_data', 'running', now()) RETURNING *
+       INSERT INTO repl.clone (sync, tables, dbs, only_empty, drop_indexes, origin, state, started)
+       VALUES ($1, $2, $3, $4, $6, 'copy_data', 'running', now()) RETURNING *
      ), t AS (
        INSERT INTO repl.clone_table (clone_id, schema_name, table_name, target)
        SELECT c.id, x->>'schema', x->>'table', $5 FROM c, jsonb_array_elements($2::jsonb) x
      )
      SELECT ${columns} FROM c`,
-    [sync, JSON.stringify(tables), JSON.stringify(dbs), onlyEmpty, target],
+    [sync, JSON.stringify(tables), JSON.stringify(dbs), onlyEmpty, target, tables.some((t) => typeof t.drop_indexes_above === 'number')],
   );
   return fromRow(r.rows[0]!);
 }

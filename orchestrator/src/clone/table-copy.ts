@@ -10,10 +10,10 @@ import { matchOnTarget, sourceTables } from '../sync/table-meta.js';
 import type { Logger } from '../util/logger.js';
 import { type ColumnTypes, type CopyFormat, chooseFormat, columnTypes } from './copy-format.js';
 import { fanOut } from './fan-out.js';
-import { type DropAbove, type DroppedIndex, dropIndexes, rebuildIndexes } from './index-drop.js';
+import { type DroppedIndex, dropAboveOf, dropIndexes, rebuildIndexes } from './index-drop.js';
 import { type LaneRef, lockLanes } from './lane-locks.js';
 import type { CloneProgress } from './progress.js';
-import { CloneCancelled, type CloneRequest, receiversOf, sourcesOf } from './request.js';
+import { CloneCancelled, type CloneRequest, type CloneTable, receiversOf, sourcesOf } from './request.js';
 import { binaryRowCounter, textRowCounter } from './row-count.js';
 
 export interface TableCopyContext {
@@ -28,8 +28,6 @@ export interface TableCopyContext {
   logger: Logger;
   /** Per receiving database: whether it takes session_replication_role = replica. */
   roles: Map<string, ApplierRole>;
-  /** Which of the receivers' indexes are dropped for the copy and rebuilt after it. */
-  dropAbove: DropAbove;
 }
 
 interface Side {
@@ -56,7 +54,7 @@ interface Receiver extends Side {
  * lockLanes), and its COPY stream feeds every receiver at once, in binary
  * where every side can take it (see chooseFormat). Returns that format.
  */
-export async function copyTable(ctx: TableCopyContext, t: TableName): Promise<CopyFormat> {
+export async function copyTable(ctx: TableCopyContext, t: CloneTable): Promise<CopyFormat> {
   const { conns, req } = ctx;
   const label = tableLabel(t);
   const receivers: Receiver[] = [];
@@ -130,7 +128,7 @@ export async function copyTable(ctx: TableCopyContext, t: TableName): Promise<Co
       }
       ctx.progress.set(t, r.db, { state: 'running', started: new Date(), estRows: estRows === null ? null : Math.round(estRows), rows: 0, bytes: 0 });
       // Measured before the table is emptied: its indexes' sizes are what the threshold is about.
-      const above = ctx.dropAbove(t);
+      const above = dropAboveOf(req, t);
       if (above !== null) r.indexes = await dropIndexes(r.client, t, above, ctx.logger.child({ target: r.db }));
       if (r.truncate) r.freeze = await emptyTable(r, t);
       active.push(r);
