@@ -10,7 +10,7 @@ import { parseConfigText } from '../orchestrator/src/config/load.js';
 import { Connections } from '../orchestrator/src/db/connections.js';
 import type { Logger } from '../orchestrator/src/util/logger.js';
 import { silentLogger } from '../orchestrator/src/util/logger.js';
-import { digest, makeJob, setUp, startDaemon } from './harness/capra.js';
+import { type Job, digest, makeJob, setUp, startDaemon } from './harness/capra.js';
 import { sql, testClusters, waitFor } from './harness/db.js';
 
 const [c1, c2] = testClusters().clusters;
@@ -57,6 +57,16 @@ function capture(): { logger: Logger; lines: { msg: string; obj: Record<string, 
   return { logger, lines };
 }
 
+/** Runs the sync's initial copies into b; which of x's and y's indexes on b were rebuilt. */
+async function seedB(t: Test, job: Job): Promise<{ x: string[]; y: string[] }> {
+  const before = { x: await indexes(job.urls.b!, 'x'), y: await indexes(job.urls.b!, 'y') };
+  await setUp(job);
+  startDaemon(t, job);
+  await waitFor(async () => (await sql(job.cfg.metadata, 'SELECT 1 FROM repl.seeded')).length === 2, { what: 'the initial copies' });
+  for (const table of ['x', 'y']) t.equal(await digest(job.urls.b!, table), await digest(job.urls.a!, table), `${table} copied`);
+  return { x: rebuilt(t, before.x, await indexes(job.urls.b!, 'x'), 'x'), y: rebuilt(t, before.y, await indexes(job.urls.b!, 'y'), 'y') };
+}
+
 t.test('copy_indexes: the large plain index is dropped and rebuilt; constraint indexes and a table over its own threshold are not', async (t) => {
   const job = await makeJob(t, {
     nodes: { a: c1!, b: c2! },
@@ -76,13 +86,9 @@ t.test('copy_indexes: the large plain index is dropped and rebuilt; constraint i
   await sql(job.urls.b!, `${fill('x', 3000, 'stale')}; ${fill('y', 3000, 'stale')}`);
   const size = await sql<{ n: number }>(job.urls.b!, `SELECT pg_relation_size('x_v')::int AS n`);
   t.ok(size[0]!.n > 8192, `control: x_v on b is over the threshold (${size[0]!.n} bytes)`);
-  const before = { x: await indexes(job.urls.b!, 'x'), y: await indexes(job.urls.b!, 'y') };
-  await setUp(job);
-  startDaemon(t, job);
-  await waitFor(async () => (await sql(job.cfg.metadata, 'SELECT 1 FROM repl.seeded')).length === 2, { what: 'the initial copies' });
-  for (const table of ['x', 'y']) t.equal(await digest(job.urls.b!, table), await digest(job.urls.a!, table), `${table} copied`);
-  t.same(rebuilt(t, before.x, await indexes(job.urls.b!, 'x'), 'x'), ['x_v'], 'x: only the plain index was dropped and rebuilt');
-  t.same(rebuilt(t, before.y, await indexes(job.urls.b!, 'y'), 'y'), [], 'y: under its own 1GB threshold, nothing dropped');
+  const rebuiltOnB = await seedB(t, job);
+  t.same(rebuiltOnB.x, ['x_v'], 'x: only the plain index was dropped and rebuilt');
+  t.same(rebuiltOnB.y, [], 'y: under its own 1GB threshold, nothing dropped');
 });
 
 t.test("copy_indexes with a threshold for one table only leaves the other tables' indexes alone", async (t) => {
@@ -92,12 +98,9 @@ t.test("copy_indexes with a threshold for one table only leaves the other tables
     yaml: 'syncs:\n  s:\n    sources: [a]\n    targets: [b]\n    tables: { include: [public.x, public.y] }\n    copy_data: always\n    copy_indexes: { tables: { x: { drop_above: 0 } } }',
   });
   await sql(job.urls.a!, `${fill('x', 100, 'a')}; ${fill('y', 100, 'a')}`);
-  const before = { x: await indexes(job.urls.b!, 'x'), y: await indexes(job.urls.b!, 'y') };
-  await setUp(job);
-  startDaemon(t, job);
-  await waitFor(async () => (await sql(job.cfg.metadata, 'SELECT 1 FROM repl.seeded')).length === 2, { what: 'the initial copies' });
-  t.same(rebuilt(t, before.x, await indexes(job.urls.b!, 'x'), 'x'), ['x_v'], 'x (unqualified: public.x), threshold 0: its plain index rebuilt');
-  t.same(rebuilt(t, before.y, await indexes(job.urls.b!, 'y'), 'y'), [], 'y, no threshold: nothing dropped');
+  const rebuiltOnB = await seedB(t, job);
+  t.same(rebuiltOnB.x, ['x_v'], 'x (unqualified: public.x), threshold 0: its plain index rebuilt');
+  t.same(rebuiltOnB.y, [], 'y, no threshold: nothing dropped');
 });
 
 t.test("clone's drop_indexes_above: a threshold above the index's size drops nothing, one below drops it", async (t) => {
