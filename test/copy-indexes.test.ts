@@ -164,5 +164,5 @@ t.test('copy_indexes sizes are checked, the message naming the key', async (t) =
   const ok = (ci: string) => parseConfigText(yaml(ci), 'capra.yml', {}).syncs.s!.copyIndexes;
   t.same(ok('{ drop_above: 0 }'), { dropAbove: 0, tables: {} }, '0: every index with storage');
   t.same(ok('{ drop_above: 100MB }'), { dropAbove: 100 * 2 ** 20, tables: {} });
-  t.same(ok('null'), { dropAbove: undefined, tables: {} }, 'unset: no index is dropped');
+  t.same(ok('null'), { dropAbove: null, tables: {} }, 'unset: no index is dropped');
 });

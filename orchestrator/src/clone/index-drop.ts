@@ -20,8 +20,8 @@ export function dropAboveOf(req: CloneRequest, t: CloneTable): number | null {
   return t.drop_indexes_above === undefined ? EVERY_INDEX : t.drop_indexes_above;
 }
 
-/** A sync's copy_indexes for one table: the table's own drop_above, else the sync's, else none (undefined). */
-export function copyIndexesFor(ci: CopyIndexes, t: TableName): number | undefined {
+/** A sync's copy_indexes for one table: the table's own drop_above, else the sync's, else none (null). */
+export function copyIndexesFor(ci: CopyIndexes, t: TableName): number | null {
   const label = tableLabel(t);
   const own = Object.entries(ci.tables).find(([ref]) => tableLabel(parseTableName(ref)) === label);
   return own?.[1].dropAbove ?? ci.dropAbove;

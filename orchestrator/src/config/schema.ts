@@ -164,14 +164,14 @@ const size = z.codec(
 const copyIndexes = orWhenUnset(
   settings(
     {
-      drop_above: size.optional(),
+      drop_above: orWhenUnset(size.nullable(), () => null),
       tables: z
         .record(z.string(), settings({ drop_above: size }, expecting('a map with drop_above')), expected('a map of table to { drop_above }'))
         .default({}),
     },
     expecting('a map with drop_above'),
   ),
-  () => ({ dropAbove: undefined, tables: {} }),
+  () => ({ dropAbove: null, tables: {} }),
 );
 
 function sync(ctx: SchemaContext) {
