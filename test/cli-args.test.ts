@@ -46,6 +46,7 @@ t.test('a missing or bad value, a value for a flag, an extra word: one line each
     [['conflicts', '--limit', '0'], /^capra: option --limit: expected a positive whole number, got "0"$/],
     [['status', '--max-lag', 'soon'], /^capra: option --max-lag: expected a number of seconds, got "soon"$/],
     [['clone', '--watch', '-1'], /^capra: option --watch: expected a clone id, got "-1"$/],
+    [['clone', '--drop-indexes-above', 'lots'], /^capra: option --drop-indexes-above: expected a size such as 100MB, 1GB, 8kB or 0, got "lots"$/],
     [['stop', 'now'], /^capra: unexpected argument now for stop \(see capra stop --help\)$/],
     [['help', 'frobnicate'], /^capra: unknown command frobnicate/],
     [['--config'], /^capra: option --config needs a value/],
@@ -79,6 +80,7 @@ t.test("each command's own options are accepted", async (t) => {
     [['clone', '--watch', '8'], { command: 'clone', clone: { ...base.clone, watch: 8 } }],
     [['clone', '--list'], { command: 'clone', clone: { ...base.clone, list: true } }],
     [['clone', '--relgroup', 'g', '--dbgroup', 'h'], { command: 'clone', clone: { ...base.clone, relgroup: 'g', dbgroup: 'h' } }],
+    [['clone', '--drop-indexes-above', '100MB'], { command: 'clone', clone: { ...base.clone, dropIndexes: true, dropIndexesAbove: '100MB' } }],
     [
       [
         'clone',

@@ -64,13 +64,17 @@ BEGIN
   RETURN out;
 END $$;
 
--- repl.clone before relgroup and dbgroup: CREATE OR REPLACE with more
--- arguments makes a second function beside it, and a call by name would
--- then be ambiguous.
+-- repl.clone's earlier signatures (before drop_indexes_above, relgroup and
+-- dbgroup): CREATE OR REPLACE with more arguments makes a second function
+-- beside the old one, and a call by name would then be ambiguous.
 DROP FUNCTION IF EXISTS repl.clone(text, text[], text, interval, boolean, boolean);
+DROP FUNCTION IF EXISTS repl.clone(text, text[], text, interval, boolean, boolean, text);
+DROP FUNCTION IF EXISTS repl.clone(text, text[], text, interval, boolean, boolean, text, text);
 
--- Queues a clone and wakes the daemon; returns its id. relgroup and dbgroup
--- name groups of the config, in place of tables and dbs.
+-- Queues a clone and wakes the daemon; returns its id. drop_indexes_above
+-- (a size as pg_size_bytes reads it: '100MB') drops only the indexes larger
+-- than that, and implies drop_indexes. relgroup and dbgroup name groups of
+-- the config, in place of tables and dbs.
 CREATE OR REPLACE FUNCTION repl.clone(
   sync         text     DEFAULT NULL,
   tables       text[]   DEFAULT NULL,
@@ -78,6 +82,7 @@ CREATE OR REPLACE FUNCTION repl.clone(
   start        interval DEFAULT '0',
   only_empty   boolean  DEFAULT false,
   drop_indexes boolean  DEFAULT false,
+  drop_indexes_above text DEFAULT NULL,
   relgroup     text     DEFAULT NULL,
   dbgroup      text     DEFAULT NULL
 ) RETURNS bigint
@@ -94,6 +99,7 @@ DECLARE
   tbl      text;
   n_src    int;
   new_id   bigint;
+  above    bigint;
 BEGIN
   IF clone.relgroup IS NOT NULL THEN
     IF v_tables IS NOT NULL THEN
@@ -116,6 +122,17 @@ BEGIN
   END IF;
   IF clone.start IS NULL OR clone.start < interval '0' THEN
     RAISE EXCEPTION 'repl.clone: start must be a positive interval, got %', coalesce(clone.start::text, 'NULL') USING ERRCODE = '22023';
+  END IF;
+
+  IF clone.drop_indexes_above IS NOT NULL THEN
+    BEGIN
+      above := pg_size_bytes(clone.drop_indexes_above);
+    EXCEPTION WHEN OTHERS THEN
+      above := -1;
+    END;
+    IF above < 0 THEN
+      RAISE EXCEPTION 'repl.clone: drop_indexes_above: expected a size such as 100MB, 1GB, 8kB or 0, got "%"', clone.drop_indexes_above USING ERRCODE = '22023';
+    END IF;
   END IF;
 
   IF v_dbs IS NOT NULL THEN
@@ -168,8 +185,14 @@ BEGIN
     END LOOP;
   END IF;
 
+  -- The threshold goes with each table, as a sync's copy_indexes may set one per table.
+  IF above IS NOT NULL THEN
+    SELECT jsonb_agg(e.t || jsonb_build_object('drop_indexes_above', above) ORDER BY e.i) INTO resolved
+      FROM jsonb_array_elements(resolved) WITH ORDINALITY AS e(t, i);
+  END IF;
+
   INSERT INTO repl.clone (sync, tables, dbs, only_empty, drop_indexes, startwhen)
-  VALUES (v_sync, resolved, roles, coalesce(clone.only_empty, false), coalesce(clone.drop_indexes, false), now() + clone.start)
+  VALUES (v_sync, resolved, roles, coalesce(clone.only_empty, false), coalesce(clone.drop_indexes, false) OR above IS NOT NULL, now() + clone.start)
   RETURNING id INTO new_id;
 
   -- One row per table and receiving database: targets, and with several sources every source too.

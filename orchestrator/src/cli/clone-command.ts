@@ -21,6 +21,8 @@ export interface CloneOptions {
   start?: string;
   onlyEmpty: boolean;
   dropIndexes: boolean;
+  /** With dropIndexes: only the indexes larger than this size (as pg_size_bytes reads it). */
+  dropIndexesAbove?: string;
   /** Wait for the clone to end, showing its progress. */
   wait: boolean;
   /** Wait for an existing clone. */
@@ -90,8 +92,18 @@ export async function cloneCommand(cfg: Config, o: CloneOptions, io: CloneIo, lo
         try {
           const r = await meta.query<{ id: string }>(
             `SELECT repl.clone(sync => $1, tables => $2::text[], dbs => $3, start => coalesce($4::interval, '0'),
-                               only_empty => $5, drop_indexes => $6, relgroup => $7, dbgroup => $8) AS id`,
-            [o.sync ?? null, o.tables ?? null, o.dbs ?? null, o.start ?? null, o.onlyEmpty, o.dropIndexes, o.relgroup ?? null, o.dbgroup ?? null],
+                               only_empty => $5, drop_indexes => $6, drop_indexes_above => $7, relgroup => $8, dbgroup => $9) AS id`,
+            [
+              o.sync ?? null,
+              o.tables ?? null,
+              o.dbs ?? null,
+              o.start ?? null,
+              o.onlyEmpty,
+              o.dropIndexes,
+              o.dropIndexesAbove ?? null,
+              o.relgroup ?? null,
+              o.dbgroup ?? null,
+            ],
           );
           id = Number(r.rows[0]!.id);
         } catch (err) {

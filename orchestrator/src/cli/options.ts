@@ -1,4 +1,5 @@
 import { CapraError } from '../util/errors.js';
+import { SIZE_EXAMPLE, parseSize } from '../util/size.js';
 import { type CloneOptions, splitList } from './clone-command.js';
 
 // Each command's options, in one table: the parser accepts a command's own
@@ -223,6 +224,11 @@ export const COMMANDS = {
           a.clone.dropIndexes = true;
         },
       },
+      'drop-indexes-above': valued('SIZE', 'as --drop-indexes, only the indexes larger than SIZE (100MB, 1GB)', (a, v, flag) => {
+        if (parseSize(v) === null) throw new CapraError(`option ${flag}: expected ${SIZE_EXAMPLE}, got ${JSON.stringify(v)}`);
+        a.clone.dropIndexes = true;
+        a.clone.dropIndexesAbove = v;
+      }),
       wait: flag('show its progress until it ends; exit 1 when it failed or was cancelled', (a) => {
         a.clone.wait = true;
       }),

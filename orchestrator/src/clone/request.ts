@@ -12,10 +12,20 @@ export interface CloneDb {
   role: 'source' | 'target';
 }
 
+/**
+ * A table of a clone. With drop_indexes, its indexes larger than
+ * drop_indexes_above bytes are dropped for the copy: every one when the key
+ * is absent, none when it is null (a sync's table without a copy_indexes
+ * threshold).
+ */
+export interface CloneTable extends TableName {
+  drop_indexes_above?: number | null;
+}
+
 export interface CloneRequest {
   id: number;
   sync: string | null;
-  tables: TableName[];
+  tables: CloneTable[];
   dbs: CloneDb[];
   onlyEmpty: boolean;
   dropIndexes: boolean;
@@ -35,7 +45,7 @@ export class CloneCancelled extends Error {
 interface Row {
   id: string;
   sync: string | null;
-  tables: TableName[];
+  tables: CloneTable[];
   dbs: CloneDb[];
   only_empty: boolean;
   drop_indexes: boolean;
@@ -114,7 +124,7 @@ export async function finishClone(meta: pg.ClientBase, id: number, state: Exclud
 export async function startSeedClone(
   meta: pg.ClientBase,
   sync: string,
-  tables: TableName[],
+  tables: CloneTable[],
   source: string,
   target: string,
   onlyEmpty: boolean,
@@ -125,14 +135,14 @@ export async function startSeedClone(
   ];
   const r = await meta.query<Row>(
     `WITH c AS (
-       INSERT INTO repl.clone (sync, tables, dbs, only_empty, origin, state, started)
-       VALUES ($1, $2, $3, $4, 'copy_data', 'running', now()) RETURNING *
+       INSERT INTO repl.clone (sync, tables, dbs, only_empty, drop_indexes, origin, state, started)
+       VALUES ($1, $2, $3, $4, $6, 'copy_data', 'running', now()) RETURNING *
      ), t AS (
        INSERT INTO repl.clone_table (clone_id, schema_name, table_name, target)
        SELECT c.id, x->>'schema', x->>'table', $5 FROM c, jsonb_array_elements($2::jsonb) x
      )
      SELECT ${columns} FROM c`,
-    [sync, JSON.stringify(tables), JSON.stringify(dbs), onlyEmpty, target],
+    [sync, JSON.stringify(tables), JSON.stringify(dbs), onlyEmpty, target, tables.some((t) => typeof t.drop_indexes_above === 'number')],
   );
   return fromRow(r.rows[0]!);
 }

@@ -5,6 +5,7 @@ import type { TableName } from '../db/ident.js';
 import type { LaneKey } from '../sync/lane.js';
 import type { Logger } from '../util/logger.js';
 import { type CloneOutcome, executeClone } from './execute.js';
+import { copyIndexesFor } from './index-drop.js';
 import { finishClone, startSeedClone } from './request.js';
 
 /**
@@ -50,7 +51,10 @@ async function seededRelids(conns: Connections, k: LaneKey): Promise<Set<number>
 }
 
 async function seed(conns: Connections, k: LaneKey, pending: TableName[], logger: Logger, signal?: AbortSignal): Promise<void> {
-  const req = await conns.with(Connections.META, (c) => startSeedClone(c, k.sync.name, pending, k.source, k.target, k.sync.copyData === 'empty'));
+  // With copy_indexes, each table carries its threshold (null: keep its indexes).
+  const thresholds = pending.map((t) => copyIndexesFor(k.sync.copyIndexes, t));
+  const tables = thresholds.some((n) => n !== null) ? pending.map((t, i) => ({ ...t, drop_indexes_above: thresholds[i] })) : pending;
+  const req = await conns.with(Connections.META, (c) => startSeedClone(c, k.sync.name, tables, k.source, k.target, k.sync.copyData === 'empty'));
   logger.info({ clone: req.id, tables: pending.length, copy_data: k.sync.copyData }, 'initial copy (copy_data) started');
   let outcome: CloneOutcome;
   try {

@@ -10,9 +10,10 @@ import { matchOnTarget, sourceTables } from '../sync/table-meta.js';
 import type { Logger } from '../util/logger.js';
 import { type ColumnTypes, type CopyFormat, chooseFormat, columnTypes } from './copy-format.js';
 import { fanOut } from './fan-out.js';
+import { type DroppedIndex, dropAboveOf, dropIndexes, rebuildIndexes } from './index-drop.js';
 import { type LaneRef, lockLanes } from './lane-locks.js';
 import type { CloneProgress } from './progress.js';
-import { CloneCancelled, type CloneRequest, receiversOf, sourcesOf } from './request.js';
+import { CloneCancelled, type CloneRequest, type CloneTable, receiversOf, sourcesOf } from './request.js';
 import { binaryRowCounter, textRowCounter } from './row-count.js';
 
 export interface TableCopyContext {
@@ -42,7 +43,7 @@ interface Receiver extends Side {
   truncate: boolean;
   /** Emptied by TRUNCATE in this transaction: COPY may write the rows frozen. */
   freeze: boolean;
-  indexes: string[];
+  indexes: DroppedIndex[];
 }
 
 /**
@@ -53,7 +54,7 @@ interface Receiver extends Side {
  * lockLanes), and its COPY stream feeds every receiver at once, in binary
  * where every side can take it (see chooseFormat). Returns that format.
  */
-export async function copyTable(ctx: TableCopyContext, t: TableName): Promise<CopyFormat> {
+export async function copyTable(ctx: TableCopyContext, t: CloneTable): Promise<CopyFormat> {
   const { conns, req } = ctx;
   const label = tableLabel(t);
   const receivers: Receiver[] = [];
@@ -126,8 +127,10 @@ export async function copyTable(ctx: TableCopyContext, t: TableName): Promise<Co
         }
       }
       ctx.progress.set(t, r.db, { state: 'running', started: new Date(), estRows: estRows === null ? null : Math.round(estRows), rows: 0, bytes: 0 });
+      // Measured before the table is emptied: its indexes' sizes are what the threshold is about.
+      const above = dropAboveOf(req, t);
+      if (above !== null) r.indexes = await dropIndexes(r.client, t, above, ctx.logger.child({ target: r.db }));
       if (r.truncate) r.freeze = await emptyTable(r, t);
-      if (req.dropIndexes) r.indexes = await dropIndexes(r.client, t);
       active.push(r);
     }
 
@@ -167,9 +170,12 @@ export async function copyTable(ctx: TableCopyContext, t: TableName): Promise<Co
     }
 
     for (const r of active) {
-      for (const def of r.indexes) await r.client.query(def);
+      if (r.indexes.length > 0) {
+        ctx.progress.set(t, r.db, { note: `rebuilding ${r.indexes.length} index${r.indexes.length === 1 ? '' : 'es'}` });
+        await rebuildIndexes(r.client, t, r.indexes, ctx.logger.child({ target: r.db }));
+      }
       await r.client.query('COMMIT');
-      ctx.progress.set(t, r.db, { state: 'done', ended: new Date() });
+      ctx.progress.set(t, r.db, { state: 'done', ended: new Date(), note: null });
     }
     for (const s of sources) await s.client.query('COMMIT');
     // Fresh statistics for the planner; outside the copy's transaction, so it cannot undo it.
@@ -235,21 +241,4 @@ async function emptyTable(r: Receiver, t: TableName): Promise<boolean> {
     await r.client.query(`DELETE FROM ${onlyUnlessPartitioned(r.partitioned)}${quoteTable(t)}`);
     return false;
   }
-}
-
-/**
- * Drops the table's indexes that back no constraint (primary keys, unique
- * and exclusion constraints, and indexes foreign keys rely on stay); returns
- * their definitions, to be run again after the copy in the same transaction.
- */
-async function dropIndexes(client: pg.ClientBase, t: TableName): Promise<string[]> {
-  const r = await client.query<{ name: string; def: string }>(
-    `SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS def
-       FROM pg_index i
-      WHERE i.indrelid = to_regclass($1) AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
-      ORDER BY 1`,
-    [quoteTable(t)],
-  );
-  for (const ix of r.rows) await client.query(`DROP INDEX ${ix.name}`);
-  return r.rows.map((ix) => ix.def);
 }

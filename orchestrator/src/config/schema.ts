@@ -2,6 +2,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import cron from 'node-cron';
 import { z } from 'zod';
 import { LOG_LEVELS } from '../util/logger.js';
+import { SIZE_EXAMPLE, parseSize } from '../util/size.js';
 import { databaseOf, withDatabase } from '../util/url.js';
 import { type RawGroups, expandRefs, groupRef, groupsSchema, members, selectorEntry, unknownGroup } from './groups.js';
 import { byForm, expected, expecting, fixedKeys, isObj, list, orWhenUnset, says, settings, show, text } from './schema-kit.js';
@@ -152,6 +153,31 @@ const tableSelection = (groups: RawGroups) =>
     () => ({ include: [], exclude: [], keys: {} }),
   );
 
+/** A size in bytes, written as PostgreSQL's pg_size_bytes reads it (100MB, 1GB, 8kB, 0). */
+const size = z.codec(
+  z.custom<string | number>((v) => parseSize(v) !== null, expected(SIZE_EXAMPLE)),
+  z.number(),
+  { decode: (v) => parseSize(v)!, encode: (n) => n },
+);
+
+/**
+ * The initial copy's index handling: the target's indexes larger than
+ * drop_above that back no constraint are dropped for the copy and rebuilt
+ * after it, in its transaction; per table (schema.table) another threshold.
+ */
+const copyIndexes = orWhenUnset(
+  settings(
+    {
+      drop_above: orWhenUnset(size.nullable(), () => null),
+      tables: z
+        .record(z.string(), settings({ drop_above: size }, expecting('a map with drop_above')), expected('a map of table to { drop_above }'))
+        .default({}),
+    },
+    expecting('a map with drop_above'),
+  ),
+  () => ({ dropAbove: null, tables: {} }),
+);
+
 function sync(ctx: SchemaContext) {
   const groups = groupsOf(ctx);
   return settings(
@@ -161,6 +187,8 @@ function sync(ctx: SchemaContext) {
       tables: tableSelection(groups),
       conflict: conflictSpec(ctx),
       copy_data: z.enum(copyModes, expected(`one of ${copyModes.join(', ')}`)).default('empty'),
+      /** Indexes dropped for the initial copy and rebuilt after it; unset: none. */
+      copy_indexes: copyIndexes,
       kick,
       /** Also record applied changes as deltas for downstream jobs. */
       cascade: z.boolean(expected('true or false')).default(false),

@@ -25,3 +25,4 @@ export function pidfilePath(cfg: Config): string {
 export function logfilePath(cfg: Config): string {
   return `${cfg.logDir}/capra-${cfg.name}.log`;
 }
+export type CopyIndexes = SyncConfig['copyIndexes'];

@@ -49,6 +49,8 @@ export class Connections {
   private readonly pools = new Map<string, pg.Pool>();
   /** Pooled clients that have their own error listener (added once per client). */
   private readonly guarded = new WeakSet<pg.PoolClient>();
+  /** Pooled clients until their pool has ended their connection (its 'remove'), so close() can wait for that. */
+  private readonly open = new Set<pg.PoolClient>();
   readonly timeoutMs: number;
   private readonly watchdog: Watchdog;
   /** Nodes seen not answering (reported once until they answer again). */
@@ -109,8 +111,14 @@ export class Connections {
     let pool = this.pools.get(db);
     if (!pool) {
       pool = new pg.Pool({ ...clientConfig(this.urlOf(db), this.role, this.timeoutMs), max: 8, idleTimeoutMillis: 30_000 });
-      pool.on('error', (err) => this.logger.warn({ node: db, err: errorMessage(err) }, 'idle connection failed'));
-      pool.on('connect', (client) => this.watchdog.watch(db, client));
+      pool.on('error', (err, client) => {
+        if (!discarded.has(client)) this.logger.warn({ node: db, err: errorMessage(err) }, 'idle connection failed');
+      });
+      pool.on('connect', (client) => {
+        this.open.add(client);
+        this.watchdog.watch(db, client);
+      });
+      pool.on('remove', (client) => this.open.delete(client));
       this.pools.set(db, pool);
     }
     return pool;
@@ -205,7 +213,14 @@ export class Connections {
     this.watchdog.stop();
     const pools = [...this.pools.values()];
     this.pools.clear();
+    // Ended on purpose: a server that ends them first (uninstall's DROP
+    // DATABASE ... WITH (FORCE), a shutdown) is no news. A pool's end does
+    // not wait for its sessions to be gone; wait for that (a little), so a
+    // DROP DATABASE that follows finds none of ours to end.
+    for (const c of this.open) discarded.add(c);
     await Promise.all(pools.map((p) => p.end().catch(() => {})));
+    const deadline = Date.now() + 2000;
+    while (this.open.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }
 
