@@ -27,8 +27,8 @@ export interface Tool {
   readonly name: ToolName;
   /** Installs the sync (triggers on); nothing runs yet. */
   setUp(sync: string, spec: SyncSpec): Promise<void>;
-  /** Starts replicating one sync (the others set up stay idle); resolves when it runs. */
-  start(sync: string): Promise<void>;
+  /** Starts replicating one sync (the others set up stay idle); resolves when it runs, or throws after timeoutMs where a tool waits for that. */
+  start(sync: string, timeoutMs?: number): Promise<void>;
   /** Stops replicating; the triggers stay. */
   stop(): Promise<void>;
   /** Leaves the sync out of later start()s; its databases are not used again. */
@@ -87,8 +87,8 @@ export class BucardoTool implements Tool {
     return this.bucardo.addSync(sync, { dbs, sources: spec.sources.map((n) => `${sync}_${n}`), tables: spec.tables, kick: spec.kick });
   }
 
-  start(sync: string): Promise<void> {
-    return this.bucardo.start([sync]);
+  start(sync: string, timeoutMs?: number): Promise<void> {
+    return this.bucardo.start([sync], timeoutMs);
   }
 
   stop(): Promise<void> {
