@@ -7,18 +7,24 @@ import path from 'node:path';
 import pg from 'pg';
 import { type Cluster, embeddedBinDir, startCluster } from '../orchestrator/src/embedded/cluster.js';
 import { packageRoot } from '../orchestrator/src/util/paths.js';
+import { type BacklogFigures, backlogRows, benchBacklog } from './backlog.js';
 import { Bucardo, findBucardo } from './bucardo.js';
 import { type CloneFigures, benchClone } from './clone.js';
+import { type FanOutFigure, benchFanOut, fanOutRows } from './fan-out.js';
 import { findPgTool, findPgbench } from './pgbench.js';
 import { type Row, formatTable, ratio } from './table.js';
 import { type ThroughputFigures, benchThroughput } from './throughput.js';
-import { BucardoTool, CapraTool, type Tool } from './tools.js';
+import { BucardoTool, CapraTool, type Tool, type ToolName } from './tools.js';
 import { type TpsFigure, type WriterConfig, benchWriters } from './writers.js';
 
 const quick = process.argv.includes('--quick');
 const sizes = quick
   ? { scale: 1, clients: [4, 64], pollClients: [], seconds: 3, warmUpSeconds: 0, rounds: 1, burst: 20_000, trials: 10, cloneScale: 2, cloneRuns: 3 }
   : { scale: 10, clients: [4, 64], pollClients: [64], seconds: 30, warmUpSeconds: 10, rounds: 3, burst: 100_000, trials: 40, cloneScale: 10, cloneRuns: 5 };
+/** The backlog and fan-out phases' sizes; a backlog case not caught up within limitSeconds is given up (and larger ones skipped). */
+const loadSizes = quick
+  ? { backlog: [10_000, 30_000, 100_000], backlogLimitSeconds: 300, fanOutNodes: [2, 4], fanOutRows: 4_000 }
+  : { backlog: [100_000, 300_000, 1_000_000], backlogLimitSeconds: 600, fanOutNodes: [2, 4, 8], fanOutRows: 10_000 };
 
 /**
  * What production servers run with (the test harness turns durability off
@@ -157,6 +163,25 @@ function tableRows(
   return rows;
 }
 
+/** The backlog and fan-out figures behind their table rows, one line each. */
+function printLoadPhases(backlog: Partial<Record<ToolName, BacklogFigures>>, fanOut: Partial<Record<ToolName, FanOutFigure[]>>): void {
+  console.log("\nBacklogs (seconds from the daemon's start until equal; the writer's own time, daemon stopped, in brackets):");
+  for (const [name, f] of Object.entries(backlog)) {
+    for (const c of f.cases) {
+      const figure = c.seconds === null ? c.capped : `${c.seconds.toFixed(2).padStart(7)} s  (${c.writeSeconds.toFixed(2)} s)`;
+      console.log(`  ${name.padEnd(8)} ${c.rows.toLocaleString('en-US').padStart(9)} rows ${figure}`);
+    }
+  }
+  console.log('\nFan-out (seconds from the release of the committed burst until every node equals the writer):');
+  for (const [name, figures] of Object.entries(fanOut)) {
+    const first = figures[0]!;
+    for (const f of figures) {
+      const growth = f === first ? '' : `  (${(f.burst.seconds / first.burst.seconds).toFixed(1)}x the ${first.nodes}-source time)`;
+      console.log(`  ${name.padEnd(8)} ${String(f.nodes).padStart(2)} sources ${f.burst.seconds.toFixed(2).padStart(7)} s${growth}`);
+    }
+  }
+}
+
 async function main(): Promise<void> {
   const dir = await mkdtemp(path.join(tmpdir(), 'capra-bench-'));
   const bin = process.env.PG_BIN ?? embeddedBinDir();
@@ -181,6 +206,21 @@ async function main(): Promise<void> {
     const through: Partial<Record<'Capra' | 'Bucardo', ThroughputFigures>> = {};
     for (const tool of tools) {
       through[tool.name] = await benchThroughput({ tool, source: side(a), target: side(b), rows: sizes.burst, trials: sizes.trials, progress });
+    }
+    const backlog: Partial<Record<ToolName, BacklogFigures>> = {};
+    for (const tool of tools) {
+      backlog[tool.name] = await benchBacklog({
+        tool,
+        source: side(a),
+        target: side(b),
+        sizes: loadSizes.backlog,
+        limitSeconds: loadSizes.backlogLimitSeconds,
+        progress,
+      });
+    }
+    const fanOut: Partial<Record<ToolName, FanOutFigure[]>> = {};
+    for (const tool of tools) {
+      fanOut[tool.name] = await benchFanOut({ tool, servers: [side(a), side(b)], nodeCounts: loadSizes.fanOutNodes, rows: loadSizes.fanOutRows, progress });
     }
     progress(`clone: ${(sizes.cloneScale * 100_000).toLocaleString('en-US')} rows, raw pipe and capra clone`);
     const clone = await benchClone({
@@ -210,6 +250,7 @@ async function main(): Promise<void> {
     });
 
     const rows = tableRows(tps, through, clone, bucardoCopySeconds);
+    rows.push(...backlogRows(backlog, loadSizes.backlog), ...fanOutRows(fanOut, loadSizes.fanOutNodes, loadSizes.fanOutRows));
     const date = new Date().toISOString();
     console.log(`\n${formatTable(rows)}`);
     console.log(
@@ -235,6 +276,7 @@ async function main(): Promise<void> {
       show('two sources, transactions of 1,000', t.swap.batched);
       show('two sources, one transaction', t.swap.oneTransaction);
     }
+    printLoadPhases(backlog, fanOut);
 
     const out = path.join(packageRoot(), 'bench', 'results');
     await mkdir(out, { recursive: true });
@@ -255,6 +297,9 @@ async function main(): Promise<void> {
           tps,
           throughput: through,
           clone,
+          loadSizes,
+          backlog,
+          fanOut,
         },
         null,
         2,
