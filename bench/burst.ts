@@ -65,7 +65,7 @@ export async function until(cond: () => Promise<boolean>, what: string, timeoutM
 }
 
 /** Writes the burst; returns when its first and last commits returned. */
-async function write(c: pg.Client, rows: number, txRows: number | 'all'): Promise<{ first: bigint; last: bigint }> {
+export async function write(c: pg.Client, rows: number, txRows: number | 'all'): Promise<{ first: bigint; last: bigint }> {
   const per = txRows === 'all' ? rows : txRows;
   let first = 0n;
   let last = 0n;
