@@ -1,10 +1,10 @@
-import pg from 'pg';
 import { Connections } from '../orchestrator/src/db/connections.js';
 import { type ApplyPhases, noPhases } from '../orchestrator/src/sync/apply.js';
 import { type LaneState, runLane } from '../orchestrator/src/sync/lane.js';
 import { silentLogger } from '../orchestrator/src/util/logger.js';
 import { BENCH_TABLE, connect, createBenchTable, write } from './burst.js';
 import { benchJob } from './job.js';
+import { type ThroughputOptions, createDb } from './throughput.js';
 
 /**
  * Where a batch's time goes, for Capra's one-way apply: the bursts of the
@@ -28,23 +28,8 @@ export interface PhaseFigure {
   share: ApplyPhases;
 }
 
-export interface PhasesOptions {
-  source: { admin: string; url: (db: string) => string };
-  target: { admin: string; url: (db: string) => string };
-  rows: number;
-  workDir: string;
-  progress: (line: string) => void;
-}
-
-async function createDb(admin: string, name: string): Promise<void> {
-  const c = new pg.Client({ connectionString: admin, application_name: 'capra-bench' });
-  await c.connect();
-  try {
-    await c.query(`CREATE DATABASE ${name}`);
-  } finally {
-    await c.end();
-  }
-}
+/** The throughput phase's servers, burst size and progress line, and where benchJob writes. */
+export type PhasesOptions = Pick<ThroughputOptions, 'source' | 'target' | 'rows' | 'progress'> & { workDir: string };
 
 const round = (ms: number): number => Math.round(ms * 10) / 10;
 

@@ -25,7 +25,7 @@ export interface ThroughputOptions {
   progress: (line: string) => void;
 }
 
-async function createDb(admin: string, name: string): Promise<void> {
+export async function createDb(admin: string, name: string): Promise<void> {
   const c = new pg.Client({ connectionString: admin, application_name: 'capra-bench' });
   await c.connect();
   try {
