@@ -43,6 +43,8 @@ export interface PgbenchRun {
   clients: number;
   seconds: number;
   scriptDir: string;
+  /** A taskset CPU list to run pgbench on (bench/pinning.ts); none: wherever this process may run. */
+  cpus?: string;
 }
 
 /** TPS of a pgbench run (excluding connection time). */
@@ -53,11 +55,9 @@ export async function pgbenchTps(bin: string, r: PgbenchRun): Promise<number> {
     await writeFile(file, r.script);
     workload = ['-f', file];
   }
-  const { stdout } = await run(
-    bin,
-    ['-n', '-c', String(r.clients), '-j', String(Math.min(r.clients, 2)), '-T', String(r.seconds), ...workload, ...connArgs(r.url)],
-    { maxBuffer: 16 * 1024 * 1024 },
-  );
+  const args = ['-n', '-c', String(r.clients), '-j', String(Math.min(r.clients, 2)), '-T', String(r.seconds), ...workload, ...connArgs(r.url)];
+  const [file, argv] = r.cpus === undefined ? [bin, args] : ['taskset', ['-c', r.cpus, bin, ...args]];
+  const { stdout } = await run(file, argv, { maxBuffer: 16 * 1024 * 1024 });
   const m = /tps = ([\d.]+) \((?:without initial connection time|excluding connections establishing)\)/.exec(stdout);
   if (!m) throw new Error(`cannot read pgbench's tps from:\n${stdout}`);
   return Number(m[1]);

@@ -15,7 +15,10 @@ import { findPgTool, findPgbench } from './pgbench.js';
 import { type Row, formatTable, ratio } from './table.js';
 import { type ThroughputFigures, benchThroughput } from './throughput.js';
 import { BucardoTool, CapraTool, type Tool, type ToolName } from './tools.js';
-import { type TpsFigure, type WriterConfig, benchWriters } from './writers.js';
+import { type TpsFigure, benchWriters } from './writers.js';
+import { writerRows, writerRunLines } from './writer-rows.js';
+import { cpuSplit } from './pinning.js';
+import { type PhaseFigure, benchPhases, phaseLine } from './phases.js';
 
 const quick = process.argv.includes('--quick');
 const sizes = quick
@@ -51,50 +54,7 @@ function tableRows(
   clone: CloneFigures,
   bucardoCopySeconds: number | null,
 ): Row[] {
-  const best = (config: WriterConfig, clients: number): number | null => tps.find((f) => f.config === config && f.clients === clients)?.best ?? null;
-  const share = (x: number | null, base: number | null): number | null => (x !== null && base ? x / base : null);
-  const rows: Row[] = [];
-  for (const clients of sizes.clients) {
-    const none = best('none', clients);
-    rows.push({ metric: `pgbench, ${clients} clients, no triggers`, unit: 'TPS', capra: none, bucardo: none, better: 'none' });
-    const capra = best('Capra kick', clients);
-    const bucardo = best('Bucardo kick', clients);
-    const capraShare = share(capra, none);
-    rows.push({
-      metric: `pgbench, ${clients} clients, triggers + daemon`,
-      unit: 'TPS',
-      capra,
-      bucardo,
-      capraShare,
-      bucardoShare: share(bucardo, none),
-      better: 'higher',
-      ...(clients === 4 ? { target: 'Capra >= 90% of no triggers', met: capraShare === null ? null : capraShare >= 0.9 } : {}),
-    });
-  }
-  for (const clients of sizes.pollClients) {
-    const none = best('none', clients);
-    const [cp, bp] = [best('Capra poll', clients), best('Bucardo poll', clients)];
-    rows.push({
-      metric: `pgbench, ${clients} clients, triggers + daemon polling 1/s`,
-      unit: 'TPS',
-      capra: cp,
-      bucardo: bp,
-      capraShare: share(cp, none),
-      bucardoShare: share(bp, none),
-      better: 'higher',
-    });
-    const cost = (kick: number | null, poll: number | null): number | null => (kick !== null && poll ? (1 - kick / poll) * 100 : null);
-    const capraCost = cost(best('Capra kick', clients), cp);
-    rows.push({
-      metric: `kick cost, ${clients} clients (1 - kicked / polling TPS)`,
-      unit: '%',
-      capra: capraCost,
-      bucardo: cost(best('Bucardo kick', clients), bp),
-      better: 'lower',
-      target: '<= 5%',
-      met: capraCost === null ? null : capraCost <= 5,
-    });
-  }
+  const rows: Row[] = writerRows(tps, sizes.clients, sizes.pollClients);
   const n = sizes.burst.toLocaleString('en-US');
   const burst = (metric: string, pick: (t: ThroughputFigures) => number): void => {
     const [c, b] = [through.Capra ? pick(through.Capra) : null, through.Bucardo ? pick(through.Bucardo) : null];
@@ -234,6 +194,9 @@ async function main(): Promise<void> {
       psql,
     });
     const bucardoCopySeconds = null;
+    const phases: PhaseFigure[] = await benchPhases({ source: side(a), target: side(b), rows: sizes.burst, workDir: dir, progress });
+    const split = await cpuSplit();
+    if ('missing' in split) console.log(`writers not pinned: ${split.missing}`);
     const tps = await benchWriters({
       pgbench,
       source: side(a),
@@ -245,6 +208,8 @@ async function main(): Promise<void> {
       warmUpSeconds: sizes.warmUpSeconds,
       rounds: sizes.rounds,
       tools,
+      pinning: 'missing' in split ? null : split,
+      pids: { source: a.pid, target: b.pid },
       workDir: dir,
       progress,
     });
@@ -258,13 +223,9 @@ async function main(): Promise<void> {
         `\n(%) after TPS: share of the TPS with no triggers. Bench took ${Math.round((Date.now() - started) / 1000)} s; ${date}, ${machine}.`,
     );
     console.log('\nTPS per round (best counts), and seconds the target needed after each run to have every transaction:');
-    for (const f of tps) {
-      const catchUp =
-        f.config === 'none'
-          ? ''
-          : `; caught up after ${f.catchUpSeconds.map((s) => (s === null ? 'never (the target differs)' : `${s.toFixed(1)} s`)).join(', ')}`;
-      console.log(`  ${f.config.padEnd(13)} ${String(f.clients).padStart(2)} clients: ${f.runs.map((r) => Math.round(r)).join(', ')}${catchUp}`);
-    }
+    for (const line of writerRunLines(tps)) console.log(line);
+    if (!('missing' in split))
+      console.log(`pinned: pgbench and the source server on CPUs ${split.writer}; the daemon and the target server on ${split.replication}`);
     console.log("\nBursts (seconds from the release of the committed burst until equal; the writer's own time in brackets):");
     for (const [name, t] of Object.entries(through)) {
       const show = (label: string, f: ThroughputFigures['swap']['batched']): void =>
@@ -277,6 +238,8 @@ async function main(): Promise<void> {
       show('two sources, one transaction', t.swap.oneTransaction);
     }
     printLoadPhases(backlog, fanOut);
+    console.log("\nWhere Capra's one-way apply spent a burst's time (lane runs, share per phase):");
+    for (const f of phases) console.log(`  ${phaseLine(f)}`);
 
     const out = path.join(packageRoot(), 'bench', 'results');
     await mkdir(out, { recursive: true });
@@ -296,6 +259,8 @@ async function main(): Promise<void> {
           table,
           tps,
           throughput: through,
+          pinning: 'missing' in split ? { pinned: false, why: split.missing } : { pinned: true, ...split },
+          phases,
           clone,
           loadSizes,
           backlog,

@@ -1,7 +1,9 @@
 import { Daemon } from '../orchestrator/src/daemon/daemon.js';
 import { silentLogger } from '../orchestrator/src/util/logger.js';
+import path from 'node:path';
 import type { Bucardo } from './bucardo.js';
 import { benchJob } from './job.js';
+import { postmasterPid } from './pinning.js';
 
 /**
  * The replication tools the bench compares, behind one small interface: a
@@ -33,9 +35,15 @@ export interface Tool {
   stop(): Promise<void>;
   /** Leaves the sync out of later start()s; its databases are not used again. */
   remove(sync: string): Promise<void>;
+  /** Postmaster pids of servers of the tool's own, pinned with the replication side (bench/pinning.ts). */
+  replicationPids(): Promise<number[]>;
 }
 
-/** Capra: a job per sync, its daemon in this process. */
+/**
+ * Capra: a job per sync, its daemon in this process (pinned runs pin the
+ * whole process with the replication side: during a writer run it does
+ * nothing else but wait for pgbench).
+ */
 export class CapraTool implements Tool {
   readonly name = 'Capra';
   private readonly jobs = new Map<string, Awaited<ReturnType<typeof benchJob>>>();
@@ -71,6 +79,10 @@ export class CapraTool implements Tool {
   async remove(sync: string): Promise<void> {
     this.jobs.delete(sync);
   }
+
+  async replicationPids(): Promise<number[]> {
+    return [];
+  }
 }
 
 /**
@@ -97,5 +109,10 @@ export class BucardoTool implements Tool {
 
   remove(sync: string): Promise<void> {
     return this.bucardo.removeSync(sync);
+  }
+
+  /** The control database's server (started by Bucardo.setUp in workDir/control). */
+  async replicationPids(): Promise<number[]> {
+    return [await postmasterPid(path.join(this.bucardo.workDir, 'control'))];
   }
 }

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { pgbenchInit, pgbenchTps } from './pgbench.js';
+import { type CpuSplit, pinSelf, pinServer } from './pinning.js';
 import type { Tool, ToolName } from './tools.js';
 
 /**
@@ -8,7 +9,14 @@ import type { Tool, ToolName } from './tools.js';
  * that it can be replicated) on a database with no triggers, and on copies
  * of it replicated by each tool to a second server, with the tool's daemon
  * running: once kicked by its triggers (NOTIFY) and once polling every
- * second instead (no NOTIFY), which isolates what kicking costs.
+ * second instead (no NOTIFY), which isolates what kicking costs; and with the
+ * triggers on but the daemon stopped (capture only: what the triggers alone
+ * cost), the daemon started after the run to empty the log.
+ *
+ * Each run is made pinned (see bench/pinning.ts: pgbench and the source
+ * server on the writer side's cores, the daemon and the target server on the
+ * others) and unpinned, the polling runs pinned only; on one core, unpinned
+ * only.
  *
  * Every configuration has its own database, copied from one freshly loaded
  * template on each server, so no tool's triggers fire in another's runs.
@@ -20,11 +28,13 @@ import type { Tool, ToolName } from './tools.js';
  * until the target equals the source, so the next run starts without a
  * backlog; that wait is recorded as the catch-up time.
  */
-export type WriterConfig = 'none' | `${ToolName} ${'kick' | 'poll'}`;
+export type WriterConfig = 'none' | `${ToolName} ${'kick' | 'poll' | 'capture'}`;
 
 export interface TpsFigure {
   config: WriterConfig;
   clients: number;
+  /** Writer side and replication side on separate cores (bench/pinning.ts). */
+  pinned: boolean;
   /** TPS of each round. */
   runs: number[];
   best: number;
@@ -46,6 +56,10 @@ export interface WritersOptions {
   warmUpSeconds: number;
   rounds: number;
   tools: Tool[];
+  /** The cores to pin apart; null: no pinned runs. */
+  pinning: CpuSplit | null;
+  /** Postmaster pids of the source and the target server. */
+  pids: { source: number; target: number };
   workDir: string;
   progress: (line: string) => void;
 }
@@ -93,49 +107,79 @@ export async function benchWriters(o: WritersOptions): Promise<TpsFigure[]> {
     await run(side.url('pgb_template'), 'ALTER TABLE pgbench_history ADD COLUMN hid bigserial PRIMARY KEY', 'VACUUM ANALYZE');
   }
   const modes = o.pollClients.length > 0 ? (['kick', 'poll'] as const) : (['kick'] as const);
-  const configs: WriterConfig[] = ['none', ...o.tools.flatMap((t) => modes.map((m): WriterConfig => `${t.name} ${m}`))];
+  const configs: WriterConfig[] = ['none', ...o.tools.flatMap((t) => [...modes, 'capture' as const].map((m): WriterConfig => `${t.name} ${m}`))];
   for (const config of configs) {
     for (const side of config === 'none' ? [o.source] : [o.source, o.target]) await run(side.admin, `CREATE DATABASE ${dbName(config)} TEMPLATE pgb_template`);
   }
   for (const tool of o.tools) {
-    for (const kick of modes) {
-      const db = dbName(`${tool.name} ${kick}`);
+    for (const mode of [...modes, 'capture' as const]) {
+      const db = dbName(`${tool.name} ${mode}`);
       await tool.setUp(db, {
         dbs: { a: o.source.url(db), b: o.target.url(db) },
         sources: ['a'],
         tables: PGBENCH_TABLES,
-        kick: kick === 'kick' ? 'notify' : 'poll',
+        kick: mode === 'poll' ? 'poll' : 'notify',
       });
     }
   }
 
-  const plan = configs.flatMap((config) => (config.endsWith('poll') ? o.pollClients : o.clients).map((clients) => ({ config, clients })));
+  const pins = o.pinning ? [true, false] : [false];
+  const plan = configs.flatMap((config) =>
+    (config.endsWith('poll') ? o.pollClients : o.clients).flatMap((clients) =>
+      (config.endsWith('poll') ? pins.slice(0, 1) : pins).map((pinned) => ({ config, clients, pinned })),
+    ),
+  );
   const figures: TpsFigure[] = plan.map((p) => ({ ...p, runs: [], best: 0, catchUpSeconds: [] }));
-  const once = async (config: WriterConfig, clients: number, seconds: number, what: string): Promise<{ tps: number; catchUp: number | null }> => {
+  const once = async (
+    config: WriterConfig,
+    clients: number,
+    pinned: boolean,
+    seconds: number,
+    what: string,
+  ): Promise<{ tps: number; catchUp: number | null }> => {
     const db = dbName(config);
     const tool = o.tools.find((t) => config.startsWith(`${t.name} `)) ?? null;
+    const captureOnly = config.endsWith('capture');
     // Every database of the run vacuumed, so autovacuum has nothing left from earlier runs to do during this one.
     for (const side of tool ? [o.source, o.target] : [o.source]) await run(side.url(db), 'VACUUM', 'CHECKPOINT');
-    await tool?.start(db);
+    const split = pinned ? o.pinning : null;
+    if (split) await pinSides(o, tool, split.writer, split.replication);
     try {
-      o.progress(`writers: ${what}, ${config}, ${clients} clients, ${seconds} s`);
-      const tps = await pgbenchTps(o.pgbench, { url: o.source.url(db), clients, seconds, scriptDir: o.workDir });
+      if (!captureOnly) await tool?.start(db);
+      o.progress(`writers: ${what}, ${config}, ${clients} clients${pinned ? ', pinned' : ''}, ${seconds} s`);
+      const tps = await pgbenchTps(o.pgbench, { url: o.source.url(db), clients, seconds, scriptDir: o.workDir, ...(split ? { cpus: split.writer } : {}) });
+      // Capture only: the daemon empties the log after the run, so the next run starts from none.
+      if (captureOnly) await tool?.start(db);
       const catchUp = tool ? await caughtUp(o.source.url(db), o.target.url(db), 120_000) : null;
       if (tool && catchUp === null) o.progress(`writers: ${config}: the target still differs from the source 2 minutes after the run`);
       return { tps, catchUp };
     } finally {
       await tool?.stop();
+      if (split) await pinSides(o, tool, split.all, split.all);
     }
   };
   // A first, unrecorded run on each database: the first run after loading was the slowest of all on this VM.
-  if (o.warmUpSeconds > 0) for (const config of configs) await once(config, o.clients[0]!, o.warmUpSeconds, 'warm-up');
+  if (o.warmUpSeconds > 0) for (const config of configs) await once(config, o.clients[0]!, false, o.warmUpSeconds, 'warm-up');
   for (let round = 1; round <= o.rounds; round++) {
     for (const f of figures) {
-      const r = await once(f.config, f.clients, o.seconds, `round ${round}/${o.rounds}`);
+      const r = await once(f.config, f.clients, f.pinned, o.seconds, `round ${round}/${o.rounds}`);
       f.runs.push(r.tps);
       f.catchUpSeconds.push(r.catchUp);
     }
   }
   for (const f of figures) f.best = Math.max(...f.runs);
   return figures;
+}
+
+/**
+ * The writer side's and the replication side's CPUs: the source server on
+ * `writer`, and on `replication` the target server, the tool's own servers
+ * and this process (which hosts Capra's daemon, and whose CPUs `bucardo
+ * start` passes on to Bucardo's daemons). pgbench is started on `writer` by
+ * pgbenchTps.
+ */
+async function pinSides(o: WritersOptions, tool: Tool | null, writer: string, replication: string): Promise<void> {
+  await pinSelf(replication);
+  await pinServer(o.pids.source, writer);
+  for (const pid of [o.pids.target, ...((await tool?.replicationPids()) ?? [])]) await pinServer(pid, replication);
 }

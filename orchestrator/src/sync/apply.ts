@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { discardConnection } from '../db/connections.js';
@@ -39,19 +40,74 @@ export function keyDefs(t: TableMeta): string {
 }
 
 /**
+ * Milliseconds a run spent in each step of its apply, for the bench
+ * (bench/phases.ts) to say where a batch's time goes. Only timed, with
+ * performance.now() around what runs anyway: nothing runs differently.
+ * setup: the rest of the run (snapshot, the batch's transactions, table
+ * metadata, the position's lock).
+ */
+export interface ApplyPhases {
+  setup: number;
+  keyScan: number;
+  rowFetch: number;
+  targetDelete: number;
+  copyIn: number;
+  positionWrite: number;
+  commit: number;
+}
+
+export const noPhases = (): ApplyPhases => ({ setup: 0, keyScan: 0, rowFetch: 0, targetDelete: 0, copyIn: 0, positionWrite: 0, commit: 0 });
+
+/** Runs `fn`, adding the time it took to `phase` of `phases` when given. */
+export async function timed<T>(phases: ApplyPhases | undefined, phase: keyof ApplyPhases, fn: () => Promise<T>): Promise<T> {
+  if (!phases) return fn();
+  const t0 = performance.now();
+  try {
+    return await fn();
+  } finally {
+    phases[phase] += performance.now() - t0;
+  }
+}
+
+/**
  * Streams a query's rows from the source into the target's COPY. When either
  * side fails, the source's COPY is torn down midway and its connection can
  * take no more queries (see discardConnection): it is ended, and with it the
  * source's transaction.
+ *
+ * With `phases`, the copy's time is split between rowFetch (until the source
+ * has sent its last row) and copyIn (what the target took after that, and
+ * while the source was held back because the target had not taken the rows
+ * sent so far): the two overlap in the stream, and this charges the waits to
+ * the side that caused them.
  */
-async function copyBetween(source: pg.ClientBase, target: pg.ClientBase, selectSql: string, copyInSql: string): Promise<number> {
+async function copyBetween(source: pg.ClientBase, target: pg.ClientBase, selectSql: string, copyInSql: string, phases?: ApplyPhases): Promise<number> {
   const out = source.query(copyTo(`COPY (${selectSql}) TO STDOUT`));
   const into = target.query(copyFrom(copyInSql));
+  const t0 = performance.now();
+  let fetched = 0;
+  let held = 0;
+  let heldSince: number | null = null;
+  if (phases) {
+    // pipeline pauses the source when the target's buffer is full and lets it flow on 'drain'.
+    out.on('pause', () => void (heldSince ??= performance.now()));
+    into.on('drain', () => {
+      if (heldSince !== null) held += performance.now() - heldSince;
+      heldSince = null;
+    });
+    out.once('end', () => void (fetched = performance.now()));
+  }
   try {
     await pipeline(out, into);
   } catch (err) {
     discardConnection(source);
     throw err;
+  }
+  if (phases) {
+    const done = performance.now();
+    const end = fetched || done;
+    phases.rowFetch += end - t0 - held;
+    phases.copyIn += done - end + held;
   }
   return into.rowCount ?? 0;
 }
@@ -89,26 +145,40 @@ async function byIndex<T>(client: pg.ClientBase, on: boolean, fn: () => Promise<
  * COPY. Creating and dropping a temp table per table and run is catalog work
  * that frequent small runs (kicked, under load) paid on every run.
  */
-export async function applyKeys(source: pg.ClientBase, target: pg.ClientBase, t: TableMeta, tempName: string, except?: string): Promise<number> {
+export async function applyKeys(
+  source: pg.ClientBase,
+  target: pg.ClientBase,
+  t: TableMeta,
+  tempName: string,
+  except?: string,
+  phases?: ApplyPhases,
+): Promise<number> {
   const keyList = t.keyCols.map(quoteIdent).join(', ');
   const match = keyMatch(t.keyCols, 't', 'k');
   // Each key as an object by column name (a bare row reference would name a key column called like the alias).
   const asObject = `json_build_object(${t.keyCols.map((k) => `${quoteLiteral(k)}, q.${quoteIdent(k)}`).join(', ')})`;
-  const few = await source.query<{ keys: string | null; n: number }>(
-    `SELECT json_agg(${asObject})::text AS keys, count(*)::int AS n FROM (${keysQuery(t, except)} LIMIT ${INDEX_LOOKUP_KEYS + 1}) q`,
+  const few = await timed(phases, 'keyScan', () =>
+    source.query<{ keys: string | null; n: number }>(
+      `SELECT json_agg(${asObject})::text AS keys, count(*)::int AS n FROM (${keysQuery(t, except)} LIMIT ${INDEX_LOOKUP_KEYS + 1}) q`,
+    ),
   );
   const { keys, n } = few.rows[0]!;
   if (n === 0) return 0;
   const small = n <= INDEX_LOOKUP_KEYS;
   if (small) {
-    await byIndex(target, true, () =>
-      target.query(`DELETE FROM ${quoteTable(t)} t USING jsonb_to_recordset($1::jsonb) AS k(${keyDefs(t)}) WHERE ${match}`, [keys]),
+    await timed(phases, 'targetDelete', () =>
+      byIndex(target, true, () =>
+        target.query(`DELETE FROM ${quoteTable(t)} t USING jsonb_to_recordset($1::jsonb) AS k(${keyDefs(t)}) WHERE ${match}`, [keys]),
+      ),
     );
   } else {
     const temp = quoteIdent(tempName);
-    await target.query(`CREATE TEMP TABLE ${temp} ON COMMIT DROP AS SELECT ${keyList} FROM ${quoteTable(t)} WITH NO DATA`);
-    await copyBetween(source, target, keysQuery(t, except), `COPY ${temp} (${keyList}) FROM STDIN`);
-    await target.query(`DELETE FROM ${quoteTable(t)} t USING ${temp} k WHERE ${match}`);
+    // The keys' trip into the target's temp table is part of the key scan.
+    await timed(phases, 'keyScan', async () => {
+      await target.query(`CREATE TEMP TABLE ${temp} ON COMMIT DROP AS SELECT ${keyList} FROM ${quoteTable(t)} WITH NO DATA`);
+      await copyBetween(source, target, keysQuery(t, except), `COPY ${temp} (${keyList}) FROM STDIN`);
+    });
+    await timed(phases, 'targetDelete', () => target.query(`DELETE FROM ${quoteTable(t)} t USING ${temp} k WHERE ${match}`));
   }
   const cols = t.columns.map(quoteIdent).join(', ');
   const srcCols = t.columns.map((c) => `s.${quoteIdent(c)}`).join(', ');
@@ -119,6 +189,7 @@ export async function applyKeys(source: pg.ClientBase, target: pg.ClientBase, t:
       target,
       `SELECT ${srcCols} FROM ${onlyUnlessPartitioned(t.partitioned)}${quoteTable(t)} s WHERE (${keyTuple}) IN (${keysQuery(t, except)})`,
       `COPY ${quoteTable(t)} (${cols}) FROM STDIN`,
+      phases,
     ),
   );
 }
@@ -129,13 +200,14 @@ export async function applyKeys(source: pg.ClientBase, target: pg.ClientBase, t:
  * lose rows written after the truncate by a transaction that landed in an
  * earlier batch.
  */
-export async function applyTruncate(source: pg.ClientBase, target: pg.ClientBase, t: TableMeta): Promise<number> {
+export async function applyTruncate(source: pg.ClientBase, target: pg.ClientBase, t: TableMeta, phases?: ApplyPhases): Promise<number> {
   const cols = t.columns.map(quoteIdent).join(', ');
-  await target.query(`TRUNCATE ${onlyUnlessPartitioned(t.targetPartitioned)}${quoteTable(t)}`);
+  await timed(phases, 'targetDelete', () => target.query(`TRUNCATE ${onlyUnlessPartitioned(t.targetPartitioned)}${quoteTable(t)}`));
   return copyBetween(
     source,
     target,
     `SELECT ${cols} FROM ${onlyUnlessPartitioned(t.partitioned)}${quoteTable(t)}`,
     `COPY ${quoteTable(t)} (${cols}) FROM STDIN`,
+    phases,
   );
 }

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import type { SyncConfig } from '../config/types.js';
 import type { Connections } from '../db/connections.js';
@@ -5,7 +6,7 @@ import { applyError } from '../db/errors.js';
 import { CapraError } from '../util/errors.js';
 import { tableLabel } from '../db/ident.js';
 import { type ApplierRole, markApplier } from './applier-session.js';
-import { applyKeys, applyTruncate } from './apply.js';
+import { type ApplyPhases, applyKeys, applyTruncate, noPhases, timed } from './apply.js';
 import {
   type LaneRef,
   appliedPosition,
@@ -50,6 +51,8 @@ export interface RunResult {
   more: boolean;
   /** Nothing was applied: a table is tracked that copy_data has not seen to yet (see LaneState.seededRelids). */
   unseeded?: boolean;
+  /** Where an applied batch's time went (ms per step; setup is the rest of the run): for the bench. */
+  phases?: ApplyPhases;
 }
 
 export interface LaneState extends ApplierRole {
@@ -93,6 +96,8 @@ export async function runLane(conns: Connections, k: LaneKey, batchRows: number,
 }
 
 async function runWith(source: pg.ClientBase, target: pg.ClientBase, k: LaneKey, batchRows: number, state: LaneState): Promise<RunResult> {
+  const began = performance.now();
+  const phases = noPhases();
   const lane = laneRef(k);
   const known = await appliedPosition(target, lane);
   await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
@@ -148,21 +153,26 @@ async function runWith(source: pg.ClientBase, target: pg.ClientBase, k: LaneKey,
       for (const [i, t] of metas.entries()) {
         const truncated = live.find((r) => r.relid === t.relid)!.truncated;
         try {
-          rows += truncated ? await applyTruncate(source, target, t) : await applyKeys(source, target, t, `capra_keys_${i}`);
+          rows += truncated ? await applyTruncate(source, target, t, phases) : await applyKeys(source, target, t, `capra_keys_${i}`, undefined, phases);
         } catch (err) {
           // Name the table and the node, unless the server went away (then no table is to blame).
           throw applyError(k.target, err, tableLabel(t));
         }
       }
-      await storePosition(target, lane, endText);
-      await target.query('COMMIT');
-      await source.query('COMMIT');
-      await confirmPosition(source, lane, endText);
+      await timed(phases, 'positionWrite', () => storePosition(target, lane, endText));
+      await timed(phases, 'commit', async () => {
+        await target.query('COMMIT');
+        await source.query('COMMIT');
+      });
+      await timed(phases, 'positionWrite', () => confirmPosition(source, lane, endText));
+      // setup is still 0 here: it is what the timed steps leave of the run.
+      phases.setup = performance.now() - began - Object.values(phases).reduce((a, b) => a + b, 0);
       return {
         deltas: perTable.reduce((n, r) => n + r.rows, 0),
         rows,
         tables: metas.map(tableLabel),
         more,
+        phases,
       };
     } catch (err) {
       await target.query('ROLLBACK').catch(() => {});
