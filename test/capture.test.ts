@@ -7,7 +7,7 @@ import { addCaptureTriggers, defaultDdlOptions } from '../orchestrator/src/trigg
 import { installSide } from '../orchestrator/src/db/schema-side.js';
 import { registerConsumers, trackTable } from '../orchestrator/src/triggers/consumers.js';
 import { silentLogger } from '../orchestrator/src/util/logger.js';
-import { freshDb, sql, testClusters, waitFor, withClient } from './harness/db.js';
+import { freshDb, sql, testClusters, untilSentinel, withClient } from './harness/db.js';
 
 const [c1] = testClusters().clusters;
 
@@ -89,14 +89,7 @@ t.test('kicks: each job with notify on its own channel, none for cron jobs or fo
       heard.length = 0;
       await sql(url, `SELECT setval(format('repl.kick_clock_%s', 'k'::regclass::oid), 0)`);
       await sql(url, stmt);
-      await sql(url, 'NOTIFY sentinel');
-      await waitFor(
-        async () => {
-          await listener.query('SELECT 1');
-          return heard.includes('sentinel');
-        },
-        { what: 'the sentinel notification', intervalMs: 5 },
-      );
+      await untilSentinel(url, listener, heard);
       return heard.filter((h) => h !== 'sentinel').sort();
     };
     t.same(await collect('INSERT INTO k VALUES (1)'), ['capra_jobm', 'capra_jobn'], 'notify jobs are kicked, the cron job is not');
@@ -117,14 +110,7 @@ t.test('kicks: each job with notify on its own channel, none for cron jobs or fo
         await w1.query('INSERT INTO k SELECT coalesce(max(id), 0) + 1 FROM k');
         await w2.query('INSERT INTO k SELECT coalesce(max(id), 0) + 1 FROM k');
         const ms = Date.now() - t0;
-        await sql(url, 'NOTIFY sentinel');
-        await waitFor(
-          async () => {
-            await listener.query('SELECT 1');
-            return heard.includes('sentinel');
-          },
-          { what: 'the sentinel notification', intervalMs: 5 },
-        );
+        await untilSentinel(url, listener, heard);
         return { kicks: heard.filter((h) => h !== 'sentinel').sort(), ms };
       } finally {
         await Promise.all([w1.end(), w2.end()]);

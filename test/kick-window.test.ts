@@ -7,7 +7,7 @@ import { KICK_WINDOW_MS, refreshKicks } from '../orchestrator/src/db/kick-timing
 import { addCaptureTriggers, defaultDdlOptions } from '../orchestrator/src/triggers/ddl.js';
 import { registerConsumers, trackTable } from '../orchestrator/src/triggers/consumers.js';
 import { silentLogger } from '../orchestrator/src/util/logger.js';
-import { freshDb, sql, testClusters, waitFor, withClient } from './harness/db.js';
+import { freshDb, sql, testClusters, untilSentinel, withClient } from './harness/db.js';
 
 const [c1] = testClusters().clusters;
 
@@ -39,14 +39,7 @@ t.test('the kick window reaches each table kick function', async (t) => {
       await sql(url, `SELECT setval(${CLOCK}, greatest(pg_sequence_last_value(${CLOCK}) - $1, 0))`, [2 * KICK_WINDOW_MS]);
       await sql(url, 'INSERT INTO k VALUES ($1)', [++id]);
       // Notifications arrive in commit order: once the sentinel is here, every kick is.
-      await sql(url, 'NOTIFY sentinel');
-      await waitFor(
-        async () => {
-          await listener.query('SELECT 1');
-          return heard.includes('sentinel');
-        },
-        { what: 'the sentinel notification', intervalMs: 5 },
-      );
+      await untilSentinel(url, listener, heard);
       return heard.filter((h) => h === 'capra_jobn').length;
     };
     t.equal(await kicksOfTwo(), 2, `two writes ${2 * KICK_WINDOW_MS} ms apart on the clock both kick`);

@@ -189,3 +189,19 @@ export async function ownCluster(t: TeardownTest, binDir: string): Promise<OwnCl
     thaw,
   };
 }
+
+/**
+ * Notifications reach a listener in commit order: sends NOTIFY sentinel on
+ * `url` and waits until `listener` (which pushes each channel it hears into
+ * `heard`) has it, so everything committed before has arrived too.
+ */
+export async function untilSentinel(url: string, listener: pg.Client, heard: string[]): Promise<void> {
+  await sql(url, 'NOTIFY sentinel');
+  await waitFor(
+    async () => {
+      await listener.query('SELECT 1');
+      return heard.includes('sentinel');
+    },
+    { what: 'the sentinel notification', intervalMs: 5 },
+  );
+}
