@@ -113,15 +113,29 @@ async function copyBetween(source: pg.ClientBase, target: pg.ClientBase, selectS
 }
 
 /**
- * Up to this many keys, the batch's DELETE on the target and its row fetch on
- * the source look each key up by the table's key index. The planner cannot
- * tell on its own: the target's temp table of keys has no statistics (it
- * assumes thousands of rows) and the source's batch condition has none
- * either, so for a handful of keys it would hash-join the whole table, a
- * cost that grows with the table (43 ms per run for one key of a
- * 100,000-row table; hundreds of ms at a million).
+ * Up to this many keys, the batch's keys travel to the target as one
+ * parameter; more go through a temp table filled by COPY.
  */
 export const INDEX_LOOKUP_KEYS = 5_000;
+
+/**
+ * A batch's DELETE on the target and its row fetch on the source look each
+ * key up by the table's key index unless the keys are more than this share
+ * of the table. The planner cannot tell on its own: the source's batch
+ * condition has no statistics, nor has the target's temp table of keys, and
+ * even after an ANALYZE of it the planner hash-joins a seq scan of the whole
+ * table. That made every batch cost as much as the table is large, so a
+ * backlog cost the square of its size: measured on a 1,000,000-row table,
+ * a DELETE of 10,000 keys took 459 ms hash-joined and 77 ms by the index; of
+ * 100,000 keys, 742 ms and 530 ms. For a handful of keys the hash join was
+ * 43 ms per run at 100,000 rows.
+ */
+export const INDEX_LOOKUP_SHARE = 0.25;
+
+/** Whether `n` keys of `t` are looked up by its key index (see INDEX_LOOKUP_SHARE). */
+export function useKeyIndex(t: TableMeta, n: number): boolean {
+  return n <= INDEX_LOOKUP_KEYS || n <= t.estimatedRows * INDEX_LOOKUP_SHARE;
+}
 
 /**
  * Runs `fn` with hash and merge joins off for this transaction (nested loops
@@ -164,8 +178,8 @@ export async function applyKeys(
   );
   const { keys, n } = few.rows[0]!;
   if (n === 0) return 0;
-  const small = n <= INDEX_LOOKUP_KEYS;
-  if (small) {
+  let indexed = useKeyIndex(t, n);
+  if (n <= INDEX_LOOKUP_KEYS) {
     await timed(phases, 'targetDelete', () =>
       byIndex(target, true, () =>
         target.query(`DELETE FROM ${quoteTable(t)} t USING jsonb_to_recordset($1::jsonb) AS k(${keyDefs(t)}) WHERE ${match}`, [keys]),
@@ -174,16 +188,17 @@ export async function applyKeys(
   } else {
     const temp = quoteIdent(tempName);
     // The keys' trip into the target's temp table is part of the key scan.
-    await timed(phases, 'keyScan', async () => {
+    const all = await timed(phases, 'keyScan', async () => {
       await target.query(`CREATE TEMP TABLE ${temp} ON COMMIT DROP AS SELECT ${keyList} FROM ${quoteTable(t)} WITH NO DATA`);
-      await copyBetween(source, target, keysQuery(t, except), `COPY ${temp} (${keyList}) FROM STDIN`);
+      return copyBetween(source, target, keysQuery(t, except), `COPY ${temp} (${keyList}) FROM STDIN`);
     });
-    await timed(phases, 'targetDelete', () => target.query(`DELETE FROM ${quoteTable(t)} t USING ${temp} k WHERE ${match}`));
+    indexed = useKeyIndex(t, all);
+    await timed(phases, 'targetDelete', () => byIndex(target, indexed, () => target.query(`DELETE FROM ${quoteTable(t)} t USING ${temp} k WHERE ${match}`)));
   }
   const cols = t.columns.map(quoteIdent).join(', ');
   const srcCols = t.columns.map((c) => `s.${quoteIdent(c)}`).join(', ');
   const keyTuple = t.keyCols.map((k) => `s.${quoteIdent(k)}`).join(', ');
-  return byIndex(source, small, () =>
+  return byIndex(source, indexed, () =>
     copyBetween(
       source,
       target,

@@ -62,6 +62,29 @@ export async function batchTxids(source: pg.ClientBase, after: string, upto: str
   return r.rows.map((x) => BigInt(x.txid));
 }
 
+/** Where a batch may end, from the txids of the changes after a position (see batchEnd in snapshot.ts). */
+export interface BatchCut {
+  /** The first change's txid; null when there is none. */
+  first: bigint | null;
+  /** The txid of the change just past `limit` changes; null when there are no more than `limit`. */
+  past: bigint | null;
+}
+
+/**
+ * batchTxids' two txids that choose a batch's end, computed on the source:
+ * sending every txid of a large batch to choose its end took as long as
+ * reading them.
+ */
+export async function batchCut(source: pg.ClientBase, after: string, upto: string, job: string, relids: number[], limit: number): Promise<BatchCut> {
+  const r = await source.query<{ first: string | null; past: string | null }>(
+    `WITH t AS MATERIALIZED (SELECT t, row_number() OVER (ORDER BY t) AS i FROM repl.batch_txids($1, $2, $3, $4::oid[], $5) t)
+     SELECT (SELECT t::text FROM t WHERE i = 1) AS first, (SELECT t::text FROM t WHERE i = $5) AS past`,
+    [after, upto, job, relids, limit + 1],
+  );
+  const { first, past } = r.rows[0]!;
+  return { first: first === null ? null : BigInt(first), past: past === null ? null : BigInt(past) };
+}
+
 export interface BatchTable {
   relid: number;
   /** The batch holds a TRUNCATE of it. */

@@ -6,12 +6,13 @@ import { applyError } from '../db/errors.js';
 import { CapraError } from '../util/errors.js';
 import { tableLabel } from '../db/ident.js';
 import { type ApplierRole, markApplier } from './applier-session.js';
+import { type BatchGrowth, afterRun, batchSize } from './batch-size.js';
 import { type ApplyPhases, applyKeys, applyTruncate, noPhases, timed } from './apply.js';
 import {
   type LaneRef,
   appliedPosition,
+  batchCut,
   batchTables,
-  batchTxids,
   confirmPosition,
   lockPosition,
   registeredPosition,
@@ -55,7 +56,7 @@ export interface RunResult {
   phases?: ApplyPhases;
 }
 
-export interface LaneState extends ApplierRole {
+export interface LaneState extends ApplierRole, BatchGrowth {
   /**
    * Tables (source relids) whose initial copy (copy_data) is done; a run that
    * finds another table tracked applies nothing and says so (unseeded), so its
@@ -83,7 +84,9 @@ export async function runLane(conns: Connections, k: LaneKey, batchRows: number,
     const source = await conns.connect(k.source);
     let sourceErr: Error | undefined;
     try {
-      return await runWith(source, target, k, batchRows, state);
+      const r = await runWith(source, target, k, batchSize(batchRows, state), state);
+      afterRun(state, r.more);
+      return r;
     } catch (err) {
       sourceErr = targetErr = err as Error;
       throw err;
@@ -118,8 +121,8 @@ async function runWith(source: pg.ClientBase, target: pg.ClientBase, k: LaneKey,
       await source.query('COMMIT');
       return { deltas: 0, rows: 0, tables: [], more: false, unseeded: true };
     }
-    const txids = await batchTxids(source, oldText, curText, k.job, [...keys.keys()], batchRows + 1);
-    if (txids.length === 0) {
+    const cut = await batchCut(source, oldText, curText, k.job, [...keys.keys()], batchRows);
+    if (cut.first === null) {
       await source.query('COMMIT');
       // Nothing for us, but move the position on now and then so the log
       // can be purged and the next scan starts later.
@@ -129,7 +132,7 @@ async function runWith(source: pg.ClientBase, target: pg.ClientBase, k: LaneKey,
       }
       return { deltas: 0, rows: 0, tables: [], more: false };
     }
-    const { end, more } = batchEnd(old, cur, txids, batchRows);
+    const { end, more } = batchEnd(old, cur, cut);
     const endText = formatSnapshot(end);
     await startBatch(source, oldText, endText, k.job);
     const perTable = await batchTables(source, [...keys.keys()]);

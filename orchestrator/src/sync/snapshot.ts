@@ -60,12 +60,16 @@ export function isLater(a: Snap, b: Snap): boolean {
   return a.xmax > b.xmax || (a.xmax === b.xmax && a.xip.length < b.xip.length);
 }
 
-/** Picks the end of a batch from `old`: all of `cur`, or a bounded snapshot that stops at a transaction boundary (txids: the changes' txids in order, limit + 1 of them at most). */
-export function batchEnd(old: Snap, cur: Snap, txids: bigint[], limit: number): { end: Snap; more: boolean } {
-  if (txids.length <= limit) return { end: cur, more: false };
-  const cut = txids[limit]!;
+/**
+ * Picks the end of a batch from `old`: all of `cur`, or a bounded snapshot
+ * that stops at a transaction boundary. `cut.past` is the txid of the change
+ * just past the batch's limit (null: no more changes than the limit), in
+ * txid order from `cut.first`.
+ */
+export function batchEnd(old: Snap, cur: Snap, cut: { first: bigint | null; past: bigint | null }): { end: Snap; more: boolean } {
+  if (cut.first === null || cut.past === null) return { end: cur, more: false };
   // Never split a transaction: stop before the one that crosses the limit, or take the first whole.
-  const bound = cut > txids[0]! ? cut : cut + 1n;
+  const bound = cut.past > cut.first ? cut.past : cut.past + 1n;
   const end = boundedSnapshot(old, cur, bound);
   return { end, more: formatSnapshot(end) !== formatSnapshot(cur) };
 }

@@ -3,7 +3,7 @@ import type { SyncConfig } from '../config/types.js';
 import { CapraError } from '../util/errors.js';
 import { tableLabel } from '../db/ident.js';
 import { keyDefs } from './apply.js';
-import { type LaneRef, batchChanges, batchTables, batchTxids, changesAfter, registeredPosition, startBatch } from './delta-log.js';
+import { type LaneRef, batchChanges, batchCut, batchTables, changesAfter, registeredPosition, startBatch } from './delta-log.js';
 import { type Snap, batchEnd, formatSnapshot, isLater, parseSnapshot } from './snapshot.js';
 import { type TableMeta, type TableRow, matchOnTarget, sourceTables } from './table-meta.js';
 
@@ -80,7 +80,7 @@ export async function openSource(
     if (oldest === null || isLater(parseSnapshot(oldest), parseSnapshot(pos))) oldest = pos;
   }
   const oldText = oldest!;
-  const txids = await batchTxids(client, oldText, curText, job, [...keys.keys()], batchRows + 1);
+  const cut = await batchCut(client, oldText, curText, job, [...keys.keys()], batchRows);
   const cur = parseSnapshot(curText);
   const run: SourceRun = {
     db,
@@ -95,8 +95,8 @@ export async function openSource(
     metas: new Map(),
     truncated: new Set(),
   };
-  if (txids.length > 0) {
-    const { end, more } = batchEnd(parseSnapshot(oldText), cur, txids, batchRows);
+  if (cut.first !== null) {
+    const { end, more } = batchEnd(parseSnapshot(oldText), cur, cut);
     run.endText = formatSnapshot(end);
     run.more = more;
   }

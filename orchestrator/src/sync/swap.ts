@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { type BatchGrowth, afterRun, batchSize } from './batch-size.js';
 import type { SyncConfig } from '../config/types.js';
 import { syncNodes } from '../config/topology.js';
 import type { Connections } from '../db/connections.js';
@@ -37,7 +38,7 @@ export type { LoggedConflict };
  *    leaves that receiver behind, to be caught up by the next run.
  */
 
-export interface SwapState {
+export interface SwapState extends BatchGrowth {
   /** What each node allows the applier (see markApplier). */
   roles: Map<string, ApplierRole>;
   /** Per source, the relids whose initial copy (copy_data) to every receiver is done; undefined: no check. */
@@ -134,13 +135,14 @@ async function runWith(clients: Map<string, pg.PoolClient>, { job, sync, batchRo
     const client = clients.get(db);
     if (!client) continue;
     try {
-      sources.push(await openSource(client, db, job, sync, applied, batchRows));
+      sources.push(await openSource(client, db, job, sync, applied, batchSize(batchRows, state)));
     } catch (err) {
       throw applyError(db, err);
     }
   }
   if (state.seededRelids && sources.some((s) => [...s.keys.keys()].some((relid) => !state.seededRelids!.get(s.db)?.has(relid)))) {
     await commitAll(nodes);
+    afterRun(state, false);
     return { deltas: 0, rows: new Map(), conflicts: [], tables: [], more: false, unseeded: true };
   }
   if (sources.every((s) => s.endText === s.oldText)) {
@@ -155,6 +157,7 @@ async function runWith(clients: Map<string, pg.PoolClient>, { job, sync, batchRo
     } else {
       await commitAll(nodes);
     }
+    afterRun(state, false);
     return { deltas: 0, rows: new Map(), conflicts: [], tables: [], more: false };
   }
 
@@ -183,5 +186,9 @@ async function runWith(clients: Map<string, pg.PoolClient>, { job, sync, batchRo
   const exceptTables = await withholdKeys(sources, settled.withheld);
   const { rows, behind } = await applyToNodes(nodes, sources, changes, settled, exceptTables);
   await finishRun(nodes, sources, job, sync);
+  afterRun(
+    state,
+    sources.some((s) => s.more),
+  );
   return { deltas, rows, conflicts: settled.logged, tables: [...changes.keys()], more: behind > 0 || sources.some((s) => s.more), behind };
 }

@@ -16,6 +16,8 @@ export interface TableMeta extends TableName {
   /** Partitioned on the source / on the target: read or emptied through the parent with its partitions, not ONLY the parent. */
   partitioned: boolean;
   targetPartitioned: boolean;
+  /** The source's estimate of the table's rows (see TableRow.estimatedRows). */
+  estimatedRows: number;
 }
 
 /** A table as the catalog of one node describes it. */
@@ -27,6 +29,13 @@ export interface TableRow {
   partitioned: boolean;
   /** Source side only: every column's type, by name. */
   types?: Record<string, string>;
+  /**
+   * Source side only: the table's rows as the planner last estimated them
+   * (pg_class.reltuples, summed over the partitions of a partitioned table;
+   * from its size when never analyzed), for choosing how a batch's keys are
+   * looked up (see useKeyIndex in apply.ts).
+   */
+  estimatedRows?: number;
 }
 
 const columnsSql = `ARRAY(SELECT a.attname::text FROM pg_attribute a
@@ -38,7 +47,9 @@ export async function sourceTables(client: pg.ClientBase, relids: number[]): Pro
   const { rows } = await client.query<TableRow>(
     `SELECT c.oid::int AS relid, n.nspname AS schema, c.relname AS table, c.relkind = 'p' AS partitioned, ${columnsSql},
             (SELECT jsonb_object_agg(a.attname, format_type(a.atttypid, a.atttypmod)) FROM pg_attribute a
-              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS types
+              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS types,
+            (SELECT coalesce(sum(CASE WHEN p.reltuples > 0 THEN p.reltuples ELSE pg_relation_size(p.oid) / 100 END), 0)::float8
+               FROM pg_class p WHERE p.oid = c.oid OR p.oid IN (SELECT t.relid FROM pg_partition_tree(c.oid) t WHERE t.isleaf)) AS "estimatedRows"
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY ($1::oid[])`,
     [relids],
   );
@@ -89,6 +100,7 @@ export async function matchOnTarget(
       columns: t.columns,
       partitioned: s.partitioned,
       targetPartitioned: t.partitioned,
+      estimatedRows: s.estimatedRows ?? 0,
     };
   });
 }
