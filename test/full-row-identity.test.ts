@@ -33,11 +33,7 @@ t.test('whole-row identity: duplicates, NULLs, one of several equal rows, concur
   const b = job.urls.b!;
   await sql(a, `INSERT INTO log VALUES ('x', 1, '2024-01-01', NULL), ('x', 1, '2024-01-01', NULL), ('x', 1, '2024-01-01', NULL), ('y', NULL, NULL, '')`);
   await setUp(job);
-  t.same(
-    await sql(a, `SELECT key_cols FROM repl.consumer_table`),
-    [{ key_cols: ['who', 'n', 'at', 'note'] }],
-    'the whole row is the identity',
-  );
+  t.same(await sql(a, `SELECT key_cols FROM repl.consumer_table`), [{ key_cols: ['who', 'n', 'at', 'note'] }], 'the whole row is the identity');
   let d = daemon(t, job);
   await waitSame(job, 'log', ['a', 'b']);
   t.equal(await count(b, `who = 'x'`), 3, 'three equal rows copied');
@@ -71,7 +67,10 @@ t.test('whole-row identity: duplicates, NULLs, one of several equal rows, concur
   await writers;
   await waitSame(job, 'log', ['a', 'b'], { timeoutMs: 120_000 });
   t.equal(await digest(b, 'log'), await digest(a, 'log'), 'the same rows, duplicates counted, after three kills');
-  t.ok((await sql<{ n: number }>(a, `SELECT count(*)::int AS n FROM (SELECT 1 FROM log GROUP BY log.* HAVING count(*) > 1) x`))[0]!.n > 0, 'control: duplicates exist');
+  t.ok(
+    (await sql<{ n: number }>(a, `SELECT count(*)::int AS n FROM (SELECT 1 FROM log GROUP BY log.* HAVING count(*) > 1) x`))[0]!.n > 0,
+    'control: duplicates exist',
+  );
   d.child.kill('SIGKILL');
   await d.exit;
 });
@@ -82,9 +81,20 @@ t.test('whole-row identity refuses what it cannot compare, and multi-master stil
     schema,
     yaml: 'syncs:\n  s:\n    sources: [a]\n    targets: [b]\n    tables:\n      include: [public.j]\n      options:\n        public.j: { identity: full }',
   });
-  await t.rejects(setUp(job), /^table public\.j on a: tables\.options identity full: could not identify an equality operator for type json/, 'json has no equality');
-  const plain = await makeJob(t, { nodes: { a: job.urls.a!, b: job.urls.b! }, yaml: 'syncs:\n  s:\n    sources: [a]\n    targets: [b]\n    tables: { include: [public.log] }' });
+  await t.rejects(
+    setUp(job),
+    /^table public\.j on a: tables\.options identity full: could not identify an equality operator for type json/,
+    'json has no equality',
+  );
+  const plain = await makeJob(t, {
+    nodes: { a: job.urls.a!, b: job.urls.b! },
+    yaml: 'syncs:\n  s:\n    sources: [a]\n    targets: [b]\n    tables: { include: [public.log] }',
+  });
   await t.rejects(setUp(plain), /^table public\.log on a has no primary key: .*identity: full .* or fullcopy: <cron>/, 'one-way: both ways are named');
   const mm = await makeJob(t, { nodes: { a: job.urls.a!, b: job.urls.b! }, yaml: 'syncs:\n  s:\n    sources: [a, b]\n    tables: { include: [public.log] }' });
-  await t.rejects(setUp(mm), /^table public\.log on a has no primary key: .*a multi-master sync needs a key; identity: full or fullcopy/, 'multi-master: refused, naming both');
+  await t.rejects(
+    setUp(mm),
+    /^table public\.log on a has no primary key: .*a multi-master sync needs a key; identity: full or fullcopy/,
+    'multi-master: refused, naming both',
+  );
 });
