@@ -5,7 +5,7 @@
 import t from 'tap';
 import { parseConfigText } from '../orchestrator/src/config/load.js';
 import { freshDb, sql, testClusters, waitFor } from './harness/db.js';
-import { type Job, makeJob, setUp, startDaemon } from './harness/capra.js';
+import { type Job, cli, makeJob, setUp, startDaemon } from './harness/capra.js';
 
 const { clusters } = testClusters();
 const [c1, c2] = clusters;
@@ -84,6 +84,22 @@ t.test('renamed target, column list, expression and row filter: copy_data, then 
   await sql(a, `BEGIN; TRUNCATE orders; INSERT INTO orders VALUES (1, 'eu', 7, 'x'), (2, 'us', 8, 'x'); COMMIT`);
   await waitShaped(job, 'a', 'b');
   t.equal(await one(b, actualSql), '1|eu|7|210', 'a truncate refills the target through the filter');
+
+  const validated = await cli(['--config', job.configPath, 'validate']);
+  t.equal(validated.code, 0, `validate finds the shaped table as it should be (${validated.stdout}${validated.stderr})`);
+  await sql(b, 'ALTER TABLE archive.orders_copy DROP COLUMN total30');
+  const broken = await cli(['--config', job.configPath, 'validate']);
+  t.match(
+    broken.stdout + broken.stderr,
+    /public\.orders.*lacks column total30 \(shape: -> archive\.orders_copy, columns \(id, region, total\), total30 = \(?total \* 30\)?, where/,
+    'validate names the shape',
+  );
+  const status = await cli(['--config', job.configPath, 'status']);
+  t.match(
+    status.stdout,
+    / {2}table public\.orders: -> archive\.orders_copy, columns \(id, region, total\), total30 = total \* 30, where region = 'eu'\n/,
+    'status names the shape',
+  );
 });
 
 t.test('source and target in one database: another table of the same database', async (t) => {

@@ -85,3 +85,15 @@ export function parseOptionsKey(ref: string): { schema: string; table: string } 
   const parts = splitQualified(ref);
   return parts.length === 1 ? { schema: 'public', table: parts[0]! } : { schema: parts[0]!, table: parts[1]! };
 }
+
+/** A table's options in one line, for status and validate: `public.orders -> archive.copy, columns (a, b), v = v * 2, where v > 0, identity full, fullcopy 0 * * * *`. */
+export function describeOptions(ref: string, o: TableOptions): string {
+  const parts: string[] = [];
+  if (o.target !== undefined) parts.push(`-> ${o.target}`);
+  if (o.columns !== undefined) parts.push(`columns (${o.columns.join(', ')})`);
+  for (const [c, sql] of Object.entries(o.expressions ?? {})) parts.push(`${c} = ${sql}`);
+  if (o.where !== undefined) parts.push(`where ${o.where}`);
+  if (o.identity !== undefined) parts.push(`identity ${o.identity}`);
+  if (o.fullcopy !== undefined) parts.push(`fullcopy ${o.fullcopy}`);
+  return `${ref}: ${parts.join(', ') || 'as it is'}`;
+}
