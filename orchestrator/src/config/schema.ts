@@ -153,7 +153,7 @@ const tableSelection = (groups: RawGroups) =>
       },
       expecting('a map with include/exclude'),
     ),
-    () => ({ include: [], exclude: [], keys: {}, options: {} }),
+    () => ({ include: [], exclude: [], keys: {} }),
   );
 
 /** A size in bytes, written as PostgreSQL's pg_size_bytes reads it (100MB, 1GB, 8kB, 0). */

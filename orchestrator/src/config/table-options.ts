@@ -69,7 +69,7 @@ export type TableOptions = z.output<typeof tableOptions>;
 /** tables.options: schema.table -> its options. */
 export const tableOptionsMap = z
   .record(tableName, tableOptions, expected('a map of table to its options (target, columns, expressions, where, identity, fullcopy)'))
-  .default({});
+  .optional();
 
 /** The options the file gives a table (written as `table` or `schema.table`), if any. */
 export function optionsFor(options: Record<string, TableOptions>, t: { schema: string; table: string }): TableOptions | undefined {

@@ -18,7 +18,7 @@ import type { Logger } from '../util/logger.js';
 export function scheduleFullcopies(cfg: Config, conns: Connections, logger: Logger): { stop(): void | Promise<void> }[] {
   const tasks: { stop(): void | Promise<void> }[] = [];
   for (const sync of Object.values(cfg.syncs)) {
-    for (const [ref, o] of Object.entries(sync.tables.options)) {
+    for (const [ref, o] of Object.entries(sync.tables.options ?? {})) {
       if (o.fullcopy === undefined) continue;
       const t = parseOptionsKey(ref);
       const log = logger.child({ sync: sync.name, table: tableLabel(t) });

@@ -250,6 +250,6 @@ function syncStatus(cfg: Config, sync: SyncConfig, figures: LaneFigures[], meta:
     conflicts: Number(counts?.total ?? 0),
     conflictsLastHour: Number(counts?.last_hour ?? 0),
     lanes,
-    ...(Object.keys(sync.tables.options).length > 0 ? { shapes: Object.entries(sync.tables.options).map(([ref, o]) => describeOptions(ref, o)) } : {}),
+    ...(sync.tables.options ? { shapes: Object.entries(sync.tables.options).map(([ref, o]) => describeOptions(ref, o)) } : {}),
   };
 }

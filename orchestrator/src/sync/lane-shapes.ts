@@ -16,7 +16,7 @@ export interface LaneShapes {
 
 /** The options of a sync's captured tables (fullcopy tables are copied by the clone path, not applied). */
 export function capturedOptions(sync: SyncConfig): [string, TableOptions][] {
-  return Object.entries(sync.tables.options).filter(([, o]) => o.fullcopy === undefined);
+  return Object.entries(sync.tables.options ?? {}).filter(([, o]) => o.fullcopy === undefined);
 }
 
 /**

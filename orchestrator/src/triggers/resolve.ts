@@ -64,7 +64,7 @@ export async function resolveSelection(client: pg.ClientBase, sel: TableSelectio
         `schema ${JSON.stringify(r.schema)} named in tables.include has no tables on ${dbName} (a bare name is a schema; write schema.table for a table)`,
       );
   }
-  for (const ref of Object.keys(sel.options)) {
+  for (const ref of Object.keys(sel.options ?? {})) {
     const t = parseOptionsKey(ref);
     if (!chosen.some((c) => c.schema === t.schema && c.table === t.table))
       problems.push(`table ${tableLabel(t)} named in tables.options is not in the sync's selection on ${dbName}: include it, or remove its options`);
@@ -73,7 +73,7 @@ export async function resolveSelection(client: pg.ClientBase, sel: TableSelectio
   for (const [ref, idx] of Object.entries(sel.keys)) keyIndex.set(tableLabel(parseTableName(ref)), idx);
   const out: ResolvedSelection = { tables: [], fullcopy: [], problems };
   for (const t of chosen) {
-    const o = optionsFor(sel.options, t);
+    const o = optionsFor(sel.options ?? {}, t);
     const name = { schema: t.schema, table: t.table };
     let keyCols: string[] | null = [];
     if (o?.fullcopy === undefined) {
