@@ -89,16 +89,22 @@ export async function matchOnTarget(
         table: tableLabel(s),
       });
     }
-    return {
-      schema: s.schema,
-      table: s.table,
-      relid: s.relid,
-      ...keysOf(s, keys),
-      columns: t.columns,
-      partitioned: s.partitioned,
-      targetPartitioned: t.partitioned,
-    };
+    return metaOf(s, t, keys, t.columns);
   });
+}
+
+/** The TableMeta of source table `s` written into target table `t`'s `columns`. */
+function metaOf(s: TableRow, t: TableRow, keys: Map<number, string[]>, columns: string[], shape?: TableShape): TableMeta {
+  const meta: TableMeta = {
+    schema: s.schema,
+    table: s.table,
+    relid: s.relid,
+    ...keysOf(s, keys),
+    columns,
+    partitioned: s.partitioned,
+    targetPartitioned: t.partitioned,
+  };
+  return shape ? { ...meta, shape } : meta;
 }
 
 function keysOf(s: TableRow, keys: Map<number, string[]>): { keyCols: string[]; keyTypes: string[] } {
@@ -120,14 +126,5 @@ function shapedMeta(s: TableRow, t: TableRow, shape: TableShape, keys: Map<numbe
       { table: tableLabel(s) },
     );
   }
-  return {
-    schema: s.schema,
-    table: s.table,
-    relid: s.relid,
-    ...keysOf(s, keys),
-    columns: shape.written,
-    partitioned: s.partitioned,
-    targetPartitioned: t.partitioned,
-    shape,
-  };
+  return metaOf(s, t, keys, shape.written, shape);
 }
