@@ -34,6 +34,7 @@ export function formatStatus(st: Status, now = Date.now()): string {
       }
       lines.push(line);
     }
+    for (const shape of s.shapes ?? []) lines.push(`  table ${shape}`);
   }
   for (const c of st.clones) {
     lines.push(c.state === 'failed' ? `clone ${c.id}: failed: ${c.error ?? 'no reason recorded'}` : progressLine(c));

@@ -1,6 +1,7 @@
+import { type TableOptions, optionsFor } from '../config/table-options.js';
 import { Connections } from '../db/connections.js';
 import { errorMessage } from '../util/errors.js';
-import { tableLabel } from '../db/ident.js';
+import { type TableName, tableLabel } from '../db/ident.js';
 import type { ApplierRole } from '../sync/applier-session.js';
 import type { Logger } from '../util/logger.js';
 import { lanesInto } from './lane-locks.js';
@@ -15,6 +16,8 @@ export interface ExecuteOptions {
   progressEveryMs?: number;
   /** Mark the receivers' sessions as cascading (the clone's sync has cascade: true). */
   cascade?: boolean;
+  /** The clone's sync's tables.options: tables are copied in their shape (target name, columns, expressions, filter). */
+  options?: Record<string, TableOptions>;
 }
 
 /** How a clone that did not fail ended. */
@@ -56,7 +59,11 @@ export async function executeClone(conns: Connections, job: string, req: CloneRe
     for (const t of req.tables) {
       if (abort.signal.aborted) break;
       const started = Date.now();
-      const format = await copyTable({ conns, job, req, cascade: opts.cascade ?? false, lanes, progress, signal: abort.signal, logger: log, roles }, t);
+      const options = (x: TableName): TableOptions | undefined => optionsFor(opts.options ?? {}, x);
+      const format = await copyTable(
+        { conns, job, req, cascade: opts.cascade ?? false, lanes, progress, signal: abort.signal, logger: log, roles, options },
+        t,
+      );
       const done = progress.all().filter((e) => e.schema === t.schema && e.table === t.table && e.state === 'done');
       log.info({ table: tableLabel(t), rows: Math.max(0, ...done.map((e) => e.rows)), format, ms: Date.now() - started }, 'clone: table copied');
     }

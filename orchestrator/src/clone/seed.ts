@@ -58,7 +58,7 @@ async function seed(conns: Connections, k: LaneKey, pending: TableName[], logger
   logger.info({ clone: req.id, tables: pending.length, copy_data: k.sync.copyData }, 'initial copy (copy_data) started');
   let outcome: CloneOutcome;
   try {
-    outcome = await executeClone(conns, k.job, req, logger, { signal, cascade: k.sync.cascade });
+    outcome = await executeClone(conns, k.job, req, logger, { signal, cascade: k.sync.cascade, options: k.sync.tables.options });
   } catch (err) {
     const msg = errorMessage(err);
     await conns.with(Connections.META, (c) => finishClone(c, req.id, 'failed', msg)).catch(() => {});

@@ -7,6 +7,9 @@ import { type TableName, onlyUnlessPartitioned, quoteIdent, quoteTable, tableLab
 import { type ApplierRole, markApplier } from '../sync/applier-session.js';
 import { PIN_OUTPUT_FORMATS } from '../sync/delta-log.js';
 import { matchOnTarget, sourceTables } from '../sync/table-meta.js';
+import { type TableShape, selectItems, whereFilter } from '../sync/table-shape.js';
+import type { TableOptions } from '../config/table-options.js';
+import { cloneShape } from './clone-shape.js';
 import type { Logger } from '../util/logger.js';
 import { type ColumnTypes, type CopyFormat, chooseFormat, columnTypes } from './copy-format.js';
 import { fanOut } from './fan-out.js';
@@ -28,6 +31,8 @@ export interface TableCopyContext {
   logger: Logger;
   /** Per receiving database: whether it takes session_replication_role = replica. */
   roles: Map<string, ApplierRole>;
+  /** A table's tables.options in the clone's sync (target name, columns, expressions, filter); none: copied as it is. */
+  options?: (t: TableName) => TableOptions | undefined;
 }
 
 interface Side {
@@ -85,6 +90,11 @@ export async function copyTable(ctx: TableCopyContext, t: CloneTable): Promise<C
     for (const db of sourcesOf(req)) {
       sources.push({ db, client: await conns.connect(db) });
     }
+    // Checked on the source, outside its snapshot's read-only transaction (see clone-shape.ts).
+    const options = ctx.options?.(t);
+    const shape: TableShape | undefined = options ? await cloneShape(sources[0]!.client, t, options, sources[0]!.db) : undefined;
+    /** The table on the receivers. */
+    const tgt: TableName = shape?.target ?? t;
     let columns: string[] | null = null;
     let estRows: number | null = null;
     const types: ColumnTypes[] = [];
@@ -104,21 +114,23 @@ export async function copyTable(ctx: TableCopyContext, t: CloneTable): Promise<C
       if (relid === null) throw new CapraError(`table ${label} does not exist on ${s.db}`, { table: label });
       const meta = await sourceTables(s.client, [relid]);
       s.partitioned = meta.get(relid)!.partitioned;
-      columns ??= meta.get(relid)!.columns;
+      columns ??= shape ? shape.written : meta.get(relid)!.columns;
       const est = head.rows[0]!.est;
       if (est !== null && est >= 0) estRows = (estRows ?? 0) + est;
       // Every receiver must have the same columns (the check names what differs).
-      for (const r of receivers) r.partitioned = (await matchOnTarget(r.client, meta, new Map(), r.db))[0]!.targetPartitioned;
+      const shapes = shape ? new Map([[relid, shape]]) : undefined;
+      for (const r of receivers) r.partitioned = (await matchOnTarget(r.client, meta, new Map(), r.db, shapes))[0]!.targetPartitioned;
       types.push(await columnTypes(s.client, t));
     }
-    for (const r of receivers) types.push(await columnTypes(r.client, t));
-    const format = chooseFormat(columns!, types);
+    for (const r of receivers) types.push(await columnTypes(r.client, tgt));
+    // An expression's type is the source's to choose: text is read by the target's column type.
+    const format = shape ? 'text' : chooseFormat(columns!, types);
     const cols = columns!.map(quoteIdent).join(', ');
 
     const active: Receiver[] = [];
     for (const r of receivers) {
       if (req.onlyEmpty) {
-        const has = await r.client.query(`SELECT 1 FROM ${onlyUnlessPartitioned(r.partitioned)}${quoteTable(t)} LIMIT 1`);
+        const has = await r.client.query(`SELECT 1 FROM ${onlyUnlessPartitioned(r.partitioned)}${quoteTable(tgt)} LIMIT 1`);
         if (has.rowCount) {
           await r.client.query('COMMIT');
           ctx.progress.set(t, r.db, { state: 'skipped', note: 'not empty', ended: new Date() });
@@ -129,8 +141,8 @@ export async function copyTable(ctx: TableCopyContext, t: CloneTable): Promise<C
       ctx.progress.set(t, r.db, { state: 'running', started: new Date(), estRows: estRows === null ? null : Math.round(estRows), rows: 0, bytes: 0 });
       // Measured before the table is emptied: its indexes' sizes are what the threshold is about.
       const above = dropAboveOf(req, t);
-      if (above !== null) r.indexes = await dropIndexes(r.client, t, above, ctx.logger.child({ target: r.db }));
-      if (r.truncate) r.freeze = await emptyTable(r, t);
+      if (above !== null) r.indexes = await dropIndexes(r.client, tgt, above, ctx.logger.child({ target: r.db }));
+      if (r.truncate) r.freeze = await emptyTable(r, tgt);
       active.push(r);
     }
 
@@ -139,11 +151,15 @@ export async function copyTable(ctx: TableCopyContext, t: CloneTable): Promise<C
       if (into.length === 0) continue;
       const binary = format === 'binary' ? ' (FORMAT binary)' : '';
       // COPY TO reads a partitioned table only through a query.
-      const what = s.partitioned ? `(SELECT ${cols} FROM ${quoteTable(t)})` : `${quoteTable(t)} (${cols})`;
+      const what = shape
+        ? `(SELECT ${selectItems({ shape }, columns!, 's')} FROM ${onlyUnlessPartitioned(s.partitioned)}${quoteTable(t)} s${whereFilter({ shape })})`
+        : s.partitioned
+          ? `(SELECT ${cols} FROM ${quoteTable(t)})`
+          : `${quoteTable(t)} (${cols})`;
       const out = s.client.query(copyTo(`COPY ${what} TO STDOUT${binary}`));
       const ins = into.map((r) => {
         const options = [...(format === 'binary' ? ['FORMAT binary'] : []), ...(r.freeze ? ['FREEZE'] : [])];
-        return r.client.query(copyFrom(`COPY ${quoteTable(t)} (${cols}) FROM STDIN${options.length > 0 ? ` WITH (${options.join(', ')})` : ''}`));
+        return r.client.query(copyFrom(`COPY ${quoteTable(tgt)} (${cols}) FROM STDIN${options.length > 0 ? ` WITH (${options.join(', ')})` : ''}`));
       });
       const entries = into.map((r) => ctx.progress.entry(t, r.db));
       for (const [i, stream] of ins.entries()) stream.once('error', () => (failedOn ??= into[i]!.db));
@@ -172,7 +188,7 @@ export async function copyTable(ctx: TableCopyContext, t: CloneTable): Promise<C
     for (const r of active) {
       if (r.indexes.length > 0) {
         ctx.progress.set(t, r.db, { note: `rebuilding ${r.indexes.length} index${r.indexes.length === 1 ? '' : 'es'}` });
-        await rebuildIndexes(r.client, t, r.indexes, ctx.logger.child({ target: r.db }));
+        await rebuildIndexes(r.client, tgt, r.indexes, ctx.logger.child({ target: r.db }));
       }
       await r.client.query('COMMIT');
       ctx.progress.set(t, r.db, { state: 'done', ended: new Date(), note: null });
@@ -180,7 +196,7 @@ export async function copyTable(ctx: TableCopyContext, t: CloneTable): Promise<C
     for (const s of sources) await s.client.query('COMMIT');
     // Fresh statistics for the planner; outside the copy's transaction, so it cannot undo it.
     for (const r of active) {
-      await r.client.query(`ANALYZE ${quoteTable(t)}`).catch((err: unknown) => {
+      await r.client.query(`ANALYZE ${quoteTable(tgt)}`).catch((err: unknown) => {
         ctx.logger.warn({ table: label, target: r.db, err: errorMessage(err) }, 'clone: ANALYZE after the copy failed');
       });
     }

@@ -6,6 +6,7 @@ import { SIZE_EXAMPLE, parseSize } from '../util/size.js';
 import { databaseOf, withDatabase } from '../util/url.js';
 import { type RawGroups, expandRefs, groupRef, groupsSchema, members, selectorEntry, unknownGroup } from './groups.js';
 import { byForm, expected, expecting, fixedKeys, isObj, list, orWhenUnset, says, settings, show, text } from './schema-kit.js';
+import { tableOptionsMap } from './table-options.js';
 
 // The config file's one description: its keys, what each may hold, its
 // defaults, and the typed Config the code reads (types.ts names its parts).
@@ -147,6 +148,8 @@ const tableSelection = (groups: RawGroups) =>
         exclude: list(selectorEntry(groups)),
         /** Tables without a primary key: schema.table -> name of a unique index on NOT NULL columns. */
         keys: z.record(z.string(), text, expected('a map of table to unique index name')).default({}),
+        /** Per table: target name, column list, expressions, row filter, whole-row identity, fullcopy (table-options.ts). */
+        options: tableOptionsMap,
       },
       expecting('a map with include/exclude'),
     ),
@@ -227,6 +230,15 @@ function sync(ctx: SchemaContext) {
               seen.add(d);
             }
           }
+        }
+        // Shapes are one-way: multi-master compares and writes back the same rows on every node.
+        if (sources.length > 1) {
+          const shaped = Object.keys(isObj(s.tables) ? (s.tables.options ?? {}) : {});
+          if (shaped.length > 0)
+            return problem(
+              ['tables', 'options', shaped[0]!],
+              'per-table options (target, columns, expressions, where, identity, fullcopy) need a one-way sync (one source); a multi-master sync replicates tables as they are',
+            );
         }
       },
     },

@@ -85,8 +85,9 @@ export class CloneRunner {
     const log = this.logger.child({ clone: req.id });
     log.info({ tables: req.tables.length, dbs: req.dbs }, 'clone started');
     const cascade = req.sync ? (this.cfg.syncs[req.sync]?.cascade ?? false) : false;
+    const options = req.sync ? this.cfg.syncs[req.sync]?.tables.options : undefined;
     try {
-      const outcome = await executeClone(this.conns, this.cfg.name, req, this.logger, { signal: this.abort.signal, cascade });
+      const outcome = await executeClone(this.conns, this.cfg.name, req, this.logger, { signal: this.abort.signal, cascade, options });
       await this.conns.with(Connections.META, (c) => finishClone(c, req.id, outcome, outcome === 'cancelled' ? 'cancelled' : undefined));
       log.info({ outcome }, 'clone ended');
     } catch (err) {

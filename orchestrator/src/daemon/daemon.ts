@@ -8,6 +8,7 @@ import { purgeDeltas } from '../sync/purge.js';
 import type { Logger } from '../util/logger.js';
 import { JobLock } from './job-lock.js';
 import { CloneRunner } from './clone-runner.js';
+import { scheduleFullcopies } from './fullcopy.js';
 import { LaneWorker } from './lane-worker.js';
 import { SwapWorker } from './swap-worker.js';
 import type { Worker } from './worker.js';
@@ -94,6 +95,8 @@ class Generation {
         this.cronTasks.push(cron.schedule(sync.kick.cron, () => wakeAll(syncWorkers), { name: `capra-${this.cfg.name}-${sync.name}` }));
       }
     }
+    // Tables copied whole on a schedule (tables.options fullcopy), through the clone queue.
+    this.cronTasks.push(...scheduleFullcopies(this.cfg, this.conns, this.logger));
     for (const [source, workers] of bySource) {
       if (workers.length === 0) continue;
       const onKick = (): void => {

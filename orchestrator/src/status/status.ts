@@ -1,5 +1,6 @@
 import type { Config, SyncConfig } from '../config/types.js';
 import { pidfilePath } from '../config/types.js';
+import { describeOptions } from '../config/table-options.js';
 import { receiversOf } from '../config/topology.js';
 import { Connections } from '../db/connections.js';
 import { errorNode, isConnectionError } from '../db/errors.js';
@@ -46,6 +47,8 @@ export interface SyncStatus {
   conflicts: number;
   conflictsLastHour: number;
   lanes: LaneStatus[];
+  /** Each table with tables.options, its shape in one line (describeOptions); absent when none has any. */
+  shapes?: string[];
 }
 
 export interface Status {
@@ -247,5 +250,6 @@ function syncStatus(cfg: Config, sync: SyncConfig, figures: LaneFigures[], meta:
     conflicts: Number(counts?.total ?? 0),
     conflictsLastHour: Number(counts?.last_hour ?? 0),
     lanes,
+    ...(sync.tables.options ? { shapes: Object.entries(sync.tables.options).map(([ref, o]) => describeOptions(ref, o)) } : {}),
   };
 }

@@ -6,6 +6,7 @@ import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { onlyUnlessPartitioned, quoteIdent, quoteLiteral, quoteTable } from '../db/ident.js';
 import { batchChanges } from './delta-log.js';
 import type { TableMeta } from './table-meta.js';
+import { amongKeys, andFilter, identityMatch, selectItems, targetTable, whereFilter } from './table-shape.js';
 
 /**
  * Applying one table of a batch (see startBatch in delta-log.ts) to a
@@ -132,8 +133,9 @@ export const INDEX_LOOKUP_KEYS = 5_000;
  */
 export const INDEX_LOOKUP_SHARE = 0.25;
 
-/** Whether `n` keys of `t` are looked up by its key index (see INDEX_LOOKUP_SHARE). */
+/** Whether `n` keys of `t` are looked up by its key index (see INDEX_LOOKUP_SHARE); a whole-row identity has none, and is left its hash joins. */
 export function useKeyIndex(t: TableMeta, n: number): boolean {
+  if (t.shape?.fullRow) return false;
   return n <= INDEX_LOOKUP_KEYS || n <= t.estimatedRows * INDEX_LOOKUP_SHARE;
 }
 
@@ -168,7 +170,7 @@ export async function applyKeys(
   phases?: ApplyPhases,
 ): Promise<number> {
   const keyList = t.keyCols.map(quoteIdent).join(', ');
-  const match = keyMatch(t.keyCols, 't', 'k');
+  const match = identityMatch(t, 't', 'k');
   // Each key as an object by column name (a bare row reference would name a key column called like the alias).
   const asObject = `json_build_object(${t.keyCols.map((k) => `${quoteLiteral(k)}, q.${quoteIdent(k)}`).join(', ')})`;
   const few = await timed(phases, 'keyScan', () =>
@@ -181,29 +183,27 @@ export async function applyKeys(
   let indexed = useKeyIndex(t, n);
   if (n <= INDEX_LOOKUP_KEYS) {
     await timed(phases, 'targetDelete', () =>
-      byIndex(target, true, () =>
-        target.query(`DELETE FROM ${quoteTable(t)} t USING jsonb_to_recordset($1::jsonb) AS k(${keyDefs(t)}) WHERE ${match}`, [keys]),
+      byIndex(target, indexed, () =>
+        target.query(`DELETE FROM ${targetTable(t)} t USING jsonb_to_recordset($1::jsonb) AS k(${keyDefs(t)}) WHERE ${match}`, [keys]),
       ),
     );
   } else {
     const temp = quoteIdent(tempName);
     // The keys' trip into the target's temp table is part of the key scan.
     const all = await timed(phases, 'keyScan', async () => {
-      await target.query(`CREATE TEMP TABLE ${temp} ON COMMIT DROP AS SELECT ${keyList} FROM ${quoteTable(t)} WITH NO DATA`);
+      await target.query(`CREATE TEMP TABLE ${temp} ON COMMIT DROP AS SELECT ${keyList} FROM ${targetTable(t)} WITH NO DATA`);
       return copyBetween(source, target, keysQuery(t, except), `COPY ${temp} (${keyList}) FROM STDIN`);
     });
     indexed = useKeyIndex(t, all);
-    await timed(phases, 'targetDelete', () => byIndex(target, indexed, () => target.query(`DELETE FROM ${quoteTable(t)} t USING ${temp} k WHERE ${match}`)));
+    await timed(phases, 'targetDelete', () => byIndex(target, indexed, () => target.query(`DELETE FROM ${targetTable(t)} t USING ${temp} k WHERE ${match}`)));
   }
   const cols = t.columns.map(quoteIdent).join(', ');
-  const srcCols = t.columns.map((c) => `s.${quoteIdent(c)}`).join(', ');
-  const keyTuple = t.keyCols.map((k) => `s.${quoteIdent(k)}`).join(', ');
   return byIndex(source, indexed, () =>
     copyBetween(
       source,
       target,
-      `SELECT ${srcCols} FROM ${onlyUnlessPartitioned(t.partitioned)}${quoteTable(t)} s WHERE (${keyTuple}) IN (${keysQuery(t, except)})`,
-      `COPY ${quoteTable(t)} (${cols}) FROM STDIN`,
+      `SELECT ${selectItems(t, t.columns, 's')} FROM ${onlyUnlessPartitioned(t.partitioned)}${quoteTable(t)} s WHERE ${amongKeys(t, keysQuery(t, except))}${andFilter(t)}`,
+      `COPY ${targetTable(t)} (${cols}) FROM STDIN`,
       phases,
     ),
   );
@@ -217,12 +217,12 @@ export async function applyKeys(
  */
 export async function applyTruncate(source: pg.ClientBase, target: pg.ClientBase, t: TableMeta, phases?: ApplyPhases): Promise<number> {
   const cols = t.columns.map(quoteIdent).join(', ');
-  await timed(phases, 'targetDelete', () => target.query(`TRUNCATE ${onlyUnlessPartitioned(t.targetPartitioned)}${quoteTable(t)}`));
+  await timed(phases, 'targetDelete', () => target.query(`TRUNCATE ${onlyUnlessPartitioned(t.targetPartitioned)}${targetTable(t)}`));
   return copyBetween(
     source,
     target,
-    `SELECT ${cols} FROM ${onlyUnlessPartitioned(t.partitioned)}${quoteTable(t)}`,
-    `COPY ${quoteTable(t)} (${cols}) FROM STDIN`,
+    `SELECT ${selectItems(t, t.columns, 's')} FROM ${onlyUnlessPartitioned(t.partitioned)}${quoteTable(t)} s${whereFilter(t)}`,
+    `COPY ${targetTable(t)} (${cols}) FROM STDIN`,
     phases,
   );
 }

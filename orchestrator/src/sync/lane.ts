@@ -19,6 +19,7 @@ import {
   startBatch,
   storePosition,
 } from './delta-log.js';
+import { type LaneShapes, laneShapes } from './lane-shapes.js';
 import { batchEnd, formatSnapshot, parseSnapshot } from './snapshot.js';
 import { matchOnTarget, sourceTables } from './table-meta.js';
 
@@ -65,6 +66,8 @@ export interface LaneState extends ApplierRole, BatchGrowth {
   seededRelids?: Set<number>;
   /** When the position was last advanced over a stretch with nothing to apply. */
   idleAdvancedAt?: number;
+  /** The sync's tables.options, checked on the source (lane-shapes.ts). */
+  shapes?: LaneShapes;
 }
 
 const IDLE_ADVANCE_MS = 5_000;
@@ -89,6 +92,8 @@ export async function runLane(conns: Connections, k: LaneKey, batchRows: number,
       return r;
     } catch (err) {
       sourceErr = targetErr = err as Error;
+      // A table dropped and made again has another relid: check the shapes anew.
+      state.shapes = undefined;
       throw err;
     } finally {
       source.release(sourceErr);
@@ -103,6 +108,7 @@ async function runWith(source: pg.ClientBase, target: pg.ClientBase, k: LaneKey,
   const phases = noPhases();
   const lane = laneRef(k);
   const known = await appliedPosition(target, lane);
+  state.shapes = await laneShapes(source, k.sync, k.source, state.shapes);
   await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   try {
     const oldText = known ?? (await startPosition(source, k));
@@ -151,7 +157,7 @@ async function runWith(source: pg.ClientBase, target: pg.ClientBase, k: LaneKey,
         throw new CapraError(
           `sync ${k.sync.name}: another run applied ${k.source}'s changes to ${k.target} meanwhile (a second daemon of this job?); this run was dropped and will be retried`,
         );
-      const metas = await matchOnTarget(target, new Map(live.map((r) => [r.relid, srcMeta.get(r.relid)!])), keys, k.target);
+      const metas = await matchOnTarget(target, new Map(live.map((r) => [r.relid, srcMeta.get(r.relid)!])), keys, k.target, state.shapes.byRelid);
       let rows = 0;
       for (const [i, t] of metas.entries()) {
         const truncated = live.find((r) => r.relid === t.relid)!.truncated;

@@ -8,7 +8,7 @@ import { publishTables } from './publish-tables.js';
 import type { Logger } from '../util/logger.js';
 import { forgetSync, registerConsumers, trackTable, trackedTables, untrackTable } from './consumers.js';
 import { type CaptureMode, type DdlOptions, addCaptureTriggers, defaultCaptureMode, defaultDdlOptions, dropCaptureTriggers } from './ddl.js';
-import { type TrackedTable, checkTableOn, resolveTables } from './resolve.js';
+import { type TrackedTable, resolveSelection, tableProblemsOn } from './resolve.js';
 
 export type TriggerProgress = (event: { node: string; table: string; action: 'added' | 'dropped' | 'waiting'; attempt?: number }) => void;
 
@@ -21,7 +21,10 @@ async function requireInstalled(conns: Connections, db: string): Promise<void> {
  * `capra add-triggers` for one sync: resolves its tables on the first source,
  * checks them on every other node, registers a consumer per receiving node on
  * each source and puts the capture triggers on. Tables that left the
- * selection since the last run are taken off. Returns the tables.
+ * selection since the last run are taken off. Every table is checked before
+ * anything is changed, and every problem found is reported at once. Returns
+ * the captured tables (fullcopy tables are published for the clone path,
+ * not captured).
  */
 export async function addTriggers(
   cfg: Config,
@@ -32,14 +35,16 @@ export async function addTriggers(
 ): Promise<TrackedTable[]> {
   for (const db of syncNodes(sync)) await requireInstalled(conns, db);
   const first = sync.sources[0]!;
-  const tables = await conns.with(first, (c) => resolveTables(c, sync.tables, first));
-  if (tables.length === 0) throw new CapraError(`sync ${sync.name}: the table selection matches no table on ${first}`);
+  const { tables, fullcopy, problems } = await conns.with(first, (c) => resolveSelection(c, sync.tables, first, sync.sources.length > 1));
+  if (problems.length === 0 && tables.length + fullcopy.length === 0)
+    throw new CapraError(`sync ${sync.name}: the table selection matches no table on ${first}`);
   for (const db of syncNodes(sync)) {
     if (db === first) continue;
     await conns.with(db, async (c) => {
-      for (const t of tables) await checkTableOn(c, t, db);
+      for (const t of [...tables, ...fullcopy]) problems.push(...(await tableProblemsOn(c, t, db)));
     });
   }
+  if (problems.length > 0) throw new CapraError(problems.join('; '));
   const ddl: DdlOptions = { ...defaultDdlOptions, ...opts.ddl };
   for (const source of sync.sources) {
     await conns.with(source, async (c) => {
@@ -64,7 +69,7 @@ export async function addTriggers(
       }
     });
   }
-  await conns.with(Connections.META, (c) => publishTables(c, sync.name, tables));
+  await conns.with(Connections.META, (c) => publishTables(c, sync.name, [...tables, ...fullcopy]));
   logger.info({ sync: sync.name, tables: tables.length }, 'capture triggers in place');
   return tables;
 }

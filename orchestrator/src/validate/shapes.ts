@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { quoteTable, tableLabel } from '../db/ident.js';
+import { describeShape } from '../sync/table-shape.js';
 import type { TrackedTable } from '../triggers/resolve.js';
 import type { Problem } from './report.js';
 
@@ -11,18 +12,26 @@ import type { Problem } from './report.js';
  * and here also of the same types, since COPY's text of one type may not
  * read as another (or, worse, read as something else). None of this can be
  * fixed by capra: the operator alters the tables.
+ *
+ * A table with tables.options (a shape) is looked for on the targets under
+ * its target name, and there needs only the columns its shape writes, each
+ * replicated one of the source's type.
  */
 type Shape = Map<string, string>;
 
-/** Every written column of each table, with its type as format_type writes it; absent tables are left out. */
-export async function tableShapes(c: pg.ClientBase, tables: TrackedTable[]): Promise<Map<string, Shape>> {
+/**
+ * Every written column of each table, with its type as format_type writes
+ * it, by the table's (source) name; absent tables are left out. On a target
+ * (`onTarget`), a shaped table is read under its target name.
+ */
+export async function tableShapes(c: pg.ClientBase, tables: TrackedTable[], onTarget = false): Promise<Map<string, Shape>> {
   const { rows } = await c.query<{ name: string; col: string; type: string }>(
     `SELECT u.name, a.attname AS col, format_type(a.atttypid, a.atttypmod) AS type
-       FROM unnest($1::text[]) AS u(name)
-       JOIN pg_attribute a ON a.attrelid = to_regclass(u.name)
+       FROM unnest($1::text[], $2::text[]) AS u(name, here)
+       JOIN pg_attribute a ON a.attrelid = to_regclass(u.here)
       WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
       ORDER BY u.name, a.attnum`,
-    [tables.map(quoteTable)],
+    [tables.map(quoteTable), tables.map((t) => quoteTable((onTarget && t.shape?.target) || t))],
   );
   const out = new Map<string, Shape>();
   for (const r of rows) {
@@ -47,8 +56,20 @@ export function shapeProblems(
     if (!want) continue;
     const have = shapes.get(quoteTable(t));
     const at = { node, sync, table: tableLabel(t) };
+    const shaped = t.shape ? ` (shape: ${describeShape(t.shape, tableLabel)})` : '';
     if (!have) {
-      out.push({ ...at, what: `the table does not exist here (it does on ${ref.node}): create it` });
+      out.push({ ...at, what: `the table does not exist here${shaped} (it does on ${ref.node}): create it` });
+      continue;
+    }
+    if (t.shape) {
+      const s = t.shape;
+      const diffs = s.written.filter((c) => !have.has(c)).map((c) => `lacks column ${c}`);
+      for (const c of s.written) {
+        const type = want.get(c);
+        if (!(c in s.expressions) && type !== undefined && have.has(c) && have.get(c) !== type)
+          diffs.push(`column ${c} is ${have.get(c)}, ${type} on ${ref.node}`);
+      }
+      if (diffs.length > 0) out.push({ ...at, what: `${diffs.join('; ')}${shaped}: alter the table to match` });
       continue;
     }
     const diffs: string[] = [];

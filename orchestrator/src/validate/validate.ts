@@ -84,7 +84,7 @@ async function checkSync(cfg: Config, conns: Connections, sync: SyncConfig, bad:
   for (const node of sync.sources) {
     if (bad.has(node)) continue;
     try {
-      resolved.set(node, await conns.with(node, (c) => resolveTables(c, sync.tables, node)));
+      resolved.set(node, await conns.with(node, (c) => resolveTables(c, sync.tables, node, sync.sources.length > 1)));
     } catch (err) {
       out.push({ problem: { node, sync: sync.name, what: errorMessage(err) } });
     }
@@ -95,7 +95,7 @@ async function checkSync(cfg: Config, conns: Connections, sync: SyncConfig, bad:
   const refShapes = await conns.with(first, (c) => tableShapes(c, tables));
   for (const node of syncNodes(sync)) {
     if (node === first || bad.has(node)) continue;
-    const shapes = await conns.with(node, (c) => tableShapes(c, tables));
+    const shapes = await conns.with(node, (c) => tableShapes(c, tables, sync.targets.includes(node)));
     const found = shapeProblems(sync.name, { node: first, shapes: refShapes }, node, shapes, tables);
     const keys = resolved.get(node);
     if (keys) found.push(...keyProblems(sync.name, { node: first, tables }, node, keys));
