@@ -1,0 +1,180 @@
+// `npm run bench:capture [-- --quick]`: what the capture trigger costs the
+// writers, and what each way of capturing would cost instead (issue 13's
+// candidates), on one durable server with pgbench's TPC-B-like transaction.
+// Every candidate gets its own database cloned from one pgbench template;
+// the rounds are interleaved (each round runs every candidate once, in a
+// rotated order) and each figure is the median TPS over the rounds, as a
+// share of the median of the database without triggers. The server and
+// pgbench are pinned to the writer side's cores (bench/pinning.ts) where the
+// machine allows, so the figure is what writers pay, not what a neighbour
+// took. No daemon runs: this is capture only.
+import { mkdtemp, mkdir, writeFile } from 'node:fs/promises';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { embeddedBinDir, startCluster } from '../orchestrator/src/embedded/cluster.js';
+import { install } from '../orchestrator/src/install/install.js';
+import { parseConfigText } from '../orchestrator/src/config/load.js';
+import { Connections } from '../orchestrator/src/db/connections.js';
+import { addTriggers } from '../orchestrator/src/triggers/sync-triggers.js';
+import { silentLogger } from '../orchestrator/src/util/logger.js';
+import { packageRoot } from '../orchestrator/src/util/paths.js';
+import { findPgbench, pgbenchInit, pgbenchTps } from './pgbench.js';
+import { cpuSplit, pinServer, postmasterPid } from './pinning.js';
+
+const quick = process.argv.includes('--quick');
+const opts = quick ? { scale: 1, seconds: 5, rounds: 3, clients: 4 } : { scale: 10, seconds: 20, rounds: 5, clients: 4 };
+const SERVER_SETTINGS = { fsync: 'on', synchronous_commit: 'on', full_page_writes: 'on', shared_buffers: '1GB', max_wal_size: '4GB' };
+const TABLES = ['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history'];
+
+async function exec(url: string, ...statements: string[]): Promise<pg.QueryResultRow[]> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    let rows: pg.QueryResultRow[] = [];
+    for (const s of statements) rows = (await c.query(s)).rows;
+    return rows;
+  } finally {
+    await c.end();
+  }
+}
+
+/** Capra's capture on `db` (row or statement mode), with an empty target database beside it for the sync. */
+async function capra(url: (db: string) => string, db: string, workDir: string, mode: 'row' | 'statement' = 'row'): Promise<void> {
+  const cfg = parseConfigText(
+    [
+      `name: ${db}`,
+      'databases:',
+      `  a: ${url(db)}`,
+      `  b: ${url(`${db}_t`)}`,
+      'syncs:',
+      `  s: { sources: [a], targets: [b], tables: { include: [${TABLES.map((t) => `public.${t}`).join(', ')}] } }`,
+      `run_dir: ${JSON.stringify(workDir)}`,
+      `log_dir: ${JSON.stringify(workDir)}`,
+    ].join('\n'),
+    path.join(workDir, `${db}.yml`),
+  );
+  await install(cfg, silentLogger);
+  const conns = new Connections(cfg, 'capra-cli', silentLogger);
+  try {
+    await addTriggers(cfg, cfg.syncs.s!, conns, silentLogger, { mode });
+  } finally {
+    await conns.close();
+  }
+}
+
+/** Rewrites each generated capture function of `db` with `edit` (its CREATE OR REPLACE text in, the new text out). */
+async function editCapture(url: string, edit: (def: string, relid: number) => string): Promise<void> {
+  const fns = await exec(
+    url,
+    `SELECT pg_get_functiondef(p.oid) AS def, substr(p.proname, 9)::int AS relid FROM pg_proc p
+      WHERE p.pronamespace = 'repl'::regnamespace AND p.proname ~ '^capture_[0-9]+$'`,
+  );
+  for (const f of fns) await exec(url, edit(f.def as string, f.relid as number));
+}
+
+/** How each candidate is made on its (fresh, pgbench-filled) database. */
+const candidates: Record<string, (url: (db: string) => string, db: string, dir: string) => Promise<void>> = {
+  'no triggers (control)': async () => {},
+  'floor: a row trigger inserting a constant row': async (url, db) => {
+    await exec(
+      url(db),
+      'CREATE TABLE floor_log (x int)',
+      'CREATE FUNCTION floor_row() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN INSERT INTO floor_log VALUES (1); RETURN NULL; END$$',
+      ...TABLES.map((t) => `CREATE TRIGGER floor AFTER INSERT OR UPDATE OR DELETE ON ${t} FOR EACH ROW EXECUTE FUNCTION floor_row()`),
+    );
+  },
+  'Capra as shipped (row triggers, jsonb key, btree on txid, kick)': (url, db, dir) => capra(url, db, dir),
+  'Capra without the kick trigger': async (url, db, dir) => {
+    await capra(url, db, dir);
+    await exec(url(db), ...TABLES.map((t) => `ALTER TABLE ${t} DISABLE TRIGGER capra_kick`));
+  },
+  'Capra, delta without an index': async (url, db, dir) => {
+    await capra(url, db, dir);
+    await exec(url(db), 'DROP INDEX repl.delta_txid_idx');
+  },
+  // xid8 has no BRIN operator class; the change's clock, which grows with it, stands in.
+  'Capra, BRIN on the change time instead of btree on txid': async (url, db, dir) => {
+    await capra(url, db, dir);
+    await exec(url(db), 'DROP INDEX repl.delta_txid_idx', 'CREATE INDEX delta_at_brin ON repl.delta USING brin (at)');
+  },
+  'Capra, key as text': async (url, db, dir) => {
+    await capra(url, db, dir);
+    await exec(url(db), 'ALTER TABLE repl.delta ADD COLUMN pkt text');
+    await editCapture(url(db), (def) =>
+      def.replace(
+        /\(relid, op, pk, origin\) VALUES \((\d+), '(.)', jsonb_build_object\('[^']+', (NEW|OLD)\.([\w"]+)\), v_origin\)/g,
+        "(relid, op, pkt, origin) VALUES ($1, '$2', ($3.$4)::text, v_origin)",
+      ),
+    );
+  },
+  'Capra, one delta table per table': async (url, db, dir) => {
+    await capra(url, db, dir);
+    const rels = await exec(url(db), `SELECT DISTINCT relid::int AS relid FROM repl.consumer_table`);
+    for (const r of rels) await exec(url(db), `CREATE TABLE repl.delta_${r.relid} (LIKE repl.delta INCLUDING ALL)`);
+    await editCapture(url(db), (def, relid) => def.replaceAll('INSERT INTO repl.delta ', `INSERT INTO repl.delta_${relid} `));
+  },
+  'Capra, statement triggers (transition tables)': (url, db, dir) => capra(url, db, dir, 'statement'),
+};
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+async function main(): Promise<void> {
+  const pgbench = findPgbench();
+  if (!pgbench) throw new Error('pgbench not found: set PG_BIN, or apt-get install postgresql-15 (bench/README.md)');
+  const dir = await mkdtemp(path.join(tmpdir(), 'capra-capture-'));
+  const c = await startCluster({ binDir: process.env.PG_BIN ?? embeddedBinDir(), dataDir: path.join(dir, 'a'), settings: SERVER_SETTINGS });
+  try {
+    const split = await cpuSplit();
+    const pinned = 'missing' in split ? null : split;
+    if (pinned) await pinServer(await postmasterPid(path.join(dir, 'a')), pinned.writer);
+    const where = pinned ? `server and pgbench pinned to CPU ${pinned.writer}` : `unpinned (${'missing' in split ? split.missing : ''})`;
+    console.log(
+      `capture candidates: PostgreSQL ${c.major}, fsync on, pgbench scale ${opts.scale}, ${opts.clients} clients, ${opts.seconds} s x ${opts.rounds} rounds, ${where}`,
+    );
+    const admin = c.url('postgres');
+    await exec(admin, 'CREATE DATABASE cand_template');
+    await pgbenchInit(pgbench, c.url('cand_template'), opts.scale);
+    await exec(c.url('cand_template'), 'ALTER TABLE pgbench_history ADD COLUMN hid bigserial PRIMARY KEY');
+    const names = Object.keys(candidates);
+    const dbs = names.map((_, i) => `cand_${i}`);
+    for (const [i, name] of names.entries()) {
+      await exec(admin, `CREATE DATABASE ${dbs[i]} TEMPLATE cand_template`, `CREATE DATABASE ${dbs[i]}_t TEMPLATE cand_template`);
+      await candidates[name]!((db) => c.url(db), dbs[i]!, dir);
+      await exec(c.url(dbs[i]!), 'VACUUM ANALYZE');
+    }
+    const tps: number[][] = names.map(() => []);
+    for (let round = 0; round < opts.rounds; round++) {
+      for (let k = 0; k < names.length; k++) {
+        const i = (k + round) % names.length;
+        const url = c.url(dbs[i]!);
+        // Each run from the same start: an empty log, nothing left for autovacuum, a fresh checkpoint.
+        await exec(url, `DO $$BEGIN IF to_regclass('repl.delta') IS NOT NULL THEN TRUNCATE repl.delta; END IF; END$$`, 'VACUUM', 'CHECKPOINT');
+        const r = await pgbenchTps(pgbench, { url, clients: opts.clients, seconds: opts.seconds, scriptDir: dir, cpus: pinned?.writer });
+        tps[i]!.push(r);
+        process.stdout.write(`  round ${round + 1}: ${names[i]}: ${r.toFixed(0)} TPS\n`);
+      }
+    }
+    const control = median(tps[0]!);
+    const rows = names.map((name, i) => ({ candidate: name, tps: tps[i]!, median: median(tps[i]!), share: median(tps[i]!) / control }));
+    console.log(`\n${'candidate'.padEnd(66)} ${'TPS (median)'.padStart(12)} ${'share'.padStart(6)}`);
+    for (const r of rows) console.log(`${r.candidate.padEnd(66)} ${r.median.toFixed(0).padStart(12)} ${r.share.toFixed(2).padStart(6)}`);
+    const out = path.join(packageRoot(), 'bench', 'results');
+    await mkdir(out, { recursive: true });
+    const file = path.join(out, `${new Date().toISOString().replace(/[:.]/g, '-')}-capture${quick ? '-quick' : ''}.json`);
+    const machine = `${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB`;
+    await writeFile(file, JSON.stringify({ date: new Date().toISOString(), quick, machine, postgres: c.major, opts, pinning: pinned, rows }, null, 2));
+    console.log(`\nwritten: ${path.relative(process.cwd(), file)}`);
+  } finally {
+    await c.stop();
+  }
+}
+
+main().catch((err) => {
+  console.error(`bench:capture: ${err instanceof Error ? err.message : String(err)}`);
+  process.exitCode = 1;
+});
