@@ -21,8 +21,7 @@ const schema = `
 `;
 
 /** Writes on `url` in a transaction the capture trigger skips (an applier's mark): drift behind the sync's back. */
-const behind = (url: string, text: string): Promise<unknown> =>
-  sql(url, `BEGIN; SELECT set_config('capra.origin', 'drift', true); ${text}; COMMIT`);
+const behind = (url: string, text: string): Promise<unknown> => sql(url, `BEGIN; SELECT set_config('capra.origin', 'drift', true); ${text}; COMMIT`);
 
 const uuid = (n: number): string => `00000000-0000-0000-0000-${String(n).padStart(12, '0')}`;
 
@@ -59,19 +58,32 @@ t.test('one-way: drift found key by key under live writes, repaired, then none',
   await sql(a, `INSERT INTO items SELECT g, 'item ' || g, g, CASE WHEN g = 5 THEN repeat('x', 300000) END FROM generate_series(1, 20000) g`);
   await sql(a, `UPDATE items SET name = NULL WHERE id = 4`);
   await sql(a, `INSERT INTO pairs SELECT g % 500, chr(120 + g % 3), 'v' || g FROM generate_series(1, 1500) g ON CONFLICT DO NOTHING`);
-  await sql(a, `INSERT INTO docs SELECT ('00000000-0000-0000-0000-' || lpad(g::text, 12, '0'))::uuid, 't' || g, decode(md5(g::text), 'hex') FROM generate_series(1, 3000) g`);
+  await sql(
+    a,
+    `INSERT INTO docs SELECT ('00000000-0000-0000-0000-' || lpad(g::text, 12, '0'))::uuid, 't' || g, decode(md5(g::text), 'hex') FROM generate_series(1, 3000) g`,
+  );
   for (const table of ['items', 'pairs', 'docs']) await waitSame(job, table, ['a', 'b']);
 
   const conns = new Connections(job.cfg, 'capra-cli', silentLogger);
   t.teardown(() => conns.close());
   const sync = job.cfg.syncs.s!;
-  t.same(found(await compareSync(conns, job.name, sync, {}, silentLogger)), { 'public.docs': [], 'public.items': [], 'public.pairs': [] }, 'in step: nothing differs');
+  t.same(
+    found(await compareSync(conns, job.name, sync, {}, silentLogger)),
+    { 'public.docs': [], 'public.items': [], 'public.pairs': [] },
+    'in step: nothing differs',
+  );
 
   await behind(b, `DELETE FROM items WHERE id = 2; INSERT INTO items VALUES (100001, 'extra', 1, NULL); UPDATE items SET qty = -1 WHERE id = 3`);
   await behind(b, `UPDATE items SET name = '' WHERE id = 4`); // NULL on a, '' on b
   await behind(b, `UPDATE items SET body = repeat('x', 299999) || 'y' WHERE id = 5`); // only the end of a large value differs
-  await behind(b, `DELETE FROM pairs WHERE a = 1 AND b = 'y'; INSERT INTO pairs VALUES (9999, 'z', 'extra'); UPDATE pairs SET v = 'changed' WHERE a = 7 AND b = 'x'`);
-  await behind(b, `DELETE FROM docs WHERE id = '${uuid(1)}'; INSERT INTO docs VALUES ('${uuid(99999)}', 'extra', NULL); UPDATE docs SET blob = blob || '\\x00' WHERE id = '${uuid(4)}'`);
+  await behind(
+    b,
+    `DELETE FROM pairs WHERE a = 1 AND b = 'y'; INSERT INTO pairs VALUES (9999, 'z', 'extra'); UPDATE pairs SET v = 'changed' WHERE a = 7 AND b = 'x'`,
+  );
+  await behind(
+    b,
+    `DELETE FROM docs WHERE id = '${uuid(1)}'; INSERT INTO docs VALUES ('${uuid(99999)}', 'extra', NULL); UPDATE docs SET blob = blob || '\\x00' WHERE id = '${uuid(4)}'`,
+  );
 
   // A writer keeps changing other keys on the source while the daemon applies them.
   let writing = true;

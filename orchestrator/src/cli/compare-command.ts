@@ -26,7 +26,13 @@ function progressBar(stream: NodeJS.WriteStream): { show?: (p: Parameters<typeof
 }
 
 /** `capra compare`: one line per table and database; exit 1 when any differ. */
-export async function compareCommand(cfg: Config, syncs: SyncConfig[], opts: CompareCommandOptions, out: (line: string) => void, logger: Logger): Promise<number> {
+export async function compareCommand(
+  cfg: Config,
+  syncs: SyncConfig[],
+  opts: CompareCommandOptions,
+  out: (line: string) => void,
+  logger: Logger,
+): Promise<number> {
   const conns = new Connections(cfg, 'capra-cli', logger);
   const bar = progressBar(process.stderr);
   try {
@@ -53,12 +59,21 @@ function formatRepair(r: RepairReport): string[] {
   }
   if (r.actions.length === 0) lines.push('repair: nothing to do, the databases agree');
   else if (r.dryRun) lines.push(`repair: dry run, ${r.actions.length} action(s), nothing changed`);
-  else lines.push(`repair: ${r.actions.length - r.skipped} key(s) repaired, ${r.rows} row(s) written${r.skipped ? `, ${r.skipped} left to the sync (changed meanwhile)` : ''}`);
+  else
+    lines.push(
+      `repair: ${r.actions.length - r.skipped} key(s) repaired, ${r.rows} row(s) written${r.skipped ? `, ${r.skipped} left to the sync (changed meanwhile)` : ''}`,
+    );
   return lines;
 }
 
 /** `capra repair`: compare, then make the databases agree; --dry-run only says what it would do. */
-export async function repairCommand(cfg: Config, syncs: SyncConfig[], opts: { tables?: string[]; dryRun: boolean; json: boolean }, out: (line: string) => void, logger: Logger): Promise<number> {
+export async function repairCommand(
+  cfg: Config,
+  syncs: SyncConfig[],
+  opts: { tables?: string[]; dryRun: boolean; json: boolean },
+  out: (line: string) => void,
+  logger: Logger,
+): Promise<number> {
   const conns = new Connections(cfg, 'capra-cli', logger);
   try {
     for (const sync of syncs) {

@@ -139,9 +139,21 @@ async function run(args: Args): Promise<number> {
     case 'resume':
       return pauseCommand(cfg, selectedSyncs(cfg, args), command === 'pause', out, cliLogger(cfg, args));
     case 'compare':
-      return compareCommand(cfg, selectedSyncs(cfg, args), { tables: args.compareTables, nodes: args.compareNodes, json: args.json }, out, cliLogger(cfg, args));
+      return compareCommand(
+        cfg,
+        selectedSyncs(cfg, args),
+        { tables: args.compareTables, nodes: args.compareNodes, json: args.json },
+        out,
+        cliLogger(cfg, args),
+      );
     case 'repair':
-      return repairCommand(cfg, selectedSyncs(cfg, args), { tables: args.compareTables, dryRun: args.dryRun === true, json: args.json }, out, cliLogger(cfg, args));
+      return repairCommand(
+        cfg,
+        selectedSyncs(cfg, args),
+        { tables: args.compareTables, dryRun: args.dryRun === true, json: args.json },
+        out,
+        cliLogger(cfg, args),
+      );
     case 'status': {
       const st = await collectStatus(cfg, cliLogger(cfg, args), args.maxLag === undefined ? {} : { maxLagSeconds: args.maxLag });
       out(args.json ? JSON.stringify(st, null, 2) : formatStatus(st));

@@ -51,16 +51,17 @@ export function comparedNodes(sync: SyncConfig, wanted: string[] = []): { refere
 export async function syncTables(conns: Connections, job: string, sync: SyncConfig, nodes: string[], only: string[] = []): Promise<Map<string, TableMeta>[]> {
   const origin = sync.sources[0]!;
   const { rows: tracked, keys } = await conns.with(origin, async (c) => {
-    const r = await c.query<{ relid: number; key_cols: string[] }>('SELECT relid::int AS relid, key_cols FROM repl.consumer_table WHERE job = $1 AND sync = $2', [
-      job,
-      sync.name,
-    ]);
+    const r = await c.query<{ relid: number; key_cols: string[] }>(
+      'SELECT relid::int AS relid, key_cols FROM repl.consumer_table WHERE job = $1 AND sync = $2',
+      [job, sync.name],
+    );
     return { rows: await sourceTables(c, [...new Set(r.rows.map((x) => x.relid))]), keys: new Map(r.rows.map((x) => [x.relid, x.key_cols])) };
   });
   const wanted = only.map((t) => tableLabel(parseTableName(t)));
   const chosen = new Map([...tracked].filter(([, t]) => wanted.length === 0 || wanted.includes(tableLabel(t))));
   for (const w of wanted) {
-    if (![...chosen.values()].some((t) => tableLabel(t) === w)) throw new CapraError(`sync ${sync.name} does not replicate table ${w} (run capra add-triggers?)`);
+    if (![...chosen.values()].some((t) => tableLabel(t) === w))
+      throw new CapraError(`sync ${sync.name} does not replicate table ${w} (run capra add-triggers?)`);
   }
   const perTable = new Map<number, Map<string, TableMeta>>([...chosen.keys()].map((relid) => [relid, new Map()]));
   for (const node of nodes) {

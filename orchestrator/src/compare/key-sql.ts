@@ -83,7 +83,10 @@ export async function keyAfter(c: pg.ClientBase, t: TableMeta, lo: Key | null, o
   const params: unknown[] = [];
   const where = inRange(t, { lo, hi: null }, params);
   params.push(offset);
-  const q = await c.query<{ k: Key }>(`SELECT ${keyArray(t)} AS k FROM ${from(t)} WHERE ${where} ORDER BY ${keyList(t)} OFFSET $${params.length} LIMIT 1`, params);
+  const q = await c.query<{ k: Key }>(
+    `SELECT ${keyArray(t)} AS k FROM ${from(t)} WHERE ${where} ORDER BY ${keyList(t)} OFFSET $${params.length} LIMIT 1`,
+    params,
+  );
   return q.rows[0]?.k ?? null;
 }
 

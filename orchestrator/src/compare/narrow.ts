@@ -27,7 +27,15 @@ export interface KeyDiffs {
 
 export const noDiffs = (): KeyDiffs => ({ missing: [], extra: [], different: [] });
 
-export async function narrow(ref: pg.ClientBase, node: pg.ClientBase, t: TableMeta, range: KeyRange, refHash: RangeHash, nodeHash: RangeHash, into: KeyDiffs): Promise<void> {
+export async function narrow(
+  ref: pg.ClientBase,
+  node: pg.ClientBase,
+  t: TableMeta,
+  range: KeyRange,
+  refHash: RangeHash,
+  nodeHash: RangeHash,
+  into: KeyDiffs,
+): Promise<void> {
   if (Math.max(refHash.rows, nodeHash.rows) <= LEAF_ROWS) {
     const [a, b] = await Promise.all([rowHashes(ref, t, range), rowHashes(node, t, range)]);
     for (const [id, r] of a) {

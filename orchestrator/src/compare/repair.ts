@@ -83,7 +83,9 @@ export async function repairSync(
     const mine = todo.filter((r) => r.table === label);
     const t = metas.get(sync.sources[0]!)!;
     if (sync.sources.length === 1) {
-      for (const r of mine) for (const k of r.keys) report.actions.push({ sync: sync.name, table: label, key: keyObject(t, k), node: r.node, action: 'copy', from: r.reference, rule: 'source' });
+      for (const r of mine)
+        for (const k of r.keys)
+          report.actions.push({ sync: sync.name, table: label, key: keyObject(t, k), node: r.node, action: 'copy', from: r.reference, rule: 'source' });
     } else {
       const keys = [...new Map(mine.flatMap((r) => r.keys).map((k) => [keyId(k), k])).values()];
       report.actions.push(...(await decide(conns, resolver, sync, label, metas, keys, logged)));
@@ -150,7 +152,8 @@ async function decide(
     const rowOf = (db: string): unknown => versions.get(db)!.get(id)!.row;
     const base = { sync: sync.name, table, key, rule };
     if (decision.kind === 'winner') {
-      for (const n of nodes) if (n !== decision.db && !same(rowOf(n), rowOf(decision.db))) actions.push({ ...base, node: n, action: 'copy', from: decision.db });
+      for (const n of nodes)
+        if (n !== decision.db && !same(rowOf(n), rowOf(decision.db))) actions.push({ ...base, node: n, action: 'copy', from: decision.db });
     } else if (decision.kind === 'deleted') {
       for (const n of nodes) if (rowOf(n) !== null) actions.push({ ...base, node: n, action: 'delete' });
     } else if (decision.kind === 'merged') {
@@ -195,7 +198,13 @@ async function repairBatch(
       const mine = actions.filter((_, i) => !moved.has(keyId(keys[i]!)));
       let rows = 0;
       if (action === 'merge') rows = await writeMerged(target, t, mine);
-      else if (mine.length > 0) rows = await applyKeyList(action === 'copy' ? source : null, target, t, mine.map((a) => a.key));
+      else if (mine.length > 0)
+        rows = await applyKeyList(
+          action === 'copy' ? source : null,
+          target,
+          t,
+          mine.map((a) => a.key),
+        );
       await target.query('COMMIT');
       await source?.query('COMMIT');
       return { rows, skipped: actions.length - mine.length };

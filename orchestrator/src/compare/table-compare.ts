@@ -110,7 +110,10 @@ async function result(
   let nodeRows = new Map<string, Record<string, unknown>>();
   if (o.versions) {
     const some = all.slice(0, MAX_VERSIONS);
-    [refRows, nodeRows] = await Promise.all([rowsOf(set.views.get(o.reference)!.client, t, some), rowsOf(set.views.get(node)!.client, o.metas.get(node)!, some)]);
+    [refRows, nodeRows] = await Promise.all([
+      rowsOf(set.views.get(o.reference)!.client, t, some),
+      rowsOf(set.views.get(node)!.client, o.metas.get(node)!, some),
+    ]);
   }
   const shown = (k: Key): Difference => {
     const diff: Difference = { key: keyObject(t, k) };
