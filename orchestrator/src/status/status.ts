@@ -1,3 +1,4 @@
+import { type StoredResult, storedResults } from '../compare/results-store.js';
 import type { Config, SyncConfig } from '../config/types.js';
 import { pidfilePath } from '../config/types.js';
 import { receiversOf } from '../config/topology.js';
@@ -46,6 +47,8 @@ export interface SyncStatus {
   conflicts: number;
   conflictsLastHour: number;
   lanes: LaneStatus[];
+  /** The last scheduled compare (the sync's `compare`), per table and compared database; absent when none ran. */
+  compare?: StoredResult[];
 }
 
 export interface Status {
@@ -149,6 +152,7 @@ interface MetadataView {
   conflictCounts: { sync: string; total: string; last_hour: string }[];
   clones: CloneView[];
   paused: PausedSync[];
+  compares: StoredResult[];
 }
 
 async function readMetadata(conns: Connections, cfg: Config): Promise<MetadataView> {
@@ -170,7 +174,12 @@ async function readMetadata(conns: Connections, cfg: Config): Promise<MetadataVi
       if (sqlState(err) === SQLSTATE.undefinedTable) return [];
       throw err;
     });
-    return { laneRows, activeHolder, conflictCounts, clones, paused };
+    // A metadata database installed before compare existed has no results.
+    const compares = await storedResults(c).catch((err: unknown) => {
+      if (sqlState(err) === SQLSTATE.undefinedTable) return [];
+      throw err;
+    });
+    return { laneRows, activeHolder, conflictCounts, clones, paused, compares };
   });
 }
 
@@ -237,6 +246,7 @@ function syncStatus(cfg: Config, sync: SyncConfig, figures: LaneFigures[], meta:
   const known = <T>(xs: (T | null)[]): T[] => xs.filter((x): x is T => x !== null);
   const oks = known(lanes.map((l) => l.lastOkAt)).sort();
   const counts = meta?.conflictCounts.find((c) => c.sync === sync.name);
+  const compared = meta?.compares.filter((c) => c.sync === sync.name) ?? [];
   return {
     name: sync.name,
     state: pause ? 'paused' : lanes.some((l) => l.state === 'failing' || l.state === 'unreachable') ? 'failing' : 'ok',
@@ -247,5 +257,6 @@ function syncStatus(cfg: Config, sync: SyncConfig, figures: LaneFigures[], meta:
     conflicts: Number(counts?.total ?? 0),
     conflictsLastHour: Number(counts?.last_hour ?? 0),
     lanes,
+    ...(compared.length > 0 ? { compare: compared } : {}),
   };
 }
