@@ -19,7 +19,7 @@ async function scenario(t: Test, conflict: string, winners: Record<string, strin
   const job = await makeJob(t, {
     nodes: { a: c1!, b: c2!, c: c3! },
     schema: 'CREATE TABLE items (id int PRIMARY KEY, name text, qty int)',
-    yaml: `syncs:\n  s:\n    sources: [a, b]\n    targets: [c]\n    tables: { include: [public.items] }\n    conflict: ${conflict}\n`,
+    yaml: `syncs:\n  s:\n    sources: [a, b]\n    targets: [c]\n    tables: { include: [public.items] }\n    copy_data: never\n    conflict: ${conflict}\n`,
   });
   await setUp(job);
   // No purge during the test: "latest" reads when each source last changed a key from its delta log.

@@ -14,7 +14,7 @@ t.test('compare on a schedule: stored, shown by status, exported as metrics', as
   const job = await makeJob(t, {
     nodes: { a: c1!, b: c2! },
     schema: 'CREATE TABLE items (id int PRIMARY KEY, name text)',
-    yaml: 'syncs:\n  s:\n    sources: [a]\n    targets: [b]\n    tables: { include: [public.items] }\n    compare: "*/1 * * * * *"\n',
+    yaml: 'syncs:\n  s:\n    sources: [a]\n    targets: [b]\n    tables: { include: [public.items] }\n    copy_data: never\n    compare: "*/1 * * * * *"\n',
   });
   await setUp(job);
   const daemon = startDaemon(t, job);
@@ -22,7 +22,10 @@ t.test('compare on a schedule: stored, shown by status, exported as metrics', as
   await waitSame(job, 'items', ['a', 'b']);
   await sql(job.urls.b!, `DELETE FROM items WHERE id IN (7, 8)`); // b has no capture trigger: behind the sync's back
   const stored = async (): Promise<{ rows: number; missing: number }[]> =>
-    sql(job.cfg.metadata, `SELECT rows::int AS rows, missing::int AS missing FROM repl.compare_result WHERE sync = 's' AND table_name = 'public.items' AND node = 'b'`);
+    sql(
+      job.cfg.metadata,
+      `SELECT rows::int AS rows, missing::int AS missing FROM repl.compare_result WHERE sync = 's' AND table_name = 'public.items' AND node = 'b'`,
+    );
   await waitFor(async () => (await stored())[0]?.missing === 2, { what: 'a scheduled compare to find the two missing rows' });
   t.same(await stored(), [{ rows: 500, missing: 2 }], 'the last result, in the metadata database');
 

@@ -49,7 +49,7 @@ t.test('one-way: drift found key by key under live writes, repaired, then none',
   const job = await makeJob(t, {
     nodes: { a: c1!, b: c2! },
     schema,
-    yaml: 'syncs:\n  s:\n    sources: [a]\n    targets: [b]\n    tables: { include: [public.items, public.pairs, public.docs] }',
+    yaml: 'syncs:\n  s:\n    sources: [a]\n    targets: [b]\n    tables: { include: [public.items, public.pairs, public.docs] }\n    copy_data: never',
   });
   await setUp(job);
   startDaemon(t, job);

@@ -185,10 +185,18 @@ export class Metrics {
         'capra_compare_differing_rows',
         'Rows that differed from the reference (missing, extra or different) at the last scheduled compare.',
         ['job', 'sync', 'table', 'node'],
-        () => sorted().flatMap(([sync, c]) => c.rows.map(([table, node, n]): [LabelValues<'job' | 'sync' | 'table' | 'node'>, number] => [{ job: this.job, sync, table, node }, n])),
+        () =>
+          sorted().flatMap(([sync, c]) =>
+            c.rows.map(([table, node, n]): [LabelValues<'job' | 'sync' | 'table' | 'node'>, number] => [{ job: this.job, sync, table, node }, n]),
+          ),
       );
-      scraped(this.registry, 'gauge', 'capra_compare_last_run_timestamp_seconds', 'When the last scheduled compare of the sync finished (Unix time).', ['job', 'sync'], () =>
-        sorted().map(([sync, c]) => [{ job: this.job, sync }, c.at]),
+      scraped(
+        this.registry,
+        'gauge',
+        'capra_compare_last_run_timestamp_seconds',
+        'When the last scheduled compare of the sync finished (Unix time).',
+        ['job', 'sync'],
+        () => sorted().map(([sync, c]) => [{ job: this.job, sync }, c.at]),
       );
     }
     this.compares.set(sync, { at: at.getTime() / 1000, rows });
