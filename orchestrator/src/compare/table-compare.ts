@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { tableLabel } from '../db/ident.js';
 import type { TableMeta } from '../sync/table-meta.js';
 import { ChunkSizer } from './chunk-size.js';
-import { type Key, type KeyRange, hashRange, keyAfter, keyId, keyObject, rowsOf } from './key-sql.js';
+import { type Key, type KeyRange, type RangeHash, hashRange, keyId, keyObject, nextChunk, rowsOf } from './key-sql.js';
 import { type KeyDiffs, narrow, noDiffs } from './narrow.js';
 import { type SnapshotSet, inFlightKeys } from './snapshots.js';
 
@@ -67,20 +67,28 @@ export async function compareTable(set: SnapshotSet, o: CompareTableOptions): Pr
   const sizer = new ChunkSizer();
   let rows = 0;
   let lo: Key | null = null;
+  // The reference reads chunk i+1 while the others hash chunk i: each node reads each row once, all at once.
+  const read = (from: Key | null): Promise<RangeHash & { next: Key | null }> => {
+    const p = nextChunk(ref, t, from, sizer.rows);
+    p.catch(() => {}); // awaited below; a failure while another node's query fails first must not go unhandled
+    return p;
+  };
+  let ahead = read(lo);
   for (;;) {
-    const hi = await keyAfter(ref, t, lo, sizer.rows);
-    const range: KeyRange = { lo, hi };
     const t0 = performance.now();
-    const hashes = await Promise.all([o.reference, ...others].map((n) => hashRange(set.views.get(n)!.client, o.metas.get(n)!, range)));
-    sizer.observe(hashes[0]!.rows, performance.now() - t0);
-    rows += hashes[0]!.rows;
+    const mine = await ahead;
+    const range: KeyRange = { lo, hi: mine.next };
+    if (mine.next !== null) ahead = read(mine.next);
+    const hashes = await Promise.all(others.map((n) => hashRange(set.views.get(n)!.client, o.metas.get(n)!, range)));
+    sizer.observe(mine.rows, performance.now() - t0);
+    rows += mine.rows;
     o.progress?.(rows);
     for (const [i, n] of others.entries()) {
-      const h = hashes[i + 1]!;
-      if (h.rows !== hashes[0]!.rows || h.hash !== hashes[0]!.hash) await narrow(ref, set.views.get(n)!.client, t, range, hashes[0]!, h, diffs.get(n)!);
+      const h = hashes[i]!;
+      if (h.rows !== mine.rows || h.hash !== mine.hash) await narrow(ref, set.views.get(n)!.client, t, range, mine, h, diffs.get(n)!);
     }
-    if (hi === null) break;
-    lo = hi;
+    if (mine.next === null) break;
+    lo = mine.next;
   }
   const anyDiff = [...diffs.values()].some((d) => d.missing.length + d.extra.length + d.different.length > 0);
   const flight = anyDiff ? await inFlightKeys(set, o.job, t, o.nodes) : { keys: new Set<string>(), truncated: false };
