@@ -74,8 +74,9 @@ function inRange(t: TableMeta, r: KeyRange, params: unknown[]): string {
 export async function hashRange(c: pg.ClientBase, t: TableMeta, r: KeyRange): Promise<RangeHash> {
   const params: unknown[] = [];
   const where = inRange(t, r, params);
+  // Fed in key order by the ordered subquery (the documented way to order an aggregate's input without sorting in it).
   const q = await c.query<{ n: string; h: string | null }>(
-    `SELECT count(*)::text AS n, md5(string_agg(${rowHash(t)}, ',' ORDER BY ${keyList(t)})) AS h FROM ${from(t)} WHERE ${where}`,
+    `SELECT count(*)::text AS n, md5(string_agg(h, ',')) AS h FROM (SELECT ${rowHash(t)} AS h FROM ${from(t)} WHERE ${where} ORDER BY ${keyList(t)}) q`,
     params,
   );
   return { rows: Number(q.rows[0]!.n), hash: q.rows[0]!.h };
@@ -93,8 +94,8 @@ export async function nextChunk(c: pg.ClientBase, t: TableMeta, lo: Key | null, 
   params.push(rows);
   const n = `$${params.length}`;
   const q = await c.query<{ n: string; h: string | null; next: Key | null }>(
-    `SELECT count(*) FILTER (WHERE i <= ${n})::text AS n, md5(string_agg(h, ',' ORDER BY i) FILTER (WHERE i <= ${n})) AS h,
-            (array_agg(k) FILTER (WHERE i > ${n}))[1] AS next
+    `SELECT count(*) FILTER (WHERE i <= ${n})::text AS n, md5(string_agg(h, ',') FILTER (WHERE i <= ${n})) AS h,
+            max(k) FILTER (WHERE i > ${n}) AS next
        FROM (SELECT ${rowHash(t)} AS h, CASE WHEN row_number() OVER () > ${n} THEN ${keyArray(t)} END AS k, row_number() OVER () AS i
                FROM (SELECT * FROM ${from(t)} WHERE ${where} ORDER BY ${keyList(t)} LIMIT ${n}::bigint + 1) s) q`,
     params,
