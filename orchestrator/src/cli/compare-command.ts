@@ -50,13 +50,17 @@ export async function compareCommand(
   }
 }
 
+/** Actions listed in the text output. */
+const SHOWN_ACTIONS = 50;
+
 function formatRepair(r: RepairReport): string[] {
   const lines = formatCompare(r.results).slice(0, -1);
-  for (const a of r.actions) {
+  for (const a of r.actions.slice(0, SHOWN_ACTIONS)) {
     const key = Object.values(a.key).join(', ');
     const what = a.action === 'copy' ? `take ${a.from}'s row (or its absence)` : a.action === 'delete' ? 'delete the row' : "write the handler's merged row";
     lines.push(`${r.dryRun ? 'would repair' : 'repair'}: ${a.sync}: ${a.table} (${key}) on ${a.node}: ${what} [${a.rule}]`);
   }
+  if (r.actions.length > SHOWN_ACTIONS) lines.push(`... and ${r.actions.length - SHOWN_ACTIONS} more (--json lists them all)`);
   if (r.actions.length === 0) lines.push('repair: nothing to do, the databases agree');
   else if (r.dryRun) lines.push(`repair: dry run, ${r.actions.length} action(s), nothing changed`);
   else
