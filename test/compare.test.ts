@@ -112,7 +112,7 @@ t.test('one-way: drift found key by key under live writes, repaired, then none',
   );
   t.same(found(await compareSync(conns, job.name, sync, {}, silentLogger)), injected, 'the dry run changed nothing');
 
-  const cmp = await cli(['--config', job.configPath, 'compare', '--tables', 'items']);
+  const cmp = await cli(['--config', job.configPath, 'compare', '--tables', 'items', '--nodes', 'a,b']);
   t.equal(cmp.code, 1, 'compare exits 1 when a table differs');
   t.match(cmp.stdout, /s: public\.items: a -> b: \d+ rows compared, 1 missing on b, 1 extra on b, 3 different/);
   const json = await cli(['--config', job.configPath, 'compare', '--tables', 'docs', '--json']);
@@ -123,6 +123,16 @@ t.test('one-way: drift found key by key under live writes, repaired, then none',
     '--json: both versions of a different row',
   );
 
+  const json2 = await cli(['--config', job.configPath, 'repair', '--dry-run', '--json', '--tables', 'pairs']);
+  t.same(
+    (JSON.parse(json2.stdout) as { actions: { key: Record<string, string> }[] }).actions.map((x) => x.key).sort((p, q) => Number(p.a) - Number(q.a)),
+    [
+      { a: '1', b: 'y' },
+      { a: '7', b: 'x' },
+      { a: '9999', b: 'z' },
+    ],
+    'repair --dry-run --json: the composite keys it would repair',
+  );
   const rep = await cli(['--config', job.configPath, 'repair']);
   t.equal(rep.code, 0, rep.stderr);
   t.match(rep.stdout, /repair: 11 key\(s\) repaired/);
@@ -131,4 +141,6 @@ t.test('one-way: drift found key by key under live writes, repaired, then none',
   t.equal(after.code, 0, after.stdout);
   t.match(after.stdout, /compare: all 3 table comparison\(s\) agree/);
   for (const table of ['items', 'pairs', 'docs']) await waitSame(job, table, ['a', 'b']);
+  const again = await cli(['--config', job.configPath, 'repair']);
+  t.match(again.stdout, /repair: nothing to do, the databases agree/, 'a second repair has nothing to do');
 });
