@@ -19,8 +19,13 @@ import { type TpsFigure, benchWriters } from './writers.js';
 import { writerRows, writerRunLines } from './writer-rows.js';
 import { cpuSplit } from './pinning.js';
 import { type PhaseFigure, benchPhases, phaseLine } from './phases.js';
+import { type CompareFigure, benchCompare, compareLine } from './compare.js';
 
 const quick = process.argv.includes('--quick');
+/** `--only compare`: just that phase (no pgbench or Bucardo needed). */
+const only = process.argv.includes('--only') ? (process.argv[process.argv.indexOf('--only') + 1] ?? null) : null;
+/** The compare phase's table (issue 16's cost figure is at a million rows). */
+const compareRows = quick ? 100_000 : 1_000_000;
 const sizes = quick
   ? { scale: 1, clients: [4, 64], pollClients: [], seconds: 3, warmUpSeconds: 0, rounds: 1, burst: 20_000, trials: 10, cloneScale: 2, cloneRuns: 3 }
   : { scale: 10, clients: [4, 64], pollClients: [64], seconds: 30, warmUpSeconds: 10, rounds: 3, burst: 100_000, trials: 40, cloneScale: 10, cloneRuns: 5 };
@@ -142,7 +147,28 @@ function printLoadPhases(backlog: Partial<Record<ToolName, BacklogFigures>>, fan
   }
 }
 
+/** `npm run bench -- --only compare`: the compare phase alone, on two servers of its own. */
+async function onlyCompare(): Promise<void> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'capra-bench-'));
+  const bin = process.env.PG_BIN ?? embeddedBinDir();
+  const clusters: Cluster[] = [];
+  try {
+    clusters.push(...(await Promise.all(['a', 'b'].map((n) => startCluster({ binDir: bin, dataDir: path.join(dir, n), settings: SERVER_SETTINGS })))));
+    const [a, b] = clusters as [Cluster, Cluster];
+    console.log(`capra bench --only compare: PostgreSQL ${a.major} (two servers), ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB`);
+    const f = await benchCompare({ source: side(a), target: side(b), rows: compareRows, workDir: dir, progress });
+    console.log(`\ncompare: ${compareLine(f)}`);
+  } finally {
+    await Promise.all(clusters.map((c) => c.stop()));
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
+  if (only !== null) {
+    if (only !== 'compare') throw new Error(`--only: the phases that run alone are: compare (got ${JSON.stringify(only)})`);
+    return onlyCompare();
+  }
   const dir = await mkdtemp(path.join(tmpdir(), 'capra-bench-'));
   const bin = process.env.PG_BIN ?? embeddedBinDir();
   const pgbench = findPgbench();
@@ -195,6 +221,7 @@ async function main(): Promise<void> {
     });
     const bucardoCopySeconds = null;
     const phases: PhaseFigure[] = await benchPhases({ source: side(a), target: side(b), rows: sizes.burst, workDir: dir, progress });
+    const compare: CompareFigure = await benchCompare({ source: side(a), target: side(b), rows: compareRows, workDir: dir, progress });
     const split = await cpuSplit();
     if ('missing' in split) console.log(`writers not pinned: ${split.missing}`);
     const tps = await benchWriters({
@@ -240,6 +267,7 @@ async function main(): Promise<void> {
     printLoadPhases(backlog, fanOut);
     console.log("\nWhere Capra's one-way apply spent a burst's time (lane runs, share per phase):");
     for (const f of phases) console.log(`  ${phaseLine(f)}`);
+    console.log(`\ncapra compare (one table): ${compareLine(compare)}`);
 
     const out = path.join(packageRoot(), 'bench', 'results');
     await mkdir(out, { recursive: true });
@@ -261,6 +289,7 @@ async function main(): Promise<void> {
           throughput: through,
           pinning: 'missing' in split ? { pinned: false, why: split.missing } : { pinned: true, ...split },
           phases,
+          compare,
           clone,
           loadSizes,
           backlog,

@@ -76,6 +76,11 @@ t.test("each command's own options are accepted", async (t) => {
     [['demo'], { command: 'demo' }],
     [['validate', '--sync', 's', '--fix', '--json'], { command: 'validate', syncs: ['s'], fix: true, json: true }],
     [['help', 'clone'], { command: 'clone', help: true }],
+    [
+      ['compare', '--sync', 's', '--tables', 'x,y', '--tables', 'z', '--nodes', 'a,b', '--json'],
+      { command: 'compare', syncs: ['s'], compareTables: ['x', 'y', 'z'], compareNodes: ['a', 'b'], json: true },
+    ],
+    [['repair', '--sync', 's', '--tables', 'x', '--dry-run', '--json'], { command: 'repair', syncs: ['s'], compareTables: ['x'], dryRun: true, json: true }],
     [['clone', '--cancel', '7'], { command: 'clone', clone: { ...base.clone, cancel: 7 } }],
     [['clone', '--watch', '8'], { command: 'clone', clone: { ...base.clone, watch: 8 } }],
     [['clone', '--list'], { command: 'clone', clone: { ...base.clone, list: true } }],

@@ -182,7 +182,7 @@ t.test('with several mistakes, the first in the documented order of keys is repo
       what: "an unknown key inside a sync comes before that sync's bad values",
       change: (r) => Object.assign(sync(r), { copy_data: 'sometimes', colour: 'blue' }),
       message:
-        'syncs.shop.colour: unknown key (expected one of: sources, targets, tables, conflict, copy_data, copy_indexes, kick, cascade, exception_handlers)',
+        'syncs.shop.colour: unknown key (expected one of: sources, targets, tables, conflict, copy_data, copy_indexes, kick, cascade, exception_handlers, compare)',
     },
     {
       what: 'metadata comes before databases',

@@ -274,7 +274,7 @@ async function migrationRuns(url: string, side: 'node' | 'meta'): Promise<string
 const OBJECT_RECORD = 4;
 
 /** What the migrations after the object record created, per side: the previous version had none of it. */
-const LATER_TABLES: Record<'node' | 'meta', string[]> = { node: [], meta: ['sync_pause', 'table_group', 'db_group'] };
+const LATER_TABLES: Record<'node' | 'meta', string[]> = { node: [], meta: ['sync_pause', 'table_group', 'db_group', 'compare_result'] };
 
 /**
  * The side as the version before the object record left it: no

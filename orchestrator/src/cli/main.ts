@@ -9,6 +9,7 @@ import type { Logger } from '../util/logger.js';
 import { makeLogger } from '../util/make-logger.js';
 import { type Args, parseArgs } from './args.js';
 import { cloneCommand } from './clone-command.js';
+import { compareCommand, repairCommand } from './compare-command.js';
 import { configCommand } from './config-command.js';
 import { formatConflicts, recentConflicts } from './conflicts-command.js';
 import { reloadDaemon, runForeground, startDetached, stopDaemon } from './daemon-control.js';
@@ -137,6 +138,22 @@ async function run(args: Args): Promise<number> {
     case 'pause':
     case 'resume':
       return pauseCommand(cfg, selectedSyncs(cfg, args), command === 'pause', out, cliLogger(cfg, args));
+    case 'compare':
+      return compareCommand(
+        cfg,
+        selectedSyncs(cfg, args),
+        { tables: args.compareTables, nodes: args.compareNodes, json: args.json },
+        out,
+        cliLogger(cfg, args),
+      );
+    case 'repair':
+      return repairCommand(
+        cfg,
+        selectedSyncs(cfg, args),
+        { tables: args.compareTables, dryRun: args.dryRun === true, json: args.json },
+        out,
+        cliLogger(cfg, args),
+      );
     case 'status': {
       const st = await collectStatus(cfg, cliLogger(cfg, args), args.maxLag === undefined ? {} : { maxLagSeconds: args.maxLag });
       out(args.json ? JSON.stringify(st, null, 2) : formatStatus(st));

@@ -31,6 +31,12 @@ export interface Args {
   fix?: boolean;
   /** capra kick --wait [SECONDS]: wait at most this long for every lane to catch up with the kick. */
   kickWait?: number;
+  /** capra compare / repair --tables: these tables only. */
+  compareTables?: string[];
+  /** capra compare --nodes: these databases only. */
+  compareNodes?: string[];
+  /** capra repair --dry-run: say what would be done, change nothing. */
+  dryRun?: boolean;
 }
 
 export interface OptionSpec {
@@ -127,6 +133,16 @@ const metricsPort: OptionSpec = {
   help: 'also serve Prometheus metrics on 127.0.0.1:N/metrics',
   set: (a, v, flag) => {
     a.metricsPort = number(flag, v, 'a port number', (n) => Number.isInteger(n) && n >= 0 && n <= 65535);
+  },
+};
+
+const compareTables: OptionSpec = {
+  type: 'string',
+  multiple: true,
+  arg: 'T,...',
+  help: 'only these tables (table or schema.table; again for more)',
+  set: (a, v) => {
+    a.compareTables = [...(a.compareTables ?? []), ...splitList(v)];
   },
 };
 
@@ -282,6 +298,43 @@ export const COMMANDS = {
     options: { sync: syncs('only this sync') },
   },
   resume: { about: ['apply a paused sync again: it catches up at once'], options: { sync: syncs('only this sync') } },
+  compare: {
+    about: [
+      "compare the sync's tables across its databases (one-way: each target with the source; multi-master:",
+      'each database with the first source), by hashed key ranges narrowed to keys; changes still in flight',
+      'are not differences; exits 1 when any table differs',
+    ],
+    options: {
+      sync: syncs('only this sync'),
+      tables: compareTables,
+      nodes: {
+        type: 'string',
+        multiple: true,
+        arg: 'a,b',
+        help: 'only these databases of the sync (again for more)',
+        set: (a, v) => {
+          a.compareNodes = [...(a.compareNodes ?? []), ...splitList(v)];
+        },
+      },
+      json: flag('print per table and database the keys that differ, with both versions of each row', (a) => {
+        a.json = true;
+      }),
+    },
+  },
+  repair: {
+    about: [
+      'compare, then make the databases agree key by key through the apply path (not captured back):',
+      "one-way, the source's row or its absence wins; multi-master, the sync's conflict rule decides (logged)",
+    ],
+    options: {
+      sync: syncs('only this sync'),
+      tables: compareTables,
+      'dry-run': flag('print what would be done, change nothing', (a) => {
+        a.dryRun = true;
+      }),
+      json,
+    },
+  },
   demo: { about: ['two embedded PostgreSQL servers syncing both ways, a conflict settled'], options: {} },
   help: { operands: '[COMMAND]', about: ['this help, or what COMMAND does and its options'], options: {} },
 } satisfies Record<string, CommandSpec>;

@@ -35,6 +35,12 @@ export function formatStatus(st: Status, now = Date.now()): string {
       lines.push(line);
     }
     for (const shape of s.shapes ?? []) lines.push(`  table ${shape}`);
+    for (const c of s.compare ?? []) {
+      const diff = c.missing + c.extra + c.different;
+      lines.push(
+        `  compare ${c.table}: ${c.reference} -> ${c.node}: ${diff === 0 ? 'agree' : `${diff} row(s) differ (${c.missing} missing, ${c.extra} extra, ${c.different} different)`}, ${c.rows} rows, ${ago(c.ranAt, now)}`,
+      );
+    }
   }
   for (const c of st.clones) {
     lines.push(c.state === 'failed' ? `clone ${c.id}: failed: ${c.error ?? 'no reason recorded'}` : progressLine(c));

@@ -181,6 +181,15 @@ const copyIndexes = orWhenUnset(
   () => ({ dropAbove: null, tables: {} }),
 );
 
+/** capra compare on a schedule (a node-cron expression, with seconds); unset: never. */
+const compareSchedule = text
+  .refine(
+    (s) => cron.validate(s),
+    says((s) => `not a valid cron expression: ${show(s)}`),
+  )
+  .nullish()
+  .transform((v) => v ?? null);
+
 function sync(ctx: SchemaContext) {
   const groups = groupsOf(ctx);
   return settings(
@@ -197,6 +206,8 @@ function sync(ctx: SchemaContext) {
       cascade: z.boolean(expected('true or false')).default(false),
       /** Called, in order, when applying fails; one that repairs the cause makes the run retry at once. */
       exception_handlers: list(handler(ctx)),
+      /** When the daemon compares the sync's databases; the last result per table is kept in the metadata database. */
+      compare: compareSchedule,
     },
     expecting('a map'),
     {

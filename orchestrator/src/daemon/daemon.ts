@@ -16,6 +16,8 @@ import { KickListener } from './listener.js';
 import { ControlListener, PauseGate } from './control-listener.js';
 import { lanePending } from '../sync/lane-pending.js';
 import { Metrics } from './metrics.js';
+import { differing } from '../compare/compare.js';
+import { scheduleCompare } from '../compare/schedule.js';
 import { Recorder } from './recorder.js';
 
 function wakeAll(workers: readonly Worker[]): void {
@@ -54,7 +56,7 @@ class Generation {
     readonly cfg: Config,
     private readonly logger: Logger,
     private readonly opts: DaemonOptions,
-    metrics: Metrics,
+    private readonly metrics: Metrics,
     private readonly pauses: PauseGate,
   ) {
     this.conns = new Connections(cfg, 'capra-sync', logger, { reportHealth: true });
@@ -93,6 +95,17 @@ class Generation {
       bySync.set(sync.name, syncWorkers);
       if (sync.kick.cron) {
         this.cronTasks.push(cron.schedule(sync.kick.cron, () => wakeAll(syncWorkers), { name: `capra-${this.cfg.name}-${sync.name}` }));
+      }
+      if (sync.compare) {
+        this.cronTasks.push(
+          scheduleCompare(this.cfg.name, sync, this.conns, this.logger, (name, results, at) =>
+            this.metrics.setCompare(
+              name,
+              results.map((r) => [r.table, r.node, differing(r)]),
+              at,
+            ),
+          ),
+        );
       }
     }
     // Tables copied whole on a schedule (tables.options fullcopy), through the clone queue.

@@ -69,6 +69,8 @@ export class Metrics {
   private readonly conflicts = new Map<string, number>();
   private readonly active: Gauge<'job'>;
   private readonly refreshSeconds: Gauge<'job'>;
+  /** sync -> the last scheduled compare: when, and rows differing per table and node. */
+  private readonly compares = new Map<string, { at: number; rows: [string, string, number][] }>();
 
   constructor(readonly job: string) {
     const registers = [this.registry];
@@ -167,6 +169,37 @@ export class Metrics {
   /** Conflicts resolved so far in a sync, as recorded (a running total). */
   setConflicts(sync: string, n: number): void {
     this.conflicts.set(sync, n);
+  }
+
+  /**
+   * A scheduled compare of a sync finished: rows differing per table and
+   * node, and when. The two families are registered at the first one, so a
+   * job without scheduled compares exposes exactly what it did before.
+   */
+  setCompare(sync: string, rows: [table: string, node: string, differing: number][], at: Date): void {
+    if (this.compares.size === 0) {
+      const sorted = (): [string, { at: number; rows: [string, string, number][] }][] => [...this.compares.entries()].sort(([a], [b]) => compare(a, b));
+      scraped(
+        this.registry,
+        'gauge',
+        'capra_compare_differing_rows',
+        'Rows that differed from the reference (missing, extra or different) at the last scheduled compare.',
+        ['job', 'sync', 'table', 'node'],
+        () =>
+          sorted().flatMap(([sync, c]) =>
+            c.rows.map(([table, node, n]): [LabelValues<'job' | 'sync' | 'table' | 'node'>, number] => [{ job: this.job, sync, table, node }, n]),
+          ),
+      );
+      scraped(
+        this.registry,
+        'gauge',
+        'capra_compare_last_run_timestamp_seconds',
+        'When the last scheduled compare of the sync finished (Unix time).',
+        ['job', 'sync'],
+        () => sorted().map(([sync, c]) => [{ job: this.job, sync }, c.at]),
+      );
+    }
+    this.compares.set(sync, { at: at.getTime() / 1000, rows });
   }
 
   /** How long the last refresh before a scrape took (including one that failed or timed out). */

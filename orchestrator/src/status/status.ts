@@ -1,3 +1,4 @@
+import { type StoredResult, storedResults } from '../compare/results-store.js';
 import type { Config, SyncConfig } from '../config/types.js';
 import { pidfilePath } from '../config/types.js';
 import { describeOptions } from '../config/table-options.js';
@@ -49,6 +50,8 @@ export interface SyncStatus {
   lanes: LaneStatus[];
   /** Each table with tables.options, its shape in one line (describeOptions); absent when none has any. */
   shapes?: string[];
+  /** The last scheduled compare (the sync's `compare`), per table and compared database; absent when none ran. */
+  compare?: StoredResult[];
 }
 
 export interface Status {
@@ -152,6 +155,7 @@ interface MetadataView {
   conflictCounts: { sync: string; total: string; last_hour: string }[];
   clones: CloneView[];
   paused: PausedSync[];
+  compares: StoredResult[];
 }
 
 async function readMetadata(conns: Connections, cfg: Config): Promise<MetadataView> {
@@ -173,7 +177,12 @@ async function readMetadata(conns: Connections, cfg: Config): Promise<MetadataVi
       if (sqlState(err) === SQLSTATE.undefinedTable) return [];
       throw err;
     });
-    return { laneRows, activeHolder, conflictCounts, clones, paused };
+    // A metadata database installed before compare existed has no results.
+    const compares = await storedResults(c).catch((err: unknown) => {
+      if (sqlState(err) === SQLSTATE.undefinedTable) return [];
+      throw err;
+    });
+    return { laneRows, activeHolder, conflictCounts, clones, paused, compares };
   });
 }
 
@@ -240,6 +249,7 @@ function syncStatus(cfg: Config, sync: SyncConfig, figures: LaneFigures[], meta:
   const known = <T>(xs: (T | null)[]): T[] => xs.filter((x): x is T => x !== null);
   const oks = known(lanes.map((l) => l.lastOkAt)).sort();
   const counts = meta?.conflictCounts.find((c) => c.sync === sync.name);
+  const compared = meta?.compares.filter((c) => c.sync === sync.name) ?? [];
   return {
     name: sync.name,
     state: pause ? 'paused' : lanes.some((l) => l.state === 'failing' || l.state === 'unreachable') ? 'failing' : 'ok',
@@ -251,5 +261,6 @@ function syncStatus(cfg: Config, sync: SyncConfig, figures: LaneFigures[], meta:
     conflictsLastHour: Number(counts?.last_hour ?? 0),
     lanes,
     ...(sync.tables.options ? { shapes: Object.entries(sync.tables.options).map(([ref, o]) => describeOptions(ref, o)) } : {}),
+    ...(compared.length > 0 ? { compare: compared } : {}),
   };
 }

@@ -226,3 +226,29 @@ export async function applyTruncate(source: pg.ClientBase, target: pg.ClientBase
     phases,
   );
 }
+
+/**
+ * Repair's apply (capra repair): the target takes the source's current
+ * state of the listed keys (JSON objects by key column), as applyKeys does
+ * for a batch's keys: delete them, then COPY the source's rows that exist.
+ * With no source, the keys are only deleted. Returns the rows written.
+ */
+export async function applyKeyList(source: pg.ClientBase | null, target: pg.ClientBase, t: TableMeta, keys: Record<string, string>[]): Promise<number> {
+  const json = JSON.stringify(keys);
+  const match = keyMatch(t.keyCols, 't', 'k');
+  await byIndex(target, true, () =>
+    target.query(`DELETE FROM ${quoteTable(t)} t USING jsonb_to_recordset($1::jsonb) AS k(${keyDefs(t)}) WHERE ${match}`, [json]),
+  );
+  if (!source) return 0;
+  const cols = t.columns.map(quoteIdent).join(', ');
+  const keyTuple = t.keyCols.map((k) => `s.${quoteIdent(k)}`).join(', ');
+  const listed = `SELECT ${t.keyCols.map((k) => `k.${quoteIdent(k)}`).join(', ')} FROM jsonb_to_recordset(${quoteLiteral(json)}::jsonb) AS k(${keyDefs(t)})`;
+  return byIndex(source, true, () =>
+    copyBetween(
+      source,
+      target,
+      `SELECT ${t.columns.map((c) => `s.${quoteIdent(c)}`).join(', ')} FROM ${onlyUnlessPartitioned(t.partitioned)}${quoteTable(t)} s WHERE (${keyTuple}) IN (${listed})`,
+      `COPY ${quoteTable(t)} (${cols}) FROM STDIN`,
+    ),
+  );
+}

@@ -1,0 +1,78 @@
+// capra compare and repair on a multi-master sync (two sources and a target):
+// drift on both sources, behind the sync's back; repair settles each key by
+// the sync's conflict rule (latest, then a priority list), logs each decision
+// as repaired, and compare agrees afterwards.
+import t, { type Test } from 'tap';
+import { compareSync } from '../orchestrator/src/compare/compare.js';
+import { repairSync } from '../orchestrator/src/compare/repair.js';
+import { Connections } from '../orchestrator/src/db/connections.js';
+import { silentLogger } from '../orchestrator/src/util/logger.js';
+import { makeJob, setUp, startDaemon, waitSame } from './harness/capra.js';
+import { sql, testClusters } from './harness/db.js';
+
+const { clusters } = testClusters();
+const [c1, c2, c3] = clusters;
+
+const behind = (url: string, text: string): Promise<unknown> => sql(url, `BEGIN; SELECT set_config('capra.origin', 'drift', true); ${text}; COMMIT`);
+
+async function scenario(t: Test, conflict: string, winners: Record<string, string>, c: Record<string, string | null>): Promise<void> {
+  const job = await makeJob(t, {
+    nodes: { a: c1!, b: c2!, c: c3! },
+    schema: 'CREATE TABLE items (id int PRIMARY KEY, name text, qty int)',
+    yaml: `syncs:\n  s:\n    sources: [a, b]\n    targets: [c]\n    tables: { include: [public.items] }\n    copy_data: never\n    conflict: ${conflict}\n`,
+  });
+  await setUp(job);
+  // No purge during the test: "latest" reads when each source last changed a key from its delta log.
+  startDaemon(t, job, { purgeEveryMs: 3_600_000 });
+  const { a, b } = job.urls as Record<string, string>;
+  await sql(a!, `INSERT INTO items SELECT g, 'item ' || g, g FROM generate_series(1, 1000) g`);
+  await waitSame(job, 'items', ['a', 'b', 'c']);
+  await sql(b!, `UPDATE items SET qty = 222 WHERE id = 2`); // b changed key 2 last, through the sync
+  await waitSame(job, 'items', ['a', 'b', 'c']);
+  await behind(a!, `UPDATE items SET name = 'drift a' WHERE id IN (1, 2)`);
+  await behind(b!, `DELETE FROM items WHERE id = 3`);
+
+  const conns = new Connections(job.cfg, 'capra-cli', silentLogger);
+  t.teardown(() => conns.close());
+  const sync = job.cfg.syncs.s!;
+  const before = await compareSync(conns, job.name, sync, {}, silentLogger);
+  t.same(
+    before.map((r) => [r.node, r.missing.map((d) => d.key.id), r.extra.map((d) => d.key.id), r.different.map((d) => d.key.id).sort()]),
+    [
+      ['b', ['3'], [], ['1', '2']],
+      ['c', [], [], ['1', '2']],
+    ],
+    'each node compared with a: the drift on both sources',
+  );
+
+  const deltas = async (): Promise<number[]> =>
+    Promise.all(['a', 'b'].map(async (n) => (await sql<{ n: number }>(job.urls[n]!, 'SELECT count(*)::int AS n FROM repl.delta'))[0]!.n));
+  const deltasBefore = await deltas();
+  const rep = await repairSync(conns, job.name, sync, { dryRun: false }, silentLogger);
+  t.equal(rep.skipped, 0);
+  const logged = await sql<{ id: string; decision: string; winner: string; strategy: string }>(
+    job.cfg.metadata,
+    `SELECT key->>'id' AS id, decision, winner, strategy FROM repl.conflict WHERE decision = 'repaired' ORDER BY (key->>'id')::int`,
+  );
+  t.same(
+    logged.map((r) => [r.id, r.decision, r.winner]),
+    Object.entries(winners).map(([id, w]) => [id, 'repaired', w]),
+    `${conflict}: each key's decision logged as repaired, with its winner`,
+  );
+  t.equal(logged[0]!.strategy, conflict.replace(/\s/g, '').replace(',', ', '));
+  const after = await compareSync(conns, job.name, sync, {}, silentLogger);
+  t.same(
+    after.map((r) => r.missing.length + r.extra.length + r.different.length),
+    [0, 0],
+    'compare finds nothing after the repair',
+  );
+  const rows = await sql<{ id: number; name: string }>(job.urls.c!, 'SELECT id, name FROM items WHERE id <= 3 ORDER BY id');
+  t.same(Object.fromEntries(rows.map((r) => [String(r.id), r.name])), c, 'the target has the winners');
+  t.same(await deltas(), deltasBefore, 'the repair was not captured on either source');
+}
+
+t.test('latest: the source that changed the key last wins', (t) =>
+  scenario(t, 'latest', { 1: 'a', 2: 'b', 3: 'a' }, { 1: 'drift a', 2: 'item 2', 3: 'item 3' }),
+);
+
+t.test('a priority list: the first listed wins', (t) => scenario(t, '[b, a]', { 1: 'b', 2: 'b', 3: 'b' }, { 1: 'item 1', 2: 'item 2' }));
