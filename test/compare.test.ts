@@ -144,3 +144,26 @@ t.test('one-way: drift found key by key under live writes, repaired, then none',
   const again = await cli(['--config', job.configPath, 'repair']);
   t.match(again.stdout, /repair: nothing to do, the databases agree/, 'a second repair has nothing to do');
 });
+
+t.test('compare refuses a table whose shape makes its target differ by design, naming it', async (t) => {
+  const job = await makeJob(t, {
+    nodes: { a: c1!, b: c2! },
+    schema: 'CREATE TABLE plain (id int PRIMARY KEY, v text); CREATE TABLE part (id int PRIMARY KEY, region text)',
+    yaml: [
+      'syncs:',
+      '  s:',
+      '    sources: [a]',
+      '    targets: [b]',
+      '    tables:',
+      '      include: [public.plain, public.part]',
+      '      options:',
+      '        public.part: { where: "region = \'eu\'" }',
+    ].join('\n'),
+  });
+  await setUp(job);
+  const all = await cli(['--config', job.configPath, 'compare']);
+  t.not(all.code, 0, 'compare of every table fails');
+  t.match(all.stderr, /^capra: [^\n]*tables\.options[^\n]*public\.part[^\n]*\n$/, `one line naming the shaped table: ${all.stderr}`);
+  const other = await cli(['--config', job.configPath, 'compare', '--tables', 'plain']);
+  t.equal(other.code, 0, `the other table is compared: ${other.stderr}`);
+});
