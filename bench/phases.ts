@@ -1,5 +1,6 @@
 import { Connections } from '../orchestrator/src/db/connections.js';
 import { type ApplyPhases, noPhases } from '../orchestrator/src/sync/apply.js';
+import { afterRun, batchSize } from '../orchestrator/src/sync/batch-size.js';
 import { type LaneState, runLane } from '../orchestrator/src/sync/lane.js';
 import { silentLogger } from '../orchestrator/src/util/logger.js';
 import { BENCH_TABLE, connect, createBenchTable, write } from './burst.js';
@@ -39,7 +40,9 @@ async function drain(conns: Connections, key: Parameters<typeof runLane>[1], bat
   const state: LaneState = {};
   let runs = 0;
   for (;;) {
-    const r = await runLane(conns, key, batchRows, state);
+    // Sized as the daemon's lane worker sizes its runs.
+    const r = await runLane(conns, key, batchSize(batchRows, state), state);
+    afterRun(state, r.more);
     if (r.deltas > 0) runs++;
     for (const [phase, v] of Object.entries(r.phases ?? {})) ms[phase as keyof ApplyPhases] += v;
     if (!r.more) return { runs, ms };

@@ -22,7 +22,7 @@ import { type PhaseFigure, benchPhases, phaseLine } from './phases.js';
 import { type CompareFigure, benchCompare, compareLine } from './compare.js';
 
 const quick = process.argv.includes('--quick');
-/** `--only compare`: just that phase (no pgbench or Bucardo needed). */
+/** `--only compare`: just that phase (no pgbench or Bucardo needed); `--only writers`: the pgbench phase, Capra only. */
 const only = process.argv.includes('--only') ? (process.argv[process.argv.indexOf('--only') + 1] ?? null) : null;
 /** The compare phase's table (issue 16's cost figure is at a million rows). */
 const compareRows = quick ? 100_000 : 1_000_000;
@@ -164,10 +164,47 @@ async function onlyCompare(): Promise<void> {
   }
 }
 
+/** `npm run bench -- --only writers [--quick]`: the writer phase alone, Capra only, for trying a change to what writers pay. */
+async function onlyWriters(): Promise<void> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'capra-bench-'));
+  const pgbench = findPgbench();
+  if (!pgbench) throw new Error('pgbench not found: set PG_BIN, or apt-get install postgresql-15 (bench/README.md)');
+  const clusters: Cluster[] = [];
+  try {
+    const bin = process.env.PG_BIN ?? embeddedBinDir();
+    clusters.push(...(await Promise.all(['a', 'b'].map((n) => startCluster({ binDir: bin, dataDir: path.join(dir, n), settings: SERVER_SETTINGS })))));
+    const [a, b] = clusters as [Cluster, Cluster];
+    console.log(`capra bench --only writers${quick ? ' --quick' : ''}: PostgreSQL ${a.major} (two servers, fsync on), ${cpus().length} cores`);
+    const split = await cpuSplit();
+    const tps = await benchWriters({
+      pgbench,
+      source: side(a),
+      target: side(b),
+      scale: sizes.scale,
+      clients: sizes.clients,
+      pollClients: sizes.pollClients,
+      seconds: sizes.seconds,
+      warmUpSeconds: sizes.warmUpSeconds,
+      rounds: sizes.rounds,
+      tools: [new CapraTool(dir)],
+      pinning: 'missing' in split ? null : split,
+      pids: { source: a.pid, target: b.pid },
+      workDir: dir,
+      progress,
+    });
+    console.log(`\n${formatTable(writerRows(tps, sizes.clients, sizes.pollClients))}`);
+    for (const line of writerRunLines(tps)) console.log(line);
+  } finally {
+    await Promise.all(clusters.map((c) => c.stop()));
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
   if (only !== null) {
-    if (only !== 'compare') throw new Error(`--only: the phases that run alone are: compare (got ${JSON.stringify(only)})`);
-    return onlyCompare();
+    if (only === 'compare') return onlyCompare();
+    if (only === 'writers') return onlyWriters();
+    throw new Error(`--only: the phases that run alone are: compare, writers (got ${JSON.stringify(only)})`);
   }
   const dir = await mkdtemp(path.join(tmpdir(), 'capra-bench-'));
   const bin = process.env.PG_BIN ?? embeddedBinDir();

@@ -66,7 +66,9 @@ export class CapraTool implements Tool {
   async start(sync: string): Promise<void> {
     const cfg = this.jobs.get(sync);
     if (!cfg) throw new Error(`no Capra sync ${sync} set up`);
-    const d = new Daemon(cfg, silentLogger);
+    // CAPRA_BENCH_RUN_GAP_MS: another gap between runs, for measuring what it changes (db/kick-timing.ts).
+    const gap = process.env.CAPRA_BENCH_RUN_GAP_MS;
+    const d = new Daemon(cfg, silentLogger, gap === undefined ? {} : { runGapMs: Number(gap) });
     d.start();
     this.daemons.push(d);
   }

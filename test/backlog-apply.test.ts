@@ -86,7 +86,9 @@ t.test('a backlog in a lane: growing batches, each a whole number of transaction
   const state: LaneState = {};
   const batches: number[] = [];
   for (;;) {
-    const r = await runLane(conns, key, job.cfg.batchRows, state);
+    // Sized as the daemon's lane worker sizes its runs.
+    const r = await runLane(conns, key, batchSize(job.cfg.batchRows, state), state);
+    afterRun(state, r.more);
     if (r.deltas > 0) batches.push(r.deltas);
     if (!r.more) break;
   }

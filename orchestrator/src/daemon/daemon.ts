@@ -3,7 +3,7 @@ import type { Config } from '../config/types.js';
 import { receiversOf } from '../config/topology.js';
 import { Connections } from '../db/connections.js';
 import { CapraError, errorMessage } from '../util/errors.js';
-import { KICK_LINGER_MS, KICK_LINGER_STEP_MS } from '../db/kick-timing.js';
+import { KICK_LINGER_MS, KICK_LINGER_STEP_MS, RUN_GAP_MS } from '../db/kick-timing.js';
 import { purgeDeltas } from '../sync/purge.js';
 import type { Logger } from '../util/logger.js';
 import { JobLock } from './job-lock.js';
@@ -32,6 +32,8 @@ export interface DaemonOptions {
   standbyRetryMs?: number;
   /** How often the clone queue is checked when no NOTIFY arrives. */
   cloneCheckMs?: number;
+  /** A worker's runs start at least this far apart (default RUN_GAP_MS). */
+  runGapMs?: number;
 }
 
 export type DaemonState = 'standby' | 'active' | 'stopped';
@@ -74,6 +76,7 @@ class Generation {
       retryBaseMs: this.opts.retryBaseMs ?? 500,
       retryCapMs: this.opts.retryCapMs ?? 10_000,
       paused: (sync: string) => this.pauses.isPaused(sync),
+      runGapMs: this.opts.runGapMs ?? RUN_GAP_MS,
     };
     for (const sync of Object.values(this.cfg.syncs)) {
       const syncWorkers: Worker[] = [];

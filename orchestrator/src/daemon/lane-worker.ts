@@ -5,6 +5,7 @@ import { type LaneKey, type LaneState, runLane } from '../sync/lane.js';
 import { SequenceKeeper } from '../sync/sequence-keeper.js';
 import type { Logger } from '../util/logger.js';
 import type { Recorder, RunRecord } from './recorder.js';
+import { afterRun, batchSize } from '../sync/batch-size.js';
 import { type LaneLabels, Worker, type WorkerOptions } from './worker.js';
 
 export type { WorkerOptions } from './worker.js';
@@ -51,7 +52,8 @@ export class LaneWorker extends Worker {
         if (relids) this.state.seededRelids = relids;
         this.seeded = seededNow = true;
       }
-      const r = await runLane(this.conns, this.key, this.opts.batchRows, this.state);
+      const r = await runLane(this.conns, this.key, batchSize(this.opts.batchRows, this.state), this.state);
+      afterRun(this.state, r.more);
       if (r.unseeded) {
         // A table was added (add-triggers) since the lane's initial copies: copy it first.
         if (seededNow) {

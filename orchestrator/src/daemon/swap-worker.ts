@@ -11,6 +11,7 @@ import { type SwapState, runSwap } from '../sync/swap.js';
 import { sleep } from '../util/backoff.js';
 import type { Logger } from '../util/logger.js';
 import type { Recorder } from './recorder.js';
+import { afterRun, batchSize } from '../sync/batch-size.js';
 import { type LaneLabels, Worker, type WorkerOptions } from './worker.js';
 
 /** Runs a multi-master (swap) sync: all of its nodes in each run (see runSwap). */
@@ -88,7 +89,9 @@ export class SwapWorker extends Worker {
         await this.seed();
         seededNow = true;
       }
-      const r = await runSwap(this.conns, { job: this.job, sync: this.sync, batchRows: this.opts.batchRows, state: this.state, resolver: this.resolver });
+      const batchRows = batchSize(this.opts.batchRows, this.state);
+      const r = await runSwap(this.conns, { job: this.job, sync: this.sync, batchRows, state: this.state, resolver: this.resolver });
+      afterRun(this.state, r.more);
       if (r.unseeded) {
         // Seeded just now, every pair: the table must be missing from the metadata database. (A pair
         // left for later because a node was down, and that node is back: seed again.)

@@ -12,6 +12,8 @@ export interface WorkerOptions {
   retryCapMs: number;
   /** The sync is paused (capra pause): no run starts, a run in progress stops after its batch. */
   paused?: (sync: string) => boolean;
+  /** A run starts at least this long after the previous one started (see RUN_GAP_MS in db/kick-timing.ts); 0: at once. */
+  runGapMs?: number;
 }
 
 export interface LaneLabels {
@@ -100,14 +102,19 @@ export abstract class Worker {
     let failures = 0;
     let repairs = 0;
     let quick = 0;
+    let lastStart = 0;
     while (!this.stopping) {
       if (!this.wanted) {
         await new Promise<void>((resolve) => (this.wakeUp = resolve));
         this.wakeUp = null;
         continue;
       }
+      // Kicks that come while it waits are taken by the one run that follows.
+      const gap = lastStart + (this.opts.runGapMs ?? 0) - Date.now();
+      if (gap > 0 && !(await sleep(gap, this.abort.signal))) break;
       this.wanted = false;
       if (this.paused) continue;
+      lastStart = Date.now();
       const started = new Date();
       try {
         await this.runUntilDone(started);

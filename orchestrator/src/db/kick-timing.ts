@@ -33,6 +33,17 @@ export const KICK_LINGER_MS = KICK_WINDOW_MS + KICK_COMMIT_SLACK_MS;
 /** How often it looks meanwhile: a skipped commit waits at most this long once it is visible. */
 export const KICK_LINGER_STEP_MS = 25;
 
+/**
+ * A worker's runs start at least this far apart. Under load every kick and
+ * every linger step found work, so a lane ran up to 40 times a second, and
+ * each run's fixed part (its snapshot, the batch's bounds and tables, the
+ * table metadata, a key scan and a row fetch per table, on the source,
+ * beside the writers) was paid that often for a few rows. Kicks that come
+ * meanwhile are taken by the next run; a kick after a quiet spell still runs
+ * at once.
+ */
+export const RUN_GAP_MS = 100;
+
 /** Regenerates every table's kick function with the window (after install, and whenever consumers change). */
 export async function refreshKicks(client: pg.ClientBase): Promise<void> {
   await client.query('SELECT repl.refresh_kicks($1)', [KICK_WINDOW_MS]);

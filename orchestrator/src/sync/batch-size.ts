@@ -6,6 +6,8 @@
  * `batch_rows` once a run takes everything. A batch is still cut only at a
  * transaction boundary and applied in one target transaction with its
  * position, so its size changes nothing of what a crash may lose or repeat.
+ * The daemon's workers size each run; runLane and runSwap take the bound
+ * they are given.
  */
 export const MAX_BATCH_GROWTH = 16;
 

@@ -6,7 +6,7 @@ import { applyError } from '../db/errors.js';
 import { CapraError } from '../util/errors.js';
 import { tableLabel } from '../db/ident.js';
 import { type ApplierRole, markApplier } from './applier-session.js';
-import { type BatchGrowth, afterRun, batchSize } from './batch-size.js';
+import type { BatchGrowth } from './batch-size.js';
 import { type ApplyPhases, applyKeys, applyTruncate, noPhases, timed } from './apply.js';
 import {
   type LaneRef,
@@ -87,9 +87,7 @@ export async function runLane(conns: Connections, k: LaneKey, batchRows: number,
     const source = await conns.connect(k.source);
     let sourceErr: Error | undefined;
     try {
-      const r = await runWith(source, target, k, batchSize(batchRows, state), state);
-      afterRun(state, r.more);
-      return r;
+      return await runWith(source, target, k, batchRows, state);
     } catch (err) {
       sourceErr = targetErr = err as Error;
       // A table dropped and made again has another relid: check the shapes anew.

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { type BatchGrowth, afterRun, batchSize } from './batch-size.js';
+import type { BatchGrowth } from './batch-size.js';
 import type { SyncConfig } from '../config/types.js';
 import { syncNodes } from '../config/topology.js';
 import type { Connections } from '../db/connections.js';
@@ -135,14 +135,13 @@ async function runWith(clients: Map<string, pg.PoolClient>, { job, sync, batchRo
     const client = clients.get(db);
     if (!client) continue;
     try {
-      sources.push(await openSource(client, db, job, sync, applied, batchSize(batchRows, state)));
+      sources.push(await openSource(client, db, job, sync, applied, batchRows));
     } catch (err) {
       throw applyError(db, err);
     }
   }
   if (state.seededRelids && sources.some((s) => [...s.keys.keys()].some((relid) => !state.seededRelids!.get(s.db)?.has(relid)))) {
     await commitAll(nodes);
-    afterRun(state, false);
     return { deltas: 0, rows: new Map(), conflicts: [], tables: [], more: false, unseeded: true };
   }
   if (sources.every((s) => s.endText === s.oldText)) {
@@ -157,7 +156,6 @@ async function runWith(clients: Map<string, pg.PoolClient>, { job, sync, batchRo
     } else {
       await commitAll(nodes);
     }
-    afterRun(state, false);
     return { deltas: 0, rows: new Map(), conflicts: [], tables: [], more: false };
   }
 
@@ -186,9 +184,5 @@ async function runWith(clients: Map<string, pg.PoolClient>, { job, sync, batchRo
   const exceptTables = await withholdKeys(sources, settled.withheld);
   const { rows, behind } = await applyToNodes(nodes, sources, changes, settled, exceptTables);
   await finishRun(nodes, sources, job, sync);
-  afterRun(
-    state,
-    sources.some((s) => s.more),
-  );
   return { deltas, rows, conflicts: settled.logged, tables: [...changes.keys()], more: behind > 0 || sources.some((s) => s.more), behind };
 }
