@@ -116,3 +116,43 @@ t.test(
     t.equal(await digest(a, 'back', 'id'), await digest(b, 'back', 'id'), `clone PG ${other.major} -> PG ${c1!.major}`);
   },
 );
+
+t.test(
+  'a multi-master sync between the two major versions, a conflict settled',
+  {
+    skip: other ? false : `no second PostgreSQL major version: ${otherSkipReason ?? 'unknown reason'}`,
+  },
+  async (t) => {
+    if (!other) return;
+    const job = await makeJob(t, {
+      nodes: { a: c1!, b: other },
+      schema: `CREATE TABLE mm (id int PRIMARY KEY, v text, j jsonb, n numeric);`,
+      yaml: ['syncs:', '  both:', '    sources: [a, b]', '    conflict: latest'].join('\n'),
+    });
+    const a = job.urls.a!;
+    const b = job.urls.b!;
+    await setUp(job);
+    const first = startDaemon(t, job);
+    await sql(a, `INSERT INTO mm SELECT g, 'a' || g, '{"from": "a"}', g / 3.0 FROM generate_series(1, 10) g`);
+    await sql(b, `INSERT INTO mm SELECT g, 'b' || g, '{"from": "b"}', g / 7.0 FROM generate_series(11, 20) g`);
+    await waitSame(job, 'mm', ['a', 'b'], { orderBy: 'id' });
+    await sql(b, `UPDATE mm SET v = 'b changed ' || id WHERE id <= 3`);
+    await sql(a, `DELETE FROM mm WHERE id > 17`);
+    await sql(a, `UPDATE mm SET id = 100 WHERE id = 11`);
+    await waitFor(async () => (await sql(b, 'SELECT 1 FROM mm WHERE id = 100')).length === 1, { what: "a's key change to reach b" });
+    await waitSame(job, 'mm', ['a', 'b'], { orderBy: 'id' });
+    t.same(await sql(a, 'SELECT count(*)::int AS n FROM mm'), [{ n: 17 }], `PG ${c1!.major} and PG ${other.major}: both ways`);
+
+    // The conflict, made with the daemon stopped: a then b change row 5; latest: b wins.
+    await first.stop();
+    await sql(a, `UPDATE mm SET v = 'from a' WHERE id = 5`);
+    await new Promise((r) => setTimeout(r, 20));
+    await sql(b, `UPDATE mm SET v = 'from b' WHERE id = 5`);
+    startDaemon(t, job);
+    await waitSame(job, 'mm', ['a', 'b'], { orderBy: 'id' });
+    for (const url of [a, b]) t.same(await sql(url, 'SELECT v FROM mm WHERE id = 5'), [{ v: 'from b' }], 'the later write wins on both');
+    const log = await sql(job.cfg.metadata, 'SELECT table_name, key, winner FROM repl.conflict ORDER BY id');
+    t.same(log, [{ table_name: 'public.mm', key: { id: 5 }, winner: 'b' }], 'one conflict logged');
+    t.equal(await digest(a, 'mm', 'id'), await digest(b, 'mm', 'id'), 'same rows on both');
+  },
+);

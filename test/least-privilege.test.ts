@@ -4,13 +4,13 @@
 // writes on all three nodes of a swap sync; everything converges, the
 // conflict is settled, nothing is captured back, and uninstall (as that role)
 // removes what install created.
-import { randomBytes } from 'node:crypto';
 import t from 'tap';
 import { uninstall } from '../orchestrator/src/install/install.js';
 import { collectStatus } from '../orchestrator/src/status/status.js';
 import { silentLogger } from '../orchestrator/src/util/logger.js';
-import { type ClusterInfo, type TeardownTest, freshDb, sql, testClusters, waitFor } from './harness/db.js';
+import { sql, testClusters, waitFor } from './harness/db.js';
 import { type Job, digest, makeJob, setUp, startDaemon, waitSame } from './harness/capra.js';
+import { type Node, makeRoles, prepareMeta, prepareNode } from './harness/roles.js';
 
 const { clusters } = testClusters();
 const nodes = ['a', 'b', 'c'] as const;
@@ -19,63 +19,6 @@ const userSchema = `
   CREATE TABLE items (id int PRIMARY KEY, name text, qty int);
   CREATE TABLE notes (k text PRIMARY KEY, body text);
 `;
-
-interface Node {
-  admin: string;
-  app: string;
-  capra: string;
-}
-
-const urlAs = (c: ClusterInfo, role: string, db: string): string => `postgres://${role}@${c.host}:${c.port}/${db}`;
-
-/**
- * The two roles on every cluster (roles are cluster-wide: dropped in a
- * teardown registered before the databases, so it runs after they are gone).
- */
-async function makeRoles(t: TeardownTest, setParam: boolean): Promise<{ app: string; capra: string }> {
-  const rand = randomBytes(4).toString('hex');
-  const app = `app_${rand}`;
-  const capra = `capra_${rand}`;
-  for (const c of clusters.slice(0, 3)) {
-    const admin = urlAs(c, c.user, 'postgres');
-    await sql(admin, `CREATE ROLE ${app} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE`);
-    await sql(admin, `CREATE ROLE ${capra} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE`);
-    if (setParam) await sql(admin, `GRANT SET ON PARAMETER session_replication_role TO ${capra}`);
-    t.teardown(async () => {
-      if (!t.passing()) return; // the kept databases still hold their grants
-      if (setParam) await sql(admin, `REVOKE SET ON PARAMETER session_replication_role FROM ${capra}`);
-      await sql(admin, `DROP ROLE IF EXISTS ${capra}`);
-      await sql(admin, `DROP ROLE IF EXISTS ${app}`);
-    });
-  }
-  return { app, capra };
-}
-
-/** A node's database, prepared by the admin exactly as the README says; the app role creates its tables. */
-async function prepareNode(t: TeardownTest, c: ClusterInfo, roles: { app: string; capra: string }): Promise<Node> {
-  const admin = await freshDb(t, c, 'lp');
-  const db = new URL(admin).pathname.slice(1);
-  await sql(
-    admin,
-    `REVOKE ALL ON DATABASE ${db} FROM PUBLIC;
-    GRANT CONNECT ON DATABASE ${db} TO ${roles.app}, ${roles.capra};
-    GRANT CREATE, TEMPORARY ON DATABASE ${db} TO ${roles.capra};
-    GRANT USAGE, CREATE ON SCHEMA public TO ${roles.app};
-    GRANT USAGE ON SCHEMA public TO ${roles.capra};`,
-  );
-  const app = urlAs(c, roles.app, db);
-  await sql(app, userSchema);
-  await sql(app, `GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE, TRIGGER ON items, notes TO ${roles.capra}`);
-  return { admin, app, capra: urlAs(c, roles.capra, db) };
-}
-
-/** The metadata database: created by the admin, capra may create its schema there. */
-async function prepareMeta(t: TeardownTest, c: ClusterInfo, capra: string): Promise<string> {
-  const admin = await freshDb(t, c, 'lpmeta');
-  const db = new URL(admin).pathname.slice(1);
-  await sql(admin, `REVOKE ALL ON DATABASE ${db} FROM PUBLIC; GRANT CONNECT, CREATE ON DATABASE ${db} TO ${capra}`);
-  return urlAs(c, capra, db);
-}
 
 const row = async (url: string, id: number): Promise<unknown> => (await sql(url, 'SELECT name, qty FROM items WHERE id = $1', [id]))[0] ?? null;
 
@@ -86,9 +29,9 @@ for (const setParam of [false, true]) {
       t.comment(`skipped: GRANT SET ON PARAMETER needs PostgreSQL 15+ (have ${major})`);
       return;
     }
-    const roles = await makeRoles(t, setParam);
+    const roles = await makeRoles(t, clusters.slice(0, 3), setParam);
     const n: Record<string, Node> = {};
-    for (const [i, name] of nodes.entries()) n[name] = await prepareNode(t, clusters[i]!, roles);
+    for (const [i, name] of nodes.entries()) n[name] = await prepareNode(t, clusters[i]!, roles, userSchema);
     const meta = await prepareMeta(t, clusters[0]!, roles.capra);
     const super_ = await sql(n.a!.capra, 'SELECT rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = current_user');
     t.same(super_, [{ rolsuper: false, rolcreatedb: false, rolcreaterole: false }], 'capra is an unprivileged role');

