@@ -70,7 +70,24 @@ async function editCapture(url: string, edit: (def: string, relid: number) => st
     `SELECT pg_get_functiondef(p.oid) AS def, substr(p.proname, 9)::int AS relid FROM pg_proc p
       WHERE p.pronamespace = 'repl'::regnamespace AND p.proname ~ '^capture_[0-9]+$'`,
   );
-  for (const f of fns) await exec(url, edit(f.def as string, f.relid as number));
+  for (const f of fns) {
+    const def = edit(f.def as string, f.relid as number);
+    if (def === f.def) throw new Error('a capture candidate changed nothing in a capture function');
+    await exec(url, def);
+  }
+}
+
+/** Rewrites each generated kick function of `db` with `edit`, failing when it changes nothing (the candidate would measure the shipped one). */
+async function editKick(url: string, edit: (def: string) => string): Promise<void> {
+  const fns = await exec(
+    url,
+    `SELECT pg_get_functiondef(p.oid) AS def FROM pg_proc p WHERE p.pronamespace = 'repl'::regnamespace AND p.proname ~ '^kick_[0-9]+$'`,
+  );
+  for (const f of fns) {
+    const def = edit(f.def as string);
+    if (def === f.def) throw new Error('a kick candidate changed nothing in a kick function');
+    await exec(url, def);
+  }
 }
 
 /** How each candidate is made on its (fresh, pgbench-filled) database. */
@@ -88,6 +105,19 @@ const candidates: Record<string, (url: (db: string) => string, db: string, dir: 
   'Capra without the kick trigger': async (url, db, dir) => {
     await capra(url, db, dir);
     await exec(url(db), ...TABLES.map((t) => `ALTER TABLE ${t} DISABLE TRIGGER capra_kick`));
+  },
+  'Capra, kick without its once-per-transaction flag (no set_config)': async (url, db, dir) => {
+    await capra(url, db, dir);
+    await editKick(url(db), (def) =>
+      def.replace(
+        /IF current_setting\('capra\.kicked_\d+', true\) = 'y' THEN\s*RETURN NULL;\s*END IF;\s*PERFORM set_config\('capra\.kicked_\d+', 'y', true\);/,
+        '',
+      ),
+    );
+  },
+  'Capra, kick that checks its clock but never notifies': async (url, db, dir) => {
+    await capra(url, db, dir);
+    await editKick(url(db), (def) => def.replace(/PERFORM pg_notify\([^;]*\);/g, 'NULL;'));
   },
   'Capra, delta without an index': async (url, db, dir) => {
     await capra(url, db, dir);
