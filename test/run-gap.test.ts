@@ -21,7 +21,7 @@ class CountingWorker extends Worker {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-t.test('kicks every 10 ms make runs 100 ms apart, and a kick after a quiet spell runs at once', async (t) => {
+t.test('kicks every 10 ms make runs runGapMs apart, and a kick after a quiet spell runs at once', async (t) => {
   const gap = 100;
   const w = new CountingWorker({ name: 's' } as SyncConfig, {} as Connections, silentLogger, { batchRows: 1, retryBaseMs: 1, retryCapMs: 1, runGapMs: gap });
   w.start();
