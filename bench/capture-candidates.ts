@@ -11,7 +11,6 @@
 import { mkdtemp, mkdir, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
 import { embeddedBinDir, startCluster } from '../orchestrator/src/embedded/cluster.js';
 import { install } from '../orchestrator/src/install/install.js';
 import { parseConfigText } from '../orchestrator/src/config/load.js';
@@ -21,23 +20,17 @@ import { silentLogger } from '../orchestrator/src/util/logger.js';
 import { packageRoot } from '../orchestrator/src/util/paths.js';
 import { findPgbench, pgbenchInit, pgbenchTps } from './pgbench.js';
 import { cpuSplit, pinServer, postmasterPid } from './pinning.js';
+import { run as exec } from './writers.js';
 
+const unknown = process.argv.slice(2).filter((a) => a !== '--quick');
+if (unknown.length > 0) {
+  console.error(`bench:capture: unknown argument ${unknown[0]} (usage: npm run bench:capture [-- --quick])`);
+  process.exit(2);
+}
 const quick = process.argv.includes('--quick');
 const opts = quick ? { scale: 1, seconds: 5, rounds: 3, clients: 4 } : { scale: 10, seconds: 20, rounds: 5, clients: 4 };
 const SERVER_SETTINGS = { fsync: 'on', synchronous_commit: 'on', full_page_writes: 'on', shared_buffers: '1GB', max_wal_size: '4GB' };
 const TABLES = ['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history'];
-
-async function exec(url: string, ...statements: string[]): Promise<pg.QueryResultRow[]> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    let rows: pg.QueryResultRow[] = [];
-    for (const s of statements) rows = (await c.query(s)).rows;
-    return rows;
-  } finally {
-    await c.end();
-  }
-}
 
 /** Capra's capture on `db` (row or statement mode), with an empty target database beside it for the sync. */
 async function capra(url: (db: string) => string, db: string, workDir: string, mode: 'row' | 'statement' = 'row'): Promise<void> {

@@ -15,7 +15,7 @@ import { findPgTool, findPgbench } from './pgbench.js';
 import { type Row, formatTable, ratio } from './table.js';
 import { type ThroughputFigures, benchThroughput } from './throughput.js';
 import { BucardoTool, CapraTool, type Tool, type ToolName } from './tools.js';
-import { type TpsFigure, benchWriters } from './writers.js';
+import { type TpsFigure, type WritersOptions, benchWriters } from './writers.js';
 import { writerRows, writerRunLines } from './writer-rows.js';
 import { cpuSplit } from './pinning.js';
 import { type PhaseFigure, benchPhases, phaseLine } from './phases.js';
@@ -164,6 +164,26 @@ async function onlyCompare(): Promise<void> {
   }
 }
 
+/** The writer phase's options: servers a (source) and b (target), this run's sizes. */
+function writersOptions(pgbench: string, a: Cluster, b: Cluster, tools: Tool[], split: Awaited<ReturnType<typeof cpuSplit>>, dir: string): WritersOptions {
+  return {
+    pgbench,
+    source: side(a),
+    target: side(b),
+    scale: sizes.scale,
+    clients: sizes.clients,
+    pollClients: sizes.pollClients,
+    seconds: sizes.seconds,
+    warmUpSeconds: sizes.warmUpSeconds,
+    rounds: sizes.rounds,
+    tools,
+    pinning: 'missing' in split ? null : split,
+    pids: { source: a.pid, target: b.pid },
+    workDir: dir,
+    progress,
+  };
+}
+
 /** `npm run bench -- --only writers [--quick]`: the writer phase alone, Capra only, for trying a change to what writers pay. */
 async function onlyWriters(): Promise<void> {
   const dir = await mkdtemp(path.join(tmpdir(), 'capra-bench-'));
@@ -175,23 +195,7 @@ async function onlyWriters(): Promise<void> {
     clusters.push(...(await Promise.all(['a', 'b'].map((n) => startCluster({ binDir: bin, dataDir: path.join(dir, n), settings: SERVER_SETTINGS })))));
     const [a, b] = clusters as [Cluster, Cluster];
     console.log(`capra bench --only writers${quick ? ' --quick' : ''}: PostgreSQL ${a.major} (two servers, fsync on), ${cpus().length} cores`);
-    const split = await cpuSplit();
-    const tps = await benchWriters({
-      pgbench,
-      source: side(a),
-      target: side(b),
-      scale: sizes.scale,
-      clients: sizes.clients,
-      pollClients: sizes.pollClients,
-      seconds: sizes.seconds,
-      warmUpSeconds: sizes.warmUpSeconds,
-      rounds: sizes.rounds,
-      tools: [new CapraTool(dir)],
-      pinning: 'missing' in split ? null : split,
-      pids: { source: a.pid, target: b.pid },
-      workDir: dir,
-      progress,
-    });
+    const tps = await benchWriters(writersOptions(pgbench, a, b, [new CapraTool(dir)], await cpuSplit(), dir));
     console.log(`\n${formatTable(writerRows(tps, sizes.clients, sizes.pollClients))}`);
     for (const line of writerRunLines(tps)) console.log(line);
   } finally {
@@ -261,22 +265,7 @@ async function main(): Promise<void> {
     const compare: CompareFigure = await benchCompare({ source: side(a), target: side(b), rows: compareRows, workDir: dir, progress });
     const split = await cpuSplit();
     if ('missing' in split) console.log(`writers not pinned: ${split.missing}`);
-    const tps = await benchWriters({
-      pgbench,
-      source: side(a),
-      target: side(b),
-      scale: sizes.scale,
-      clients: sizes.clients,
-      pollClients: sizes.pollClients,
-      seconds: sizes.seconds,
-      warmUpSeconds: sizes.warmUpSeconds,
-      rounds: sizes.rounds,
-      tools,
-      pinning: 'missing' in split ? null : split,
-      pids: { source: a.pid, target: b.pid },
-      workDir: dir,
-      progress,
-    });
+    const tps = await benchWriters(writersOptions(pgbench, a, b, tools, split, dir));
 
     const rows = tableRows(tps, through, clone, bucardoCopySeconds);
     rows.push(...backlogRows(backlog, loadSizes.backlog), ...fanOutRows(fanOut, loadSizes.fanOutNodes, loadSizes.fanOutRows));

@@ -66,7 +66,8 @@ export interface WritersOptions {
 
 export const PGBENCH_TABLES = ['public.pgbench_accounts', 'public.pgbench_branches', 'public.pgbench_tellers', 'public.pgbench_history'];
 
-async function run(url: string, ...statements: string[]): Promise<pg.QueryResultRow[]> {
+/** Runs `statements` in order on a connection of their own; the last one's rows. */
+export async function run(url: string, ...statements: string[]): Promise<pg.QueryResultRow[]> {
   const c = new pg.Client({ connectionString: url, application_name: 'capra-bench' });
   await c.connect();
   try {
