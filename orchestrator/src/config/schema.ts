@@ -182,13 +182,15 @@ const copyIndexes = orWhenUnset(
 );
 
 /** capra compare on a schedule (a node-cron expression, with seconds); unset: never. */
-const compareSchedule = text
-  .refine(
-    (s) => cron.validate(s),
-    says((s) => `not a valid cron expression: ${show(s)}`),
-  )
-  .nullish()
-  .transform((v) => v ?? null);
+const compareSchedule = orWhenUnset(
+  text
+    .refine(
+      (s) => cron.validate(s),
+      says((s) => `not a valid cron expression: ${show(s)}`),
+    )
+    .nullable(),
+  () => null,
+);
 
 function sync(ctx: SchemaContext) {
   const groups = groupsOf(ctx);
