@@ -10,11 +10,14 @@ import { silentLogger } from '../orchestrator/src/util/logger.js';
 
 class CountingWorker extends Worker {
   readonly starts: number[] = [];
+  /** Whether its runs apply anything. */
+  busy = true;
   get lanes(): LaneLabels[] {
     return [];
   }
-  protected async runUntilDone(): Promise<void> {
+  protected async runUntilDone(): Promise<boolean> {
     this.starts.push(Date.now());
+    return this.busy;
   }
   protected recordFailure(): void {}
 }
@@ -45,4 +48,20 @@ t.test('kicks every 10 ms make runs runGapMs apart, and a kick after a quiet spe
   await sleep(30);
   t.equal(w.starts.length, from + busy.length + 1, 'a kick after a quiet spell runs, once');
   t.ok(w.starts[w.starts.length - 1]! - kicked < 30 && kicked - lastRun > gap, 'at once');
+});
+
+t.test('runs that find nothing (a linger when all is quiet) hold up no kick after them', async (t) => {
+  const w = new CountingWorker({ name: 's' } as SyncConfig, {} as Connections, silentLogger, { batchRows: 1, retryBaseMs: 1, retryCapMs: 1, runGapMs: 250 });
+  w.busy = false;
+  w.start();
+  t.teardown(() => w.stop());
+  await sleep(20);
+  for (let i = 0; i < 5; i++) {
+    const before = w.starts.length;
+    const kicked = Date.now();
+    w.wake();
+    await sleep(30);
+    t.equal(w.starts.length, before + 1, `kick ${i + 1}, 30 ms after the last run, runs`);
+    t.ok(w.starts[w.starts.length - 1]! - kicked < 30, 'at once');
+  }
 });

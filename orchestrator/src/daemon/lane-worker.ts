@@ -44,8 +44,9 @@ export class LaneWorker extends Worker {
     return [this.labels];
   }
 
-  protected async runUntilDone(started: Date): Promise<void> {
+  protected async runUntilDone(started: Date): Promise<boolean> {
     let rows = 0;
+    let deltas = 0;
     for (let seededNow = false; ; ) {
       if (!this.seeded) {
         const relids = await seedLane(this.conns, this.key, this.log, this.abort.signal);
@@ -65,6 +66,7 @@ export class LaneWorker extends Worker {
         continue;
       }
       rows += r.rows;
+      deltas += r.deltas;
       if (r.deltas > 0) this.log.info({ deltas: r.deltas, rows: r.rows, tables: r.tables, more: r.more }, 'applied batch');
       else this.log.debug('run: nothing to apply');
       if (!r.more || this.stopping || this.paused) break;
@@ -76,6 +78,7 @@ export class LaneWorker extends Worker {
     this.record(started, rows, { replicaRole: this.state.replicaRole });
     // After the rows: the keys the target now holds are what its sequence must pass.
     void this.sequences.maybeRun(); // off the run loop: a kick meanwhile is not held up
+    return deltas > 0;
   }
 
   protected recordFailure(started: Date, error: string, table: string | undefined): void {

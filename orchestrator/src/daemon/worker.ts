@@ -58,8 +58,8 @@ export abstract class Worker {
   /** The lanes (source, target pairs) this worker moves changes along, for metrics and status. */
   abstract get lanes(): LaneLabels[];
 
-  /** Runs batches until there is nothing left; returns what it did (for the record). */
-  protected abstract runUntilDone(started: Date): Promise<void>;
+  /** Runs batches until there is nothing left; true when it applied any change (only those runs are kept runGapMs apart). */
+  protected abstract runUntilDone(started: Date): Promise<boolean>;
 
   /** The sync is paused: apply nothing more (the backlog waits for capra resume, which wakes the worker). */
   protected get paused(): boolean {
@@ -109,15 +109,15 @@ export abstract class Worker {
         this.wakeUp = null;
         continue;
       }
-      // Kicks that come while it waits are taken by the one run that follows.
+      // After a run that applied changes, kicks that come while it waits are taken by the one run that follows.
       const gap = lastStart + (this.opts.runGapMs ?? 0) - Date.now();
       if (gap > 0 && !(await sleep(gap, this.abort.signal))) break;
       this.wanted = false;
       if (this.paused) continue;
-      lastStart = Date.now();
       const started = new Date();
       try {
-        await this.runUntilDone(started);
+        // A run that found nothing (a linger step when all is quiet) holds up no kick after it.
+        if (await this.runUntilDone(started)) lastStart = started.getTime();
         if (failures > 0) this.log.info({ after: failures }, 'recovered');
         failures = repairs = quick = 0;
       } catch (err) {

@@ -34,7 +34,8 @@ export const KICK_LINGER_MS = KICK_WINDOW_MS + KICK_COMMIT_SLACK_MS;
 export const KICK_LINGER_STEP_MS = 25;
 
 /**
- * A worker's runs start at least this far apart. Under load every kick and
+ * A worker's runs that apply changes start at least this far apart (a run
+ * that found nothing holds up no kick). Under load every kick and
  * every linger step found work, so a lane ran up to 40 times a second, and
  * each run's fixed part (its snapshot, the batch's bounds and tables, the
  * table metadata, a key scan and a row fetch per table, on the source,
