@@ -131,7 +131,7 @@ export const INDEX_LOOKUP_KEYS = 5_000;
  * 100,000 keys, 742 ms and 530 ms. For a handful of keys the hash join was
  * 43 ms per run at 100,000 rows.
  */
-export const INDEX_LOOKUP_SHARE = 0.25;
+const INDEX_LOOKUP_SHARE = 0.25;
 
 /** Whether `n` keys of `t` are looked up by its key index (see INDEX_LOOKUP_SHARE); a whole-row identity has none, and is left its hash joins. */
 export function useKeyIndex(t: TableMeta, n: number): boolean {
@@ -182,11 +182,7 @@ export async function applyKeys(
   if (n === 0) return 0;
   let indexed = useKeyIndex(t, n);
   if (n <= INDEX_LOOKUP_KEYS) {
-    await timed(phases, 'targetDelete', () =>
-      byIndex(target, indexed, () =>
-        target.query(`DELETE FROM ${targetTable(t)} t USING jsonb_to_recordset($1::jsonb) AS k(${keyDefs(t)}) WHERE ${match}`, [keys]),
-      ),
-    );
+    await timed(phases, 'targetDelete', () => deleteListedKeys(target, t, keys!, indexed));
   } else {
     const temp = quoteIdent(tempName);
     // The keys' trip into the target's temp table is part of the key scan.
@@ -197,12 +193,24 @@ export async function applyKeys(
     indexed = useKeyIndex(t, all);
     await timed(phases, 'targetDelete', () => byIndex(target, indexed, () => target.query(`DELETE FROM ${targetTable(t)} t USING ${temp} k WHERE ${match}`)));
   }
+  return copyRowsOf(source, target, t, keysQuery(t, except), indexed, phases);
+}
+
+/** The target's DELETE of the keys in `keysJson` (a JSON array of objects by key column). */
+function deleteListedKeys(target: pg.ClientBase, t: TableMeta, keysJson: string, indexed: boolean): Promise<unknown> {
+  return byIndex(target, indexed, () =>
+    target.query(`DELETE FROM ${targetTable(t)} t USING jsonb_to_recordset($1::jsonb) AS k(${keyDefs(t)}) WHERE ${identityMatch(t, 't', 'k')}`, [keysJson]),
+  );
+}
+
+/** Copies the source's current rows of the keys `keysSql` selects (as its shape says) into the target. */
+function copyRowsOf(source: pg.ClientBase, target: pg.ClientBase, t: TableMeta, keysSql: string, indexed: boolean, phases?: ApplyPhases): Promise<number> {
   const cols = t.columns.map(quoteIdent).join(', ');
   return byIndex(source, indexed, () =>
     copyBetween(
       source,
       target,
-      `SELECT ${selectItems(t, t.columns, 's')} FROM ${onlyUnlessPartitioned(t.partitioned)}${quoteTable(t)} s WHERE ${amongKeys(t, keysQuery(t, except))}${andFilter(t)}`,
+      `SELECT ${selectItems(t, t.columns, 's')} FROM ${onlyUnlessPartitioned(t.partitioned)}${quoteTable(t)} s WHERE ${amongKeys(t, keysSql)}${andFilter(t)}`,
       `COPY ${targetTable(t)} (${cols}) FROM STDIN`,
       phases,
     ),
@@ -235,20 +243,8 @@ export async function applyTruncate(source: pg.ClientBase, target: pg.ClientBase
  */
 export async function applyKeyList(source: pg.ClientBase | null, target: pg.ClientBase, t: TableMeta, keys: Record<string, string>[]): Promise<number> {
   const json = JSON.stringify(keys);
-  const match = keyMatch(t.keyCols, 't', 'k');
-  await byIndex(target, true, () =>
-    target.query(`DELETE FROM ${quoteTable(t)} t USING jsonb_to_recordset($1::jsonb) AS k(${keyDefs(t)}) WHERE ${match}`, [json]),
-  );
+  await deleteListedKeys(target, t, json, true);
   if (!source) return 0;
-  const cols = t.columns.map(quoteIdent).join(', ');
-  const keyTuple = t.keyCols.map((k) => `s.${quoteIdent(k)}`).join(', ');
   const listed = `SELECT ${t.keyCols.map((k) => `k.${quoteIdent(k)}`).join(', ')} FROM jsonb_to_recordset(${quoteLiteral(json)}::jsonb) AS k(${keyDefs(t)})`;
-  return byIndex(source, true, () =>
-    copyBetween(
-      source,
-      target,
-      `SELECT ${t.columns.map((c) => `s.${quoteIdent(c)}`).join(', ')} FROM ${onlyUnlessPartitioned(t.partitioned)}${quoteTable(t)} s WHERE (${keyTuple}) IN (${listed})`,
-      `COPY ${quoteTable(t)} (${cols}) FROM STDIN`,
-    ),
-  );
+  return copyRowsOf(source, target, t, listed, true);
 }
