@@ -19,7 +19,7 @@ import { type TpsFigure, type WritersOptions, benchWriters } from './writers.js'
 import { writerRows, writerRunLines } from './writer-rows.js';
 import { cpuSplit } from './pinning.js';
 import { type PhaseFigure, benchPhases, phaseLine } from './phases.js';
-import { type CompareFigure, benchCompare, compareLine } from './compare.js';
+import { type CompareBenchOptions, type CompareFigure, benchCompare, compareLine } from './compare.js';
 
 const quick = process.argv.includes('--quick');
 /** `--only compare`: just that phase (no pgbench or Bucardo needed); `--only writers`: the pgbench phase, Capra only. */
@@ -147,6 +147,16 @@ function printLoadPhases(backlog: Partial<Record<ToolName, BacklogFigures>>, fan
   }
 }
 
+/** The compare phase's servers each on its own core, where the machine has two and taskset. */
+async function comparePins(a: Cluster, b: Cluster): Promise<CompareBenchOptions['pins']> {
+  const split = await cpuSplit();
+  if ('missing' in split) {
+    console.log(`compare not pinned: ${split.missing}`);
+    return undefined;
+  }
+  return { a: a.pid, b: b.pid, split };
+}
+
 /** `npm run bench -- --only compare`: the compare phase alone, on two servers of its own. */
 async function onlyCompare(): Promise<void> {
   const dir = await mkdtemp(path.join(tmpdir(), 'capra-bench-'));
@@ -156,7 +166,7 @@ async function onlyCompare(): Promise<void> {
     clusters.push(...(await Promise.all(['a', 'b'].map((n) => startCluster({ binDir: bin, dataDir: path.join(dir, n), settings: SERVER_SETTINGS })))));
     const [a, b] = clusters as [Cluster, Cluster];
     console.log(`capra bench --only compare: PostgreSQL ${a.major} (two servers), ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB`);
-    const f = await benchCompare({ source: side(a), target: side(b), rows: compareRows, workDir: dir, progress });
+    const f = await benchCompare({ source: side(a), target: side(b), rows: compareRows, pins: await comparePins(a, b), workDir: dir, progress });
     console.log(`\ncompare: ${compareLine(f)}`);
   } finally {
     await Promise.all(clusters.map((c) => c.stop()));
@@ -262,7 +272,14 @@ async function main(): Promise<void> {
     });
     const bucardoCopySeconds = null;
     const phases: PhaseFigure[] = await benchPhases({ source: side(a), target: side(b), rows: sizes.burst, workDir: dir, progress });
-    const compare: CompareFigure = await benchCompare({ source: side(a), target: side(b), rows: compareRows, workDir: dir, progress });
+    const compare: CompareFigure = await benchCompare({
+      source: side(a),
+      target: side(b),
+      rows: compareRows,
+      pins: await comparePins(a, b),
+      workDir: dir,
+      progress,
+    });
     const split = await cpuSplit();
     if ('missing' in split) console.log(`writers not pinned: ${split.missing}`);
     const tps = await benchWriters(writersOptions(pgbench, a, b, tools, split, dir));

@@ -41,11 +41,13 @@ const from = (t: TableMeta, alias = 's'): string => `${onlyUnlessPartitioned(t.p
 const keyList = (t: TableMeta, alias = 's'): string => t.keyCols.map((k) => `${alias}.${quoteIdent(k)}`).join(', ');
 /** The key as text[]. */
 export const keyArray = (t: TableMeta, alias = 's'): string => `ARRAY[${t.keyCols.map((k) => `${alias}.${quoteIdent(k)}::text`).join(', ')}]`;
-const rowHash = (t: TableMeta, alias = 's'): string =>
+/** A row's 64-bit hash (int8). */
+export const rowHashValue = (t: TableMeta, alias = 's'): string =>
   `hashtextextended(ROW(${[...t.columns]
     .sort()
     .map((c) => `${alias}.${quoteIdent(c)}`)
-    .join(', ')})::text, 0)::text`;
+    .join(', ')})::text, 0)`;
+const rowHash = (t: TableMeta, alias = 's'): string => `${rowHashValue(t, alias)}::text`;
 
 /** `(k1, k2) op (($n::text[])[1]::type1, ...)`: the key compared with a key given as parameter $n. */
 function versus(t: TableMeta, op: string, n: number): string {

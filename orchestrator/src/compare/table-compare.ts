@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { tableLabel } from '../db/ident.js';
 import type { TableMeta } from '../sync/table-meta.js';
+import { binBounds, binRange, scanBins } from './bin-scan.js';
 import { ChunkSizer } from './chunk-size.js';
 import { type Key, type KeyRange, type RangeHash, hashRange, keyId, keyObject, nextChunk, rowsOf } from './key-sql.js';
 import { type KeyDiffs, narrow, noDiffs } from './narrow.js';
@@ -8,9 +9,10 @@ import { type SnapshotSet, inFlightKeys } from './snapshots.js';
 
 /**
  * One table compared between a reference node and the others, in the views
- * of a SnapshotSet: chunks of the reference's key order (exclusive upper
- * bounds), each hashed on every node at once, differing chunks narrowed to
- * keys, keys in flight left out. Each node reads each row once, in key order.
+ * of a SnapshotSet: key ranges hashed on every node at once (bins of a
+ * sequential scan for a single-column key, chunks read in key order for a
+ * composite one), differing ranges narrowed to keys, keys in flight left
+ * out. Each node reads each row once.
  */
 
 export interface Difference {
@@ -61,9 +63,58 @@ const MAX_VERSIONS = 10_000;
 export async function compareTable(set: SnapshotSet, o: CompareTableOptions): Promise<TableResult[]> {
   const began = performance.now();
   const t = o.metas.get(o.reference)!;
-  const ref = set.views.get(o.reference)!.client;
   const others = o.nodes.filter((n) => n !== o.reference);
   const diffs = new Map(others.map((n) => [n, noDiffs()]));
+  const rows = t.keyCols.length === 1 ? await binned(set, o, others, diffs) : await chunked(set, o, others, diffs);
+  const anyDiff = [...diffs.values()].some((d) => d.missing.length + d.extra.length + d.different.length > 0);
+  const flight = anyDiff ? await inFlightKeys(set, o.job, t, o.nodes) : { keys: new Set<string>(), truncated: false };
+  const results: TableResult[] = [];
+  for (const n of others) {
+    results.push(await result(set, o, t, n, rows, flight.truncated ? noDiffs() : diffs.get(n)!, flight.keys, flight.truncated, began));
+  }
+  return results;
+}
+
+/**
+ * A single-column key: every node reads its table once, sequentially, into
+ * bins of key ranges (bin-scan.ts), all at once; differing bins are narrowed.
+ * Returns the reference's rows.
+ */
+async function binned(set: SnapshotSet, o: CompareTableOptions, others: string[], diffs: Map<string, KeyDiffs>): Promise<number> {
+  const t = o.metas.get(o.reference)!;
+  const ref = set.views.get(o.reference)!.client;
+  const bounds = await binBounds(ref, t);
+  let rows = 0;
+  const [mine, ...theirs] = await Promise.all(
+    [o.reference, ...others].map((n) =>
+      scanBins(set.views.get(n)!.client, o.metas.get(n)!, bounds, (r) => {
+        if (n !== o.reference) return;
+        rows += r;
+        o.progress?.(rows);
+      }),
+    ),
+  );
+  const empty: RangeHash = { rows: 0, hash: null };
+  for (const [i, n] of others.entries()) {
+    const node = set.views.get(n)!.client;
+    const bins = theirs[i]!;
+    for (const b of [...new Set([...mine!.keys(), ...bins.keys()])].sort((x, y) => x - y)) {
+      const a = mine!.get(b) ?? empty;
+      const h = bins.get(b) ?? empty;
+      if (h.rows !== a.rows || h.hash !== a.hash) await narrow(ref, node, t, binRange(bounds, b), a, h, diffs.get(n)!);
+    }
+  }
+  return rows;
+}
+
+/**
+ * Any key, in key order: the reference cuts chunks of its key order
+ * (exclusive upper bounds, sized by the time a chunk takes), each hashed on
+ * every node at once. Returns the reference's rows.
+ */
+async function chunked(set: SnapshotSet, o: CompareTableOptions, others: string[], diffs: Map<string, KeyDiffs>): Promise<number> {
+  const t = o.metas.get(o.reference)!;
+  const ref = set.views.get(o.reference)!.client;
   const sizer = new ChunkSizer();
   let rows = 0;
   let lo: Key | null = null;
@@ -87,16 +138,9 @@ export async function compareTable(set: SnapshotSet, o: CompareTableOptions): Pr
       const h = hashes[i]!;
       if (h.rows !== mine.rows || h.hash !== mine.hash) await narrow(ref, set.views.get(n)!.client, t, range, mine, h, diffs.get(n)!);
     }
-    if (mine.next === null) break;
+    if (mine.next === null) return rows;
     lo = mine.next;
   }
-  const anyDiff = [...diffs.values()].some((d) => d.missing.length + d.extra.length + d.different.length > 0);
-  const flight = anyDiff ? await inFlightKeys(set, o.job, t, o.nodes) : { keys: new Set<string>(), truncated: false };
-  const results: TableResult[] = [];
-  for (const n of others) {
-    results.push(await result(set, o, t, n, rows, flight.truncated ? noDiffs() : diffs.get(n)!, flight.keys, flight.truncated, began));
-  }
-  return results;
 }
 
 async function result(
