@@ -21,13 +21,23 @@ import { packageRoot } from '../orchestrator/src/util/paths.js';
 import { findPgbench, pgbenchInit, pgbenchTps } from './pgbench.js';
 import { cpuSplit, pinServer, postmasterPid } from './pinning.js';
 import { run as exec } from './writers.js';
+import { KICK_WINDOW_MS } from '../orchestrator/src/db/kick-timing.js';
 
-const unknown = process.argv.slice(2).filter((a) => a !== '--quick');
-if (unknown.length > 0) {
-  console.error(`bench:capture: unknown argument ${unknown[0]} (usage: npm run bench:capture [-- --quick])`);
+const USAGE = 'usage: npm run bench:capture [-- --quick] [--only word,word]';
+const args = process.argv.slice(2);
+const onlyAt = args.indexOf('--only');
+/** --only: the candidates whose name contains one of these words (the control always runs). */
+const only = onlyAt >= 0 ? (args[onlyAt + 1] ?? '').split(',').filter((w) => w !== '') : [];
+if (onlyAt >= 0 && only.length === 0) {
+  console.error(`bench:capture: --only needs words naming candidates (${USAGE})`);
   process.exit(2);
 }
-const quick = process.argv.includes('--quick');
+const unknown = args.filter((a, i) => a !== '--quick' && i !== onlyAt && i !== onlyAt + 1);
+if (unknown.length > 0) {
+  console.error(`bench:capture: unknown argument ${unknown[0]} (${USAGE})`);
+  process.exit(2);
+}
+const quick = args.includes('--quick');
 const opts = quick ? { scale: 1, seconds: 5, rounds: 3, clients: 4 } : { scale: 10, seconds: 20, rounds: 5, clients: 4 };
 const SERVER_SETTINGS = { fsync: 'on', synchronous_commit: 'on', full_page_writes: 'on', shared_buffers: '1GB', max_wal_size: '4GB' };
 const TABLES = ['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history'];
@@ -83,6 +93,9 @@ async function editKick(url: string, edit: (def: string) => string): Promise<voi
   }
 }
 
+/** The kick's once-per-transaction flag (repl.make_kick). */
+const KICK_FLAG = /IF current_setting\('capra\.kicked_\d+', true\) = 'y' THEN\s*RETURN NULL;\s*END IF;\s*PERFORM set_config\('capra\.kicked_\d+', 'y', true\);/;
+
 /** How each candidate is made on its (fresh, pgbench-filled) database. */
 const candidates: Record<string, (url: (db: string) => string, db: string, dir: string) => Promise<void>> = {
   'no triggers (control)': async () => {},
@@ -101,16 +114,30 @@ const candidates: Record<string, (url: (db: string) => string, db: string, dir: 
   },
   'Capra, kick without its once-per-transaction flag (no set_config)': async (url, db, dir) => {
     await capra(url, db, dir);
-    await editKick(url(db), (def) =>
-      def.replace(
-        /IF current_setting\('capra\.kicked_\d+', true\) = 'y' THEN\s*RETURN NULL;\s*END IF;\s*PERFORM set_config\('capra\.kicked_\d+', 'y', true\);/,
-        '',
-      ),
-    );
+    await editKick(url(db), (def) => def.replace(KICK_FLAG, ''));
   },
   'Capra, kick that checks its clock but never notifies': async (url, db, dir) => {
     await capra(url, db, dir);
     await editKick(url(db), (def) => def.replace(/PERFORM pg_notify\([^;]*\);/g, 'NULL;'));
+  },
+  // The trigger's WHEN is evaluated by the executor: a statement within the window calls no PL/pgSQL at all.
+  'Capra, kick called only when due (a WHEN condition, no flag)': async (url, db, dir) => {
+    await capra(url, db, dir);
+    await editKick(url(db), (def) => def.replace(KICK_FLAG, ''));
+    const kicks = await exec(
+      url(db),
+      `SELECT tgrelid::regclass::text AS rel, tgrelid::int AS relid, tgfoid::regproc::text AS fn FROM pg_trigger WHERE tgname = 'capra_kick'`,
+    );
+    for (const k of kicks) {
+      await exec(
+        url(db),
+        `DROP TRIGGER capra_kick ON ${k.rel}`,
+        `CREATE TRIGGER capra_kick AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON ${k.rel} FOR EACH STATEMENT
+           WHEN (nullif(current_setting('capra.origin', true), '') IS NOT NULL
+              OR (extract(epoch FROM clock_timestamp()) * 1000)::bigint - coalesce(pg_sequence_last_value('repl.kick_clock_${k.relid}'::regclass), 0) >= ${KICK_WINDOW_MS})
+           EXECUTE FUNCTION ${k.fn}()`,
+      );
+    }
   },
   'Capra, delta without an index': async (url, db, dir) => {
     await capra(url, db, dir);
@@ -163,7 +190,8 @@ async function main(): Promise<void> {
     await exec(admin, 'CREATE DATABASE cand_template');
     await pgbenchInit(pgbench, c.url('cand_template'), opts.scale);
     await exec(c.url('cand_template'), 'ALTER TABLE pgbench_history ADD COLUMN hid bigserial PRIMARY KEY');
-    const names = Object.keys(candidates);
+    const names = Object.keys(candidates).filter((n, i) => i === 0 || only.length === 0 || only.some((w) => n.includes(w)));
+    if (names.length === 1) throw new Error(`--only ${only.join(',')}: no candidate's name contains any of these words`);
     const dbs = names.map((_, i) => `cand_${i}`);
     for (const [i, name] of names.entries()) {
       await exec(admin, `CREATE DATABASE ${dbs[i]} TEMPLATE cand_template`, `CREATE DATABASE ${dbs[i]}_t TEMPLATE cand_template`);
