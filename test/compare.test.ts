@@ -145,40 +145,67 @@ t.test('one-way: drift found key by key under live writes, repaired, then none',
   t.match(again.stdout, /repair: nothing to do, the databases agree/, 'a second repair has nothing to do');
 });
 
-t.test('an agreeing compare reads each row once per node, by a sequential scan', async (t) => {
+t.test('an agreeing compare reads each row once per node, by a sequential scan; drift across bins is found', async (t) => {
   const job = await makeJob(t, {
     nodes: { a: c1!, b: c2! },
-    schema: 'CREATE TABLE big (id bigint PRIMARY KEY, v text)',
-    yaml: 'syncs:\n  s:\n    sources: [a]\n    targets: [b]\n    tables: { include: [public.big] }\n    copy_data: never',
+    // pairs: a composite key whose first column has 100 values, so bins are ranges of it (bin-scan.ts).
+    schema: 'CREATE TABLE big (id bigint PRIMARY KEY, v text); CREATE TABLE pairs (a int, b int, v text, PRIMARY KEY (a, b))',
+    yaml: 'syncs:\n  s:\n    sources: [a]\n    targets: [b]\n    tables: { include: [public.big, public.pairs] }\n    copy_data: never',
   });
   await setUp(job);
   const rows = 30_000;
   for (const n of ['a', 'b']) {
-    await behind(job.urls[n]!, `INSERT INTO big SELECT g, repeat('v', g % 40) FROM generate_series(1, ${rows}) g`);
-    await sql(job.urls[n]!, 'VACUUM ANALYZE big');
+    await behind(
+      job.urls[n]!,
+      `INSERT INTO big SELECT g, repeat('v', g % 40) FROM generate_series(1, ${rows}) g;
+       INSERT INTO pairs SELECT g % 100, g, 'p' || g FROM generate_series(1, ${rows}) g`,
+    );
+    await sql(job.urls[n]!, 'VACUUM ANALYZE big, pairs');
   }
   const reads = async (n: string): Promise<{ seq: number; idx: number }> =>
     (
       await sql<{ seq: number; idx: number }>(
         job.urls[n]!,
-        `SELECT pg_stat_clear_snapshot(), seq_tup_read::int AS seq, coalesce(idx_tup_fetch, 0)::int AS idx FROM pg_stat_user_tables WHERE relname = 'big'`,
+        `SELECT pg_stat_clear_snapshot(), sum(seq_tup_read)::int AS seq, sum(coalesce(idx_tup_fetch, 0))::int AS idx
+           FROM pg_stat_user_tables WHERE relname IN ('big', 'pairs')`,
       )
     )[0]!;
   const before = { a: await reads('a'), b: await reads('b') };
   const conns = new Connections(job.cfg, 'capra-cli', silentLogger);
-  const results = await compareSync(conns, job.name, job.cfg.syncs.s!, {}, silentLogger);
+  t.teardown(() => conns.close());
+  const sync = job.cfg.syncs.s!;
+  const results = await compareSync(conns, job.name, sync, {}, silentLogger);
   // A backend's reads are counted at the latest when it exits (a moment later before PostgreSQL 15).
   await conns.close();
-  t.same(found(results), { 'public.big': [] }, 'the nodes agree');
-  t.equal(results[0]!.rows, rows, 'every row compared');
-  await waitFor(async () => (await reads('a')).seq - before.a.seq >= rows && (await reads('b')).seq - before.b.seq >= rows, {
+  t.same(found(results), { 'public.big': [], 'public.pairs': [] }, 'the nodes agree');
+  t.same(
+    results.map((r) => r.rows),
+    [rows, rows],
+    'every row compared',
+  );
+  await waitFor(async () => (await reads('a')).seq - before.a.seq >= 2 * rows && (await reads('b')).seq - before.b.seq >= 2 * rows, {
     what: 'the scans to be counted',
   });
   const after = { a: await reads('a'), b: await reads('b') };
-  t.equal(after.b.seq - before.b.seq, rows, 'b read each row once');
+  t.equal(after.b.seq - before.b.seq, 2 * rows, 'b read each row once');
   // The reference also samples its keys for the bins' bounds: a few pages.
-  t.ok(after.a.seq - before.a.seq < rows * 1.05, `a read each row once, plus a sample of the bounds (${after.a.seq - before.a.seq} rows)`);
+  t.ok(after.a.seq - before.a.seq < 2 * rows * 1.05, `a read each row once, plus a sample of the bounds (${after.a.seq - before.a.seq} rows)`);
   t.equal(after.a.idx - before.a.idx + after.b.idx - before.b.idx, 0, 'no row fetched by an index');
+
+  // Drift below, inside and above the sampled bounds, on both tables.
+  await behind(
+    job.urls.b!,
+    `DELETE FROM big WHERE id IN (1, 15000); UPDATE big SET v = v || '!' WHERE id = 29999; INSERT INTO big VALUES (0, 'x'), (40000, 'y');
+     DELETE FROM pairs WHERE (a, b) = (1, 1); UPDATE pairs SET v = NULL WHERE (a, b) = (50, 15050); INSERT INTO pairs VALUES (-1, 0, 'z'), (100, 0, 'w')`,
+  );
+  t.same(
+    found(await compareSync(conns, job.name, sync, {}, silentLogger)),
+    {
+      'public.big': ['different 29999', 'extra 0', 'extra 40000', 'missing 1', 'missing 15000'],
+      'public.pairs': ['different 50/15050', 'extra -1/0', 'extra 100/0', 'missing 1/1'],
+    },
+    'drift in the first and last bins and between them is found key by key',
+  );
 });
 
 t.test('compare refuses a table whose shape makes its target differ by design, naming it', async (t) => {

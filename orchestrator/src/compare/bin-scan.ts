@@ -6,18 +6,21 @@ import { ChunkSizer } from './chunk-size.js';
 import { type Key, type KeyRange, type RangeHash, rowHashValue } from './key-sql.js';
 
 /**
- * The one-pass way to hash a table of a single-column key (issue 16's cost):
- * bin bounds sampled from the reference's keys, then every node reads its
- * table once, sequentially, in pieces of pages, dropping each row into the
- * bin of its key (width_bucket over the bounds: bin i holds bounds[i-1] <=
- * key < bounds[i], the same ranges narrow.ts reads by the key's index) and
- * summing the bins' 64-bit row hashes. A sum does not depend on the order
- * rows are read in, so pieces add up and a sequential scan will do; it is
- * exact (numeric), and two rows cannot cancel out as they would in an xor.
+ * Compare's first pass over a table: bin bounds sampled from the reference's
+ * values of the key's first column, then every node reads its table once,
+ * sequentially, in pieces of pages, dropping each row into the bin of its
+ * first key column (width_bucket over the bounds, in that column's
+ * collation: bin i holds bounds[i-1] <= k1 < bounds[i], the ranges narrow.ts
+ * then reads by the key's index, a bound being a one-column prefix of the
+ * key) and summing the bins' 64-bit row hashes. A sum does not depend on the
+ * order rows are read in, so pieces add up and a sequential scan will do;
+ * it is exact (numeric), and two rows cannot cancel out as they would in an
+ * xor. Where the first column has few values the bins are few and large:
+ * still one read of each row, but a differing bin costs more to narrow.
  * Pieces are ranges of pages (a TID range scan, PostgreSQL 14 and later),
- * sized so that each takes about as long as a compare chunk should; before
- * 14 a page range would be a filtered scan of the whole table, so a node
- * reads its table in one piece.
+ * sized so that each takes about 250 ms, as pt-table-checksum sizes its
+ * chunks; before 14 a page range would be a filtered scan of the whole
+ * table, so a node reads its table in one piece.
  */
 
 /** Rows per bin aimed at: where narrowing starts when a bin differs. */
@@ -101,9 +104,9 @@ export async function scanBins(c: pg.ClientBase, t: TableMeta, bounds: Key[], pr
     add((await c.query<{ b: number; n: number; h: string }>(sql('true'), params)).rows);
   } else {
     // Pages up to the size read after the snapshot was taken: a row the snapshot sees was committed in a page that existed then.
-    const sizer = new ChunkSizer(250, 1_000, 16, 1_000_000);
+    const sizer = new ChunkSizer();
     for (let page = 0; page < size.pages; ) {
-      const upto = Math.min(size.pages, page + sizer.rows);
+      const upto = Math.min(size.pages, page + sizer.size);
       const began = performance.now();
       const q = await c.query<{ b: number; n: number; h: string }>(sql(`s.ctid >= $2::tid AND s.ctid < $3::tid`), [...params, `(${page},0)`, `(${upto},0)`]);
       sizer.observe(upto - page, performance.now() - began);

@@ -10,14 +10,15 @@ import type { TableMeta } from '../sync/table-meta.js';
  * by a 64-bit hash of their text form over the columns in name order (the
  * same on every node whatever their physical order; NULL and '' print
  * differently). The hash is hashtextextended, hash partitioning's, which
- * PostgreSQL keeps the same across versions; it costs a third less than md5,
- * and a chunk's hash is the md5 of its rows' hashes in key order.
+ * PostgreSQL keeps the same across versions; it costs a third less than md5.
+ * A bin of the first pass sums its rows' hashes (bin-scan.ts); a range being
+ * narrowed is hashed as the md5 of its rows' hashes in key order.
  */
 
 /** A key: its columns' values as text, in key order. */
 export type Key = string[];
 
-/** A key range: from `lo` (inclusive) up to `hi` (exclusive); null is open. */
+/** A key range: from `lo` (inclusive) up to `hi` (exclusive); null is open; a bound may be a prefix of the key. */
 export interface KeyRange {
   lo: Key | null;
   hi: Key | null;
@@ -49,9 +50,14 @@ export const rowHashValue = (t: TableMeta, alias = 's'): string =>
     .join(', ')})::text, 0)`;
 const rowHash = (t: TableMeta, alias = 's'): string => `${rowHashValue(t, alias)}::text`;
 
-/** `(k1, k2) op (($n::text[])[1]::type1, ...)`: the key compared with a key given as parameter $n. */
-function versus(t: TableMeta, op: string, n: number): string {
-  return `(${keyList(t)}) ${op} (${t.keyTypes.map((type, i) => `($${n}::text[])[${i + 1}]::${type}`).join(', ')})`;
+/**
+ * `(k1, k2) op (($n::text[])[1]::type1, ...)`: the key compared with a key
+ * given as parameter $n, or with a prefix of it (`len` columns: a bin's bound
+ * is a value of the first key column alone, see bin-scan.ts).
+ */
+function versus(t: TableMeta, op: string, n: number, len: number): string {
+  const cols = t.keyCols.slice(0, len);
+  return `(${cols.map((k) => `s.${quoteIdent(k)}`).join(', ')}) ${op} (${cols.map((_, i) => `($${n}::text[])[${i + 1}]::${t.keyTypes[i]}`).join(', ')})`;
 }
 
 /** The range's condition, its key parameters appended to `params`. */
@@ -59,11 +65,11 @@ function inRange(t: TableMeta, r: KeyRange, params: unknown[]): string {
   const parts = ['true'];
   if (r.lo) {
     params.push(r.lo);
-    parts.push(versus(t, '>=', params.length));
+    parts.push(versus(t, '>=', params.length, r.lo.length));
   }
   if (r.hi) {
     params.push(r.hi);
-    parts.push(versus(t, '<', params.length));
+    parts.push(versus(t, '<', params.length, r.hi.length));
   }
   return parts.join(' AND ');
 }
@@ -82,25 +88,6 @@ export async function hashRange(c: pg.ClientBase, t: TableMeta, r: KeyRange): Pr
     params,
   );
   return { rows: Number(q.rows[0]!.n), hash: q.rows[0]!.h };
-}
-
-/**
- * The reference's next chunk: the key `rows` rows after `lo` (the chunk's
- * exclusive upper bound, null past the end; read from the key's index alone
- * where the table is vacuumed), then the chunk's hash as hashRange gives it.
- * Two statements: one that returns the bound with the hash needs a window
- * over the rows, which costs more than the bound's own index scan.
- */
-export async function nextChunk(c: pg.ClientBase, t: TableMeta, lo: Key | null, rows: number): Promise<RangeHash & { next: Key | null }> {
-  const params: unknown[] = [];
-  const where = inRange(t, { lo, hi: null }, params);
-  params.push(rows);
-  const q = await c.query<{ k: Key }>(
-    `SELECT ${keyArray(t)} AS k FROM ${from(t)} WHERE ${where} ORDER BY ${keyList(t)} OFFSET $${params.length} LIMIT 1`,
-    params,
-  );
-  const next = q.rows[0]?.k ?? null;
-  return { ...(await hashRange(c, t, { lo, hi: next })), next };
 }
 
 /** Every `step`-th key of a range: where to split it into pieces of about `step` rows. */

@@ -2,17 +2,15 @@ import { performance } from 'node:perf_hooks';
 import { tableLabel } from '../db/ident.js';
 import type { TableMeta } from '../sync/table-meta.js';
 import { binBounds, binRange, scanBins } from './bin-scan.js';
-import { ChunkSizer } from './chunk-size.js';
-import { type Key, type KeyRange, type RangeHash, hashRange, keyId, keyObject, nextChunk, rowsOf } from './key-sql.js';
+import { type Key, type RangeHash, keyId, keyObject, rowsOf } from './key-sql.js';
 import { type KeyDiffs, narrow, noDiffs } from './narrow.js';
 import { type SnapshotSet, inFlightKeys } from './snapshots.js';
 
 /**
  * One table compared between a reference node and the others, in the views
- * of a SnapshotSet: key ranges hashed on every node at once (bins of a
- * sequential scan for a single-column key, chunks read in key order for a
- * composite one), differing ranges narrowed to keys, keys in flight left
- * out. Each node reads each row once.
+ * of a SnapshotSet: bins of key ranges hashed by one sequential scan on every
+ * node at once, differing bins narrowed to keys, keys in flight left out.
+ * Each node reads each row once.
  */
 
 export interface Difference {
@@ -65,7 +63,7 @@ export async function compareTable(set: SnapshotSet, o: CompareTableOptions): Pr
   const t = o.metas.get(o.reference)!;
   const others = o.nodes.filter((n) => n !== o.reference);
   const diffs = new Map(others.map((n) => [n, noDiffs()]));
-  const rows = t.keyCols.length === 1 ? await binned(set, o, others, diffs) : await chunked(set, o, others, diffs);
+  const rows = await binned(set, o, others, diffs);
   const anyDiff = [...diffs.values()].some((d) => d.missing.length + d.extra.length + d.different.length > 0);
   const flight = anyDiff ? await inFlightKeys(set, o.job, t, o.nodes) : { keys: new Set<string>(), truncated: false };
   const results: TableResult[] = [];
@@ -76,9 +74,9 @@ export async function compareTable(set: SnapshotSet, o: CompareTableOptions): Pr
 }
 
 /**
- * A single-column key: every node reads its table once, sequentially, into
- * bins of key ranges (bin-scan.ts), all at once; differing bins are narrowed.
- * Returns the reference's rows.
+ * Every node reads its table once, sequentially, into bins of key ranges
+ * (bin-scan.ts), all at once; differing bins are narrowed. Returns the
+ * reference's rows.
  */
 async function binned(set: SnapshotSet, o: CompareTableOptions, others: string[], diffs: Map<string, KeyDiffs>): Promise<number> {
   const t = o.metas.get(o.reference)!;
@@ -105,42 +103,6 @@ async function binned(set: SnapshotSet, o: CompareTableOptions, others: string[]
     }
   }
   return rows;
-}
-
-/**
- * Any key, in key order: the reference cuts chunks of its key order
- * (exclusive upper bounds, sized by the time a chunk takes), each hashed on
- * every node at once. Returns the reference's rows.
- */
-async function chunked(set: SnapshotSet, o: CompareTableOptions, others: string[], diffs: Map<string, KeyDiffs>): Promise<number> {
-  const t = o.metas.get(o.reference)!;
-  const ref = set.views.get(o.reference)!.client;
-  const sizer = new ChunkSizer();
-  let rows = 0;
-  let lo: Key | null = null;
-  // The reference reads chunk i+1 while the others hash chunk i: each node reads each row once, all at once.
-  const read = (from: Key | null): Promise<RangeHash & { next: Key | null }> => {
-    const p = nextChunk(ref, t, from, sizer.rows);
-    p.catch(() => {}); // awaited below; a failure while another node's query fails first must not go unhandled
-    return p;
-  };
-  let ahead = read(lo);
-  for (;;) {
-    const t0 = performance.now();
-    const mine = await ahead;
-    const range: KeyRange = { lo, hi: mine.next };
-    if (mine.next !== null) ahead = read(mine.next);
-    const hashes = await Promise.all(others.map((n) => hashRange(set.views.get(n)!.client, o.metas.get(n)!, range)));
-    sizer.observe(mine.rows, performance.now() - t0);
-    rows += mine.rows;
-    o.progress?.(rows);
-    for (const [i, n] of others.entries()) {
-      const h = hashes[i]!;
-      if (h.rows !== mine.rows || h.hash !== mine.hash) await narrow(ref, set.views.get(n)!.client, t, range, mine, h, diffs.get(n)!);
-    }
-    if (mine.next === null) return rows;
-    lo = mine.next;
-  }
 }
 
 async function result(
