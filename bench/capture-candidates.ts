@@ -93,9 +93,6 @@ async function editKick(url: string, edit: (def: string) => string): Promise<voi
   }
 }
 
-/** The kick's once-per-transaction flag (repl.make_kick). */
-const KICK_FLAG = /IF current_setting\('capra\.kicked_\d+', true\) = 'y' THEN\s*RETURN NULL;\s*END IF;\s*PERFORM set_config\('capra\.kicked_\d+', 'y', true\);/;
-
 /** How each candidate is made on its (fresh, pgbench-filled) database. */
 const candidates: Record<string, (url: (db: string) => string, db: string, dir: string) => Promise<void>> = {
   'no triggers (control)': async () => {},
@@ -112,18 +109,13 @@ const candidates: Record<string, (url: (db: string) => string, db: string, dir: 
     await capra(url, db, dir);
     await exec(url(db), ...TABLES.map((t) => `ALTER TABLE ${t} DISABLE TRIGGER capra_kick`));
   },
-  'Capra, kick without its once-per-transaction flag (no set_config)': async (url, db, dir) => {
-    await capra(url, db, dir);
-    await editKick(url(db), (def) => def.replace(KICK_FLAG, ''));
-  },
   'Capra, kick that checks its clock but never notifies': async (url, db, dir) => {
     await capra(url, db, dir);
     await editKick(url(db), (def) => def.replace(/PERFORM pg_notify\([^;]*\);/g, 'NULL;'));
   },
   // The trigger's WHEN is evaluated by the executor: a statement within the window calls no PL/pgSQL at all.
-  'Capra, kick called only when due (a WHEN condition, no flag)': async (url, db, dir) => {
+  'Capra, kick called only when due (a WHEN condition)': async (url, db, dir) => {
     await capra(url, db, dir);
-    await editKick(url(db), (def) => def.replace(KICK_FLAG, ''));
     const kicks = await exec(
       url(db),
       `SELECT tgrelid::regclass::text AS rel, tgrelid::int AS relid, tgfoid::regproc::text AS fn FROM pg_trigger WHERE tgname = 'capra_kick'`,

@@ -117,11 +117,10 @@ $b$DECLARE
   v_origin text;
   v_now    bigint;
 BEGIN
-  -- Once per transaction and table: its later statements add nothing to the kick.
-  IF current_setting('capra.kicked_%4$s', true) = 'y' THEN
-    RETURN NULL;
-  END IF;
-  PERFORM set_config('capra.kicked_%4$s', 'y', true);
+  -- Every statement checks the clock: a flag to check it once per
+  -- transaction and table (set_config) cost writers more than it saved
+  -- (npm run bench:capture), and a transaction's repeated NOTIFYs of one
+  -- channel are sent once at its commit.
   v_origin := nullif(current_setting('capra.origin', true), '');
   IF v_origin IS NOT NULL THEN
     IF current_setting('capra.cascade', true) = 'on' THEN
