@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
-import { compareSync } from '../orchestrator/src/compare/compare.js';
+import { compareSync, differing as differingRows } from '../orchestrator/src/compare/compare.js';
 import { Connections } from '../orchestrator/src/db/connections.js';
 import { silentLogger } from '../orchestrator/src/util/logger.js';
 import { benchJob } from './job.js';
@@ -102,7 +102,7 @@ export async function benchCompare(o: CompareBenchOptions): Promise<CompareFigur
       const scan = await timed(() => query(urls.a!, scanSql));
       const compare = await timed(async () => {
         const rs = await compareSync(conns, cfg.name, cfg.syncs.s!, {}, silentLogger);
-        differing = rs.reduce((n, r) => n + r.missing.length + r.extra.length + r.different.length, 0);
+        differing = rs.reduce((n, r) => n + differingRows(r), 0);
       });
       return { scan, compare };
     };

@@ -31,14 +31,14 @@ const MAX_BINS = 10_000;
 const SAMPLE_PER_BIN = 10;
 
 /** A table's size in pages (the largest partition's for a partitioned one) and its estimated rows. */
-interface TableSize {
+export interface TableSize {
   pages: number;
   rows: number;
   /** TID range scans exist (PostgreSQL 14 and later). */
   tidRanges: boolean;
 }
 
-async function tableSize(c: pg.ClientBase, t: TableMeta): Promise<TableSize> {
+export async function tableSize(c: pg.ClientBase, t: TableMeta): Promise<TableSize> {
   const r = await c.query<{ pages: string; rows: number; major: number }>(
     `WITH parts AS (
        SELECT c.oid, c.relpages, c.reltuples FROM pg_class c
@@ -55,9 +55,8 @@ async function tableSize(c: pg.ClientBase, t: TableMeta): Promise<TableSize> {
   return { pages: Number(x.pages), rows: x.rows, tidRanges: x.major >= 14 };
 }
 
-/** The bins' bounds for `t`, from a sample of the reference's keys: ascending, distinct, as text. */
-export async function binBounds(c: pg.ClientBase, t: TableMeta): Promise<Key[]> {
-  const size = await tableSize(c, t);
+/** The bins' bounds for `t` of `size` (on the reference), from a sample of its keys' first column: ascending, distinct, as text. */
+export async function binBounds(c: pg.ClientBase, t: TableMeta, size: TableSize): Promise<Key[]> {
   const bins = Math.min(MAX_BINS, Math.ceil(size.rows / BIN_ROWS));
   if (bins <= 1) return [];
   const percent = Math.min(100, ((bins * SAMPLE_PER_BIN) / size.rows) * 100);
@@ -66,13 +65,14 @@ export async function binBounds(c: pg.ClientBase, t: TableMeta): Promise<Key[]> 
     `SELECT k::text AS k FROM (SELECT DISTINCT s.${k} AS k FROM ${onlyUnlessPartitioned(t.partitioned)}${quoteTable(t)} s TABLESAMPLE SYSTEM ($1)) q ORDER BY q.k`,
     [percent],
   );
+  // The sample is distinct: a bound repeats only where there are fewer sampled values than bins.
   const step = r.rows.length / bins;
   const bounds: Key[] = [];
   for (let i = 1; i < bins; i++) {
     const at = Math.floor(i * step);
-    if (at > 0 && at < r.rows.length && r.rows[at]!.k !== r.rows[at - 1]!.k) bounds.push([r.rows[at]!.k]);
+    if (at > 0 && at < r.rows.length && r.rows[at]!.k !== bounds.at(-1)?.[0]) bounds.push([r.rows[at]!.k]);
   }
-  return bounds.filter((b, i) => i === 0 || b[0] !== bounds[i - 1]![0]);
+  return bounds;
 }
 
 /** The range of bin `i`: from bound i-1 (open below the first) up to bound i (open above the last). */
@@ -81,9 +81,8 @@ export const binRange = (bounds: Key[], i: number): KeyRange => ({ lo: i === 0 ?
 /** Each bin's rows and the sum of their row hashes (as text), by bin number. */
 export type Bins = Map<number, RangeHash>;
 
-/** Reads `t` on one node once, into the bins of `bounds`; `progress` gets the rows of each piece as it is read. */
-export async function scanBins(c: pg.ClientBase, t: TableMeta, bounds: Key[], progress?: (rows: number) => void): Promise<Bins> {
-  const size = await tableSize(c, t);
+/** Reads `t` of `size` on one node once, into the bins of `bounds`; `progress` gets the rows of each piece as it is read. */
+export async function scanBins(c: pg.ClientBase, t: TableMeta, size: TableSize, bounds: Key[], progress?: (rows: number) => void): Promise<Bins> {
   const params: unknown[] = [bounds.map((b) => b[0]!)];
   const sql = (where: string): string =>
     `SELECT width_bucket(s.${quoteIdent(t.keyCols[0]!)}, $1::text[]::${t.keyTypes[0]}[]) AS b, count(*)::int AS n, sum(${rowHashValue(t)})::text AS h

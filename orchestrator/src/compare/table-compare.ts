@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { tableLabel } from '../db/ident.js';
 import type { TableMeta } from '../sync/table-meta.js';
-import { binBounds, binRange, scanBins } from './bin-scan.js';
+import { binBounds, binRange, scanBins, tableSize } from './bin-scan.js';
 import { type Key, type RangeHash, keyId, keyObject, rowsOf } from './key-sql.js';
 import { type KeyDiffs, narrow, noDiffs } from './narrow.js';
 import { type SnapshotSet, inFlightKeys } from './snapshots.js';
@@ -81,11 +81,14 @@ export async function compareTable(set: SnapshotSet, o: CompareTableOptions): Pr
 async function binned(set: SnapshotSet, o: CompareTableOptions, others: string[], diffs: Map<string, KeyDiffs>): Promise<number> {
   const t = o.metas.get(o.reference)!;
   const ref = set.views.get(o.reference)!.client;
-  const bounds = await binBounds(ref, t);
+  const nodes = [o.reference, ...others];
+  // Each node's size read once (in its snapshot, see scanBins); the reference's also sizes the bins.
+  const sizes = await Promise.all(nodes.map((n) => tableSize(set.views.get(n)!.client, o.metas.get(n)!)));
+  const bounds = await binBounds(ref, t, sizes[0]!);
   let rows = 0;
   const [mine, ...theirs] = await Promise.all(
-    [o.reference, ...others].map((n) =>
-      scanBins(set.views.get(n)!.client, o.metas.get(n)!, bounds, (r) => {
+    nodes.map((n, i) =>
+      scanBins(set.views.get(n)!.client, o.metas.get(n)!, sizes[i]!, bounds, (r) => {
         if (n !== o.reference) return;
         rows += r;
         o.progress?.(rows);
