@@ -22,7 +22,7 @@ import { type PhaseFigure, benchPhases, phaseLine } from './phases.js';
 import { type CompareBenchOptions, type CompareFigure, benchCompare, compareLine } from './compare.js';
 
 const quick = process.argv.includes('--quick');
-/** `--only compare`: just that phase (no pgbench or Bucardo needed); `--only writers`: the pgbench phase, Capra only. */
+/** `--only compare`: just that phase (no pgbench or Bucardo needed); `--only writers`: the pgbench phase, Capra only; `--only apply`: the replication phases. */
 const only = process.argv.includes('--only') ? (process.argv[process.argv.indexOf('--only') + 1] ?? null) : null;
 /** The compare phase's table (issue 16's cost figure is at a million rows). */
 const compareRows = quick ? 100_000 : 1_000_000;
@@ -53,13 +53,9 @@ async function createDb(c: Cluster, name: string): Promise<string> {
 
 const side = (c: Cluster): { admin: string; url: (db: string) => string } => ({ admin: c.url('postgres'), url: (db) => c.url(db) });
 
-function tableRows(
-  tps: TpsFigure[],
-  through: Partial<Record<'Capra' | 'Bucardo', ThroughputFigures>>,
-  clone: CloneFigures,
-  bucardoCopySeconds: number | null,
-): Row[] {
-  const rows: Row[] = writerRows(tps, sizes.clients, sizes.pollClients);
+/** The throughput phase's rows: bursts (rows/s) and latency. */
+function burstRows(through: Partial<Record<'Capra' | 'Bucardo', ThroughputFigures>>): Row[] {
+  const rows: Row[] = [];
   const n = sizes.burst.toLocaleString('en-US');
   const burst = (metric: string, pick: (t: ThroughputFigures) => number): void => {
     const [c, b] = [through.Capra ? pick(through.Capra) : null, through.Bucardo ? pick(through.Bucardo) : null];
@@ -85,6 +81,16 @@ function tableRows(
   };
   lat('p50Ms', 50);
   lat('p95Ms', 200);
+  return rows;
+}
+
+function tableRows(
+  tps: TpsFigure[],
+  through: Partial<Record<'Capra' | 'Bucardo', ThroughputFigures>>,
+  clone: CloneFigures,
+  bucardoCopySeconds: number | null,
+): Row[] {
+  const rows: Row[] = [...writerRows(tps, sizes.clients, sizes.pollClients), ...burstRows(through)];
   const m = clone.rows.toLocaleString('en-US');
   const pipeRate = (s: number | null): number | null => (s ? Math.round(clone.rows / s) : null);
   rows.push({
@@ -128,6 +134,27 @@ function tableRows(
   return rows;
 }
 
+/** Each burst's seconds, per tool. */
+function printBursts(through: Partial<Record<ToolName, ThroughputFigures>>): void {
+  console.log("\nBursts (seconds from the release of the committed burst until equal; the writer's own time in brackets):");
+  for (const [name, t] of Object.entries(through)) {
+    const show = (label: string, f: ThroughputFigures['swap']['batched']): void =>
+      console.log(
+        `  ${name.padEnd(8)} ${label.padEnd(32)} ${f.seconds.toFixed(2).padStart(7)} s${f.writeSeconds > 0 ? `  (${f.writeSeconds.toFixed(2)} s)` : ''}`,
+      );
+    show('one-way, transactions of 1,000', t.oneWay.batched);
+    show('one-way, one transaction', t.oneWay.oneTransaction);
+    show('two sources, transactions of 1,000', t.swap.batched);
+    show('two sources, one transaction', t.swap.oneTransaction);
+  }
+}
+
+/** Where Capra's one-way apply spent each burst's time. */
+function printPhases(phases: PhaseFigure[]): void {
+  console.log("\nWhere Capra's one-way apply spent a burst's time (lane runs, share per phase):");
+  for (const f of phases) console.log(`  ${phaseLine(f)}`);
+}
+
 /** The backlog and fan-out figures behind their table rows, one line each. */
 function printLoadPhases(backlog: Partial<Record<ToolName, BacklogFigures>>, fanOut: Partial<Record<ToolName, FanOutFigure[]>>): void {
   console.log("\nBacklogs (seconds from the daemon's start until equal; the writer's own time, daemon stopped, in brackets):");
@@ -169,6 +196,71 @@ async function onlyCompare(): Promise<void> {
     const f = await benchCompare({ source: side(a), target: side(b), rows: compareRows, pins: await comparePins(a, b), workDir: dir, progress });
     console.log(`\ncompare: ${compareLine(f)}`);
   } finally {
+    await Promise.all(clusters.map((c) => c.stop()));
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** The throughput (bursts, latency), backlog and fan-out phases, each for every tool in turn. */
+async function replicationPhases(
+  tools: Tool[],
+  a: Cluster,
+  b: Cluster,
+): Promise<{
+  through: Partial<Record<ToolName, ThroughputFigures>>;
+  backlog: Partial<Record<ToolName, BacklogFigures>>;
+  fanOut: Partial<Record<ToolName, FanOutFigure[]>>;
+}> {
+  const through: Partial<Record<'Capra' | 'Bucardo', ThroughputFigures>> = {};
+  for (const tool of tools) {
+    through[tool.name] = await benchThroughput({ tool, source: side(a), target: side(b), rows: sizes.burst, trials: sizes.trials, progress });
+  }
+  const backlog: Partial<Record<ToolName, BacklogFigures>> = {};
+  for (const tool of tools) {
+    backlog[tool.name] = await benchBacklog({
+      tool,
+      source: side(a),
+      target: side(b),
+      sizes: loadSizes.backlog,
+      limitSeconds: loadSizes.backlogLimitSeconds,
+      progress,
+    });
+  }
+  const fanOut: Partial<Record<ToolName, FanOutFigure[]>> = {};
+  for (const tool of tools) {
+    fanOut[tool.name] = await benchFanOut({ tool, servers: [side(a), side(b)], nodeCounts: loadSizes.fanOutNodes, rows: loadSizes.fanOutRows, progress });
+  }
+  return { through, backlog, fanOut };
+}
+
+/**
+ * `npm run bench -- --only apply [--quick]`: the replication phases alone
+ * (bursts, latency, backlogs, fan-out, and where Capra's batches spend their
+ * time), Capra and Bucardo where it is installed, for trying a change to the
+ * apply. About 5 minutes with Bucardo.
+ */
+async function onlyApply(): Promise<void> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'capra-bench-'));
+  const found = findBucardo();
+  const clusters: Cluster[] = [];
+  let bucardo: Bucardo | null = null;
+  try {
+    const bin = process.env.PG_BIN ?? embeddedBinDir();
+    clusters.push(...(await Promise.all(['a', 'b'].map((n) => startCluster({ binDir: bin, dataDir: path.join(dir, n), settings: SERVER_SETTINGS })))));
+    const [a, b] = clusters as [Cluster, Cluster];
+    console.log(`capra bench --only apply${quick ? ' --quick' : ''}: PostgreSQL ${a.major} (two servers, fsync on), ${cpus().length} cores`);
+    if ('missing' in found) console.log(`Bucardo not measured: ${found.missing} (bench/README.md says how to install it)`);
+    else bucardo = await Bucardo.setUp({ workDir: path.join(dir, 'bucardo'), bin: found.bin, pgBin: found.pgBin, log: progress });
+    const tools: Tool[] = [new CapraTool(dir), ...(bucardo ? [new BucardoTool(bucardo)] : [])];
+    const { through, backlog, fanOut } = await replicationPhases(tools, a, b);
+    const phases = await benchPhases({ source: side(a), target: side(b), rows: sizes.burst, workDir: dir, progress });
+    const rows = [...burstRows(through), ...backlogRows(backlog, loadSizes.backlog), ...fanOutRows(fanOut, loadSizes.fanOutNodes, loadSizes.fanOutRows)];
+    console.log(`\n${formatTable(rows)}`);
+    printBursts(through);
+    printLoadPhases(backlog, fanOut);
+    printPhases(phases);
+  } finally {
+    await bucardo?.close();
     await Promise.all(clusters.map((c) => c.stop()));
     await rm(dir, { recursive: true, force: true });
   }
@@ -218,7 +310,8 @@ async function main(): Promise<void> {
   if (only !== null) {
     if (only === 'compare') return onlyCompare();
     if (only === 'writers') return onlyWriters();
-    throw new Error(`--only: the phases that run alone are: compare, writers (got ${JSON.stringify(only)})`);
+    if (only === 'apply') return onlyApply();
+    throw new Error(`--only: the phases that run alone are: compare, writers, apply (got ${JSON.stringify(only)})`);
   }
   const dir = await mkdtemp(path.join(tmpdir(), 'capra-bench-'));
   const bin = process.env.PG_BIN ?? embeddedBinDir();
@@ -240,25 +333,7 @@ async function main(): Promise<void> {
 
     // Replication first, on servers nothing else has loaded yet: the pgbench
     // phase leaves autovacuum work behind that competes for the CPUs.
-    const through: Partial<Record<'Capra' | 'Bucardo', ThroughputFigures>> = {};
-    for (const tool of tools) {
-      through[tool.name] = await benchThroughput({ tool, source: side(a), target: side(b), rows: sizes.burst, trials: sizes.trials, progress });
-    }
-    const backlog: Partial<Record<ToolName, BacklogFigures>> = {};
-    for (const tool of tools) {
-      backlog[tool.name] = await benchBacklog({
-        tool,
-        source: side(a),
-        target: side(b),
-        sizes: loadSizes.backlog,
-        limitSeconds: loadSizes.backlogLimitSeconds,
-        progress,
-      });
-    }
-    const fanOut: Partial<Record<ToolName, FanOutFigure[]>> = {};
-    for (const tool of tools) {
-      fanOut[tool.name] = await benchFanOut({ tool, servers: [side(a), side(b)], nodeCounts: loadSizes.fanOutNodes, rows: loadSizes.fanOutRows, progress });
-    }
+    const { through, backlog, fanOut } = await replicationPhases(tools, a, b);
     progress(`clone: ${(sizes.cloneScale * 100_000).toLocaleString('en-US')} rows, raw pipe and capra clone`);
     const clone = await benchClone({
       source: await createDb(a, 'clone_src'),
@@ -296,20 +371,9 @@ async function main(): Promise<void> {
     for (const line of writerRunLines(tps)) console.log(line);
     if (!('missing' in split))
       console.log(`pinned: pgbench and the source server on CPUs ${split.writer}; the daemon and the target server on ${split.replication}`);
-    console.log("\nBursts (seconds from the release of the committed burst until equal; the writer's own time in brackets):");
-    for (const [name, t] of Object.entries(through)) {
-      const show = (label: string, f: ThroughputFigures['swap']['batched']): void =>
-        console.log(
-          `  ${name.padEnd(8)} ${label.padEnd(32)} ${f.seconds.toFixed(2).padStart(7)} s${f.writeSeconds > 0 ? `  (${f.writeSeconds.toFixed(2)} s)` : ''}`,
-        );
-      show('one-way, transactions of 1,000', t.oneWay.batched);
-      show('one-way, one transaction', t.oneWay.oneTransaction);
-      show('two sources, transactions of 1,000', t.swap.batched);
-      show('two sources, one transaction', t.swap.oneTransaction);
-    }
+    printBursts(through);
     printLoadPhases(backlog, fanOut);
-    console.log("\nWhere Capra's one-way apply spent a burst's time (lane runs, share per phase):");
-    for (const f of phases) console.log(`  ${phaseLine(f)}`);
+    printPhases(phases);
     console.log(`\ncapra compare (one table): ${compareLine(compare)}`);
 
     const out = path.join(packageRoot(), 'bench', 'results');
