@@ -158,9 +158,11 @@ async function runWith(source: pg.ClientBase, target: pg.ClientBase, k: LaneKey,
       const metas = await matchOnTarget(target, new Map(live.map((r) => [r.relid, srcMeta.get(r.relid)!])), keys, k.target, state.shapes.byRelid);
       let rows = 0;
       for (const [i, t] of metas.entries()) {
-        const truncated = live.find((r) => r.relid === t.relid)!.truncated;
+        const { truncated, rows: deltaRows } = live.find((r) => r.relid === t.relid)!;
         try {
-          rows += truncated ? await applyTruncate(source, target, t, phases) : await applyKeys(source, target, t, `capra_keys_${i}`, undefined, phases);
+          rows += truncated
+            ? await applyTruncate(source, target, t, phases)
+            : await applyKeys(source, target, t, { tempName: `capra_keys_${i}`, deltaRows, phases });
         } catch (err) {
           // Name the table and the node, unless the server went away (then no table is to blame).
           throw applyError(k.target, err, tableLabel(t));

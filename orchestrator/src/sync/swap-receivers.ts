@@ -134,7 +134,11 @@ export async function applyToNodes(
           for (const s of sources) {
             if (s.db === r.db || !s.metas.get(table)?.hasKeys) continue;
             const meta = (await metasOn(r, s)).get(table)!;
-            add(s.db, await applyKeys(s.client, r.client, meta, `capra_keys_${temp++}`, exceptTables.get(`${s.db}\0${table}`)));
+            const { deltaRows } = s.metas.get(table)!;
+            add(
+              s.db,
+              await applyKeys(s.client, r.client, meta, { tempName: `capra_keys_${temp++}`, except: exceptTables.get(`${s.db}\0${table}`), deltaRows }),
+            );
           }
           const rows = (settled.explicit.get(table) ?? []).filter((e) => e.except !== r.db);
           if (rows.length > 0) add(rows[0]!.except ?? '(merged)', await writeRows(r.client, anyMeta(table), rows));

@@ -48,6 +48,8 @@ export interface SourceTable {
   meta: TableMeta;
   /** The batch holds keys of it (not only a TRUNCATE). */
   hasKeys: boolean;
+  /** Its delta rows in the batch (undefined: only seen changed after it). */
+  deltaRows?: number;
 }
 
 /**
@@ -121,7 +123,7 @@ export async function readBatch(s: SourceRun, job: string, changes: Changes, lis
   for (const meta of metas) {
     const info = per.find((r) => r.relid === meta.relid)!;
     const table = tableLabel(meta);
-    s.metas.set(table, { row: live.get(meta.relid)!, meta, hasKeys: info.keyed });
+    s.metas.set(table, { row: live.get(meta.relid)!, meta, hasKeys: info.keyed, deltaRows: info.rows });
     if (info.truncated) s.truncated.add(table);
     if (!info.keyed || !listKeys) {
       if (!changes.has(table)) changes.set(table, new Map());
