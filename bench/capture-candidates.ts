@@ -131,6 +131,22 @@ const candidates: Record<string, (url: (db: string) => string, db: string, dir: 
       );
     }
   },
+  // An applier that does not cascade captures nothing: the WHEN spares its rows the PL/pgSQL call (a
+  // multi-master receiver is also a source), and costs a user's rows its evaluation before the call.
+  'Capra, capture behind a WHEN that skips the calls for appliers': async (url, db, dir) => {
+    await capra(url, db, dir);
+    const rows = await exec(url(db), `SELECT tgrelid::regclass::text AS rel, tgfoid::regproc::text AS fn FROM pg_trigger WHERE tgname = 'capra_capture_row'`);
+    for (const r of rows) {
+      await exec(
+        url(db),
+        `DROP TRIGGER capra_capture_row ON ${r.rel}`,
+        `CREATE TRIGGER capra_capture_row AFTER INSERT OR UPDATE OR DELETE ON ${r.rel} FOR EACH ROW
+           WHEN (coalesce(current_setting('capra.origin', true), '') = '' OR current_setting('capra.cascade', true) = 'on')
+           EXECUTE FUNCTION ${r.fn}()`,
+        `ALTER TABLE ${r.rel} ENABLE ALWAYS TRIGGER capra_capture_row`,
+      );
+    }
+  },
   'Capra, delta without an index': async (url, db, dir) => {
     await capra(url, db, dir);
     await exec(url(db), 'DROP INDEX repl.delta_txid_idx');
