@@ -42,14 +42,14 @@ const castOf = (type: string): string => type.replace(/\(\d+\)$/, '');
  * domain column.
  */
 function keysQuery(t: TableMeta, except?: string): string {
-  const skip = except ? ` AND NOT EXISTS (SELECT 1 FROM ${quoteIdent(except)} x WHERE ${keyMatch(t.keyCols, 'x', 'r')})` : '';
+  const skip = except ? `NOT EXISTS (SELECT 1 FROM ${quoteIdent(except)} x WHERE ${keyMatch(t.keyCols, 'x', 'r')})` : null;
   if (t.keyTypes.every((type) => TEXT_READ_TYPES.test(type))) {
     const cols = t.keyCols.map((k, i) => `(d.pk->>${quoteLiteral(k)})::${castOf(t.keyTypes[i]!)} AS ${quoteIdent(k)}`).join(', ');
-    return `SELECT DISTINCT r.* FROM (SELECT ${cols} FROM ${batchChanges(t.relid)} WHERE d.op <> 'T') r WHERE true${skip}`;
+    return `SELECT DISTINCT r.* FROM (SELECT ${cols} FROM ${batchChanges(t.relid)} WHERE d.op <> 'T') r${skip ? ` WHERE ${skip}` : ''}`;
   }
   const cols = t.keyCols.map((k) => `r.${quoteIdent(k)}`).join(', ');
   return `SELECT DISTINCT ${cols} FROM ${batchChanges(t.relid)} CROSS JOIN LATERAL jsonb_to_record(d.pk) AS r(${keyDefs(t)})
-           WHERE d.op <> 'T'${skip}`;
+           WHERE d.op <> 'T'${skip ? ` AND ${skip}` : ''}`;
 }
 
 /** The key columns with their types, for jsonb_to_record(set). keyTypes come from format_type() in the source's session: SQL-ready type names. */
