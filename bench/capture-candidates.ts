@@ -161,8 +161,8 @@ const candidates: Record<string, (url: (db: string) => string, db: string, dir: 
     await exec(url(db), 'ALTER TABLE repl.delta ADD COLUMN pkt text');
     await editCapture(url(db), (def) =>
       def.replace(
-        /\(relid, op, pk, origin\) VALUES \((\d+), '(.)', jsonb_build_object\('[^']+', (NEW|OLD)\.([\w"]+)\), v_origin\)/g,
-        "(relid, op, pkt, origin) VALUES ($1, '$2', ($3.$4)::text, v_origin)",
+        /\(relid, op, pk, origin\) VALUES \((\d+), '(.)', jsonb_build_object\('[^']+', (NEW|OLD)\.([\w"]+)\), (nullif\(current_setting\('capra\.origin', true\), ''\))\)/g,
+        "(relid, op, pkt, origin) VALUES ($1, '$2', ($3.$4)::text, $5)",
       ),
     );
   },

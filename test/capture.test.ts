@@ -124,3 +124,49 @@ t.test('kicks: each job with notify on its own channel, none for cron jobs or fo
     t.same(await collect('INSERT INTO k VALUES (40)'), ['capra_jobn'], 'switching a job to cron kicks takes it out at once');
   });
 });
+
+t.test('an install over an older node side regenerates the capture functions and drops the op CHECK', async (t) => {
+  const url = await freshDb(t, c1!, 'capup');
+  await sql(url, 'CREATE TABLE u (id int PRIMARY KEY, v text)');
+  await sql(url, 'CREATE TABLE w (id int PRIMARY KEY, k2 int NOT NULL UNIQUE, v text)');
+  await withClient(url, async (c) => {
+    await installSide(c, 'node', silentLogger);
+    await registerConsumers(c, 'job1', 's', ['target'], true);
+    await registerConsumers(c, 'job2', 's', ['target'], true);
+    for (const tbl of ['u', 'w']) {
+      const table = { schema: 'public', table: tbl };
+      await addCaptureTriggers(c, table, ['id'], 'row', defaultDdlOptions, () => trackTable(c, 'job1', 's', table, ['id']));
+    }
+    // w's second consumer was registered with another key: which one the function should write is for validate to say.
+    await trackTable(c, 'job2', 's', { schema: 'public', table: 'w' }, ['k2']);
+  });
+  const src = async (tbl: string): Promise<string> =>
+    (await sql<{ src: string }>(url, `SELECT prosrc AS src FROM pg_proc WHERE proname = 'capture_' || $1::regclass::oid`, [tbl]))[0]!.src;
+  const generated = { u: await src('u'), w: await src('w') };
+  // As an older version left it: its own body (marked here), the CHECK on op, the migration that dropped it not recorded.
+  for (const tbl of ['u', 'w']) {
+    await sql(
+      url,
+      `DO $$BEGIN EXECUTE format('CREATE OR REPLACE FUNCTION repl.%I() RETURNS trigger LANGUAGE plpgsql AS %L', 'capture_' || '${tbl}'::regclass::oid,
+         replace((SELECT prosrc FROM pg_proc WHERE proname = 'capture_' || '${tbl}'::regclass::oid), 'BEGIN', E'BEGIN\\n  -- older body')); END$$`,
+    );
+  }
+  await sql(url, `ALTER TABLE repl.delta ADD CONSTRAINT delta_op_check CHECK (op IN ('I', 'U', 'D', 'T'))`);
+  await sql(url, `DELETE FROM repl.node_migrations WHERE name = 'any_op'`);
+  t.match(await src('u'), '-- older body', 'the older body is in place');
+
+  await withClient(url, (c) => installSide(c, 'node', silentLogger));
+  t.equal(await src('u'), generated.u, "u's capture function is the one this version generates again");
+  t.match(await src('w'), '-- older body', 'w, whose consumers disagree on its key, is left as it was');
+  t.same(await sql(url, `SELECT conname FROM pg_constraint WHERE conrelid = 'repl.delta'::regclass AND contype = 'c'`), [], 'the CHECK on op is gone');
+  await sql(url, `INSERT INTO u VALUES (1, 'a')`);
+  await sql(url, `UPDATE u SET v = 'b' WHERE id = 1`);
+  t.same(
+    await sql(url, `SELECT op, pk FROM repl.delta WHERE relid = 'u'::regclass ORDER BY op`),
+    [
+      { op: 'I', pk: { id: 1 } },
+      { op: 'U', pk: { id: 1 } },
+    ],
+    'and it captures',
+  );
+});

@@ -61,8 +61,11 @@ async function applySide(client: pg.ClientBase, side: Side, logger: Logger): Pro
   await inTransaction(client, async () => {
     for (const f of extensionFiles(side)) await client.query(readFileSync(f, 'utf8'));
     await record(client, SCHEMA, side, [...added(before, await schemaObjects(client, SCHEMA)), ...(await routinesWritten(client, SCHEMA))]);
-    // The per-table kick functions are generated: regenerate them, so an upgrade's new body takes effect.
-    if (side === 'node') await refreshKicks(client);
+    // The per-table capture and kick functions are generated: regenerate them, so an upgrade's new bodies take effect.
+    if (side === 'node') {
+      await client.query('SELECT repl.refresh_captures()');
+      await refreshKicks(client);
+    }
   });
 }
 
