@@ -80,17 +80,9 @@ async function editCapture(url: string, edit: (def: string, relid: number) => st
   }
 }
 
-/** Rewrites each generated kick function of `db` with `edit`, failing when it changes nothing (the candidate would measure the shipped one). */
-async function editKick(url: string, edit: (def: string) => string): Promise<void> {
-  const fns = await exec(
-    url,
-    `SELECT pg_get_functiondef(p.oid) AS def FROM pg_proc p WHERE p.pronamespace = 'repl'::regnamespace AND p.proname ~ '^kick_[0-9]+$'`,
-  );
-  for (const f of fns) {
-    const def = edit(f.def as string);
-    if (def === f.def) throw new Error('a kick candidate changed nothing in a kick function');
-    await exec(url, def);
-  }
+/** Writes `db`'s capture functions again with no job kicked (the consumers' kick off while they are written, then back on). */
+async function captureWithoutKick(url: string): Promise<void> {
+  await exec(url, 'UPDATE repl.consumer SET kick = false', `SELECT repl.refresh_kicks(${KICK_WINDOW_MS})`, 'UPDATE repl.consumer SET kick = true');
 }
 
 /** How each candidate is made on its (fresh, pgbench-filled) database. */
@@ -105,31 +97,33 @@ const candidates: Record<string, (url: (db: string) => string, db: string, dir: 
     );
   },
   'Capra as shipped (row triggers, jsonb key, btree on txid, kick)': (url, db, dir) => capra(url, db, dir),
-  'Capra without the kick trigger': async (url, db, dir) => {
+  'Capra without the kick (no kick in the capture function)': async (url, db, dir) => {
     await capra(url, db, dir);
-    await exec(url(db), ...TABLES.map((t) => `ALTER TABLE ${t} DISABLE TRIGGER capra_kick`));
+    await captureWithoutKick(url(db));
   },
   'Capra, kick that checks its clock but never notifies': async (url, db, dir) => {
     await capra(url, db, dir);
-    await editKick(url(db), (def) => def.replace(/PERFORM pg_notify\([^;]*\);/g, 'NULL;'));
+    await editCapture(url(db), (def) => def.replace(/PERFORM pg_notify\([^;]*\);/g, 'NULL;'));
   },
-  // The trigger's WHEN is evaluated by the executor: a statement within the window calls no PL/pgSQL at all.
-  'Capra, kick called only when due (a WHEN condition)': async (url, db, dir) => {
+  // As before 2026-12-06: the capture function without the kick, and a statement-level kick trigger calling repl.make_kick's
+  // function (which make_kick writes only for a table without the row capture trigger: that one is put back after).
+  'Capra, kick in a statement trigger of its own (as before 2026-12-06)': async (url, db, dir) => {
     await capra(url, db, dir);
-    const kicks = await exec(
-      url(db),
-      `SELECT tgrelid::regclass::text AS rel, tgrelid::int AS relid, tgfoid::regproc::text AS fn FROM pg_trigger WHERE tgname = 'capra_kick'`,
-    );
-    for (const k of kicks) {
+    await captureWithoutKick(url(db));
+    const rows = await exec(url(db), `SELECT tgrelid::regclass::text AS rel, tgfoid::regproc::text AS fn FROM pg_trigger WHERE tgname = 'capra_capture_row'`);
+    for (const r of rows) {
+      await exec(url(db), `DROP TRIGGER capra_capture_row ON ${r.rel}`);
+      const [kick] = await exec(url(db), `SELECT repl.make_kick('${r.rel}'::regclass, ${KICK_WINDOW_MS}) AS fn`);
       await exec(
         url(db),
-        `DROP TRIGGER capra_kick ON ${k.rel}`,
-        `CREATE TRIGGER capra_kick AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON ${k.rel} FOR EACH STATEMENT
-           WHEN (nullif(current_setting('capra.origin', true), '') IS NOT NULL
-              OR (extract(epoch FROM clock_timestamp()) * 1000)::bigint - coalesce(pg_sequence_last_value('repl.kick_clock_${k.relid}'::regclass), 0) >= ${KICK_WINDOW_MS})
-           EXECUTE FUNCTION ${k.fn}()`,
+        `CREATE TRIGGER capra_kick AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON ${r.rel} FOR EACH STATEMENT EXECUTE FUNCTION repl.${kick!.fn}()`,
+        `CREATE TRIGGER capra_capture_row AFTER INSERT OR UPDATE OR DELETE ON ${r.rel} FOR EACH ROW EXECUTE FUNCTION ${r.fn}()`,
+        `ALTER TABLE ${r.rel} ENABLE ALWAYS TRIGGER capra_capture_row`,
+        `ALTER TABLE ${r.rel} ENABLE ALWAYS TRIGGER capra_kick`,
       );
     }
+    const bodies = await exec(url(db), `SELECT count(*)::int AS n FROM pg_proc WHERE proname ~ '^kick_[0-9]+$' AND prosrc ~ 'pg_notify'`);
+    if (bodies[0]!.n !== TABLES.length) throw new Error('the kick-trigger candidate made no kick functions that notify');
   },
   // An applier that does not cascade captures nothing: the WHEN spares its rows the PL/pgSQL call (a
   // multi-master receiver is also a source), and costs a user's rows its evaluation before the call.

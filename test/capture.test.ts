@@ -59,7 +59,17 @@ for (const mode of ['statement', 'row'] as const) {
       'with cascade it is captured, marked with its origin',
     );
     const enabled = await sql<{ tgname: string; tgenabled: string }>(url, `SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'p'::regclass ORDER BY 1`);
-    t.ok(enabled.length >= 3 && enabled.every((r) => r.tgenabled === 'A'), 'capture triggers fire ALWAYS (also under replica role)');
+    t.same(
+      enabled.map((r) => r.tgname),
+      mode === 'row'
+        ? ['capra_capture_row', 'capra_capture_trunc']
+        : ['capra_capture_del', 'capra_capture_ins', 'capra_capture_trunc', 'capra_capture_upd', 'capra_kick'],
+      `${mode} mode's triggers (row mode kicks from its capture function)`,
+    );
+    t.ok(
+      enabled.every((r) => r.tgenabled === 'A'),
+      'capture triggers fire ALWAYS (also under replica role)',
+    );
   });
 }
 
@@ -125,41 +135,55 @@ t.test('kicks: each job with notify on its own channel, none for cron jobs or fo
   });
 });
 
-t.test('an install over an older node side regenerates the capture functions and drops the op CHECK', async (t) => {
+t.test('an install over an older node side regenerates the capture functions, empties old kick triggers, drops the op CHECK', async (t) => {
   const url = await freshDb(t, c1!, 'capup');
-  await sql(url, 'CREATE TABLE u (id int PRIMARY KEY, v text)');
-  await sql(url, 'CREATE TABLE w (id int PRIMARY KEY, k2 int NOT NULL UNIQUE, v text)');
+  for (const tbl of ['u', 'w', 'x']) await sql(url, `CREATE TABLE ${tbl} (id int PRIMARY KEY, k2 int UNIQUE, v text)`);
   await withClient(url, async (c) => {
     await installSide(c, 'node', silentLogger);
     await registerConsumers(c, 'job1', 's', ['target'], true);
     await registerConsumers(c, 'job2', 's', ['target'], true);
-    for (const tbl of ['u', 'w']) {
+    for (const tbl of ['u', 'w', 'x']) {
       const table = { schema: 'public', table: tbl };
       await addCaptureTriggers(c, table, ['id'], 'row', defaultDdlOptions, () => trackTable(c, 'job1', 's', table, ['id']));
     }
-    // w's second consumer was registered with another key: which one the function should write is for validate to say.
-    await trackTable(c, 'job2', 's', { schema: 'public', table: 'w' }, ['k2']);
+    // w's and x's second consumer was registered with another key: which one the function should write is for validate to say.
+    for (const tbl of ['w', 'x']) await trackTable(c, 'job2', 's', { schema: 'public', table: tbl }, ['k2']);
   });
-  const src = async (tbl: string): Promise<string> =>
-    (await sql<{ src: string }>(url, `SELECT prosrc AS src FROM pg_proc WHERE proname = 'capture_' || $1::regclass::oid`, [tbl]))[0]!.src;
-  const generated = { u: await src('u'), w: await src('w') };
-  // As an older version left it: its own body (marked here), the CHECK on op, the migration that dropped it not recorded.
-  for (const tbl of ['u', 'w']) {
+  const src = async (fn: string, tbl: string): Promise<string | undefined> =>
+    (await sql<{ src: string }>(url, `SELECT prosrc AS src FROM pg_proc WHERE proname = $1 || $2::regclass::oid`, [fn, tbl]))[0]?.src;
+  const generated = { u: await src('capture_', 'u') };
+  t.match(generated.u, "PERFORM pg_notify('capra_job1', '')", 'the capture function kicks');
+  // As an older version left u and w: its own body (marked here) without the key as its comment, a kick trigger of
+  // its own on u, the CHECK on op, the migration that dropped it not recorded. x's function names its key.
+  for (const tbl of ['u', 'w', 'x']) {
     await sql(
       url,
       `DO $$BEGIN EXECUTE format('CREATE OR REPLACE FUNCTION repl.%I() RETURNS trigger LANGUAGE plpgsql AS %L', 'capture_' || '${tbl}'::regclass::oid,
-         replace((SELECT prosrc FROM pg_proc WHERE proname = 'capture_' || '${tbl}'::regclass::oid), 'BEGIN', E'BEGIN\\n  -- older body')); END$$`,
+         replace((SELECT prosrc FROM pg_proc WHERE proname = 'capture_' || '${tbl}'::regclass::oid), 'BEGIN', E'BEGIN\n  -- older body')); END$$`,
     );
+    if (tbl !== 'x') await sql(url, `DO $$BEGIN EXECUTE format('COMMENT ON FUNCTION repl.%I() IS NULL', 'capture_' || '${tbl}'::regclass::oid); END$$`);
   }
+  await sql(
+    url,
+    `DO $$BEGIN
+       EXECUTE format('CREATE FUNCTION repl.%I() RETURNS trigger LANGUAGE plpgsql AS %L', 'kick_' || 'u'::regclass::oid, 'BEGIN PERFORM pg_notify(''capra_job1'', ''''); RETURN NULL; END');
+       EXECUTE format('CREATE TRIGGER capra_kick AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON u FOR EACH STATEMENT EXECUTE FUNCTION repl.%I()', 'kick_' || 'u'::regclass::oid);
+     END$$`,
+  );
   await sql(url, `ALTER TABLE repl.delta ADD CONSTRAINT delta_op_check CHECK (op IN ('I', 'U', 'D', 'T'))`);
   await sql(url, `DELETE FROM repl.node_migrations WHERE name = 'any_op'`);
-  t.match(await src('u'), '-- older body', 'the older body is in place');
+  t.match(await src('capture_', 'u'), '-- older body', 'the older body is in place');
 
   await withClient(url, (c) => installSide(c, 'node', silentLogger));
-  t.equal(await src('u'), generated.u, "u's capture function is the one this version generates again");
-  t.match(await src('w'), '-- older body', 'w, whose consumers disagree on its key, is left as it was');
+  t.equal(await src('capture_', 'u'), generated.u, "u's capture function is the one this version generates again, with the key it is registered with");
+  const x = (await src('capture_', 'x'))!;
+  t.notMatch(x, '-- older body', "x's is written again too, though its consumers disagree on its key");
+  t.match(x, "jsonb_build_object('id', NEW.id)", 'with the key its comment names');
+  t.match(x, "PERFORM pg_notify('capra_job2', '')", 'and the kicks of now (job2 was registered on x after it was made)');
+  t.match(await src('capture_', 'w'), '-- older body', 'w, without the comment and with consumers that disagree on its key, is left as it was');
+  t.equal(await src('kick_', 'u'), 'BEGIN RETURN NULL; END', "u's old kick trigger calls an empty function: no kick is sent twice");
   t.same(await sql(url, `SELECT conname FROM pg_constraint WHERE conrelid = 'repl.delta'::regclass AND contype = 'c'`), [], 'the CHECK on op is gone');
-  await sql(url, `INSERT INTO u VALUES (1, 'a')`);
+  await sql(url, `INSERT INTO u VALUES (1, 1, 'a')`);
   await sql(url, `UPDATE u SET v = 'b' WHERE id = 1`);
   t.same(
     await sql(url, `SELECT op, pk FROM repl.delta WHERE relid = 'u'::regclass ORDER BY op`),

@@ -27,10 +27,10 @@ t.test('two jobs on one host, sharing node a and table x', async (t) => {
   t.not(job1.cfg.metadata, job2.cfg.metadata, 'own metadata databases');
   t.ok(existsSync(logfilePath(job1.cfg)) && existsSync(logfilePath(job2.cfg)), 'both logs written');
 
-  // Each job is kicked on its own channel, from the one shared trigger.
+  // Each job is kicked on its own channel, from the one shared capture function.
   const kickBody = await sql<{ src: string }>(
     job1.urls.a!,
-    `SELECT p.prosrc AS src FROM pg_trigger tg JOIN pg_proc p ON p.oid = tg.tgfoid WHERE tg.tgrelid = 'x'::regclass AND tg.tgname = 'capra_kick'`,
+    `SELECT p.prosrc AS src FROM pg_trigger tg JOIN pg_proc p ON p.oid = tg.tgfoid WHERE tg.tgrelid = 'x'::regclass AND tg.tgname = 'capra_capture_row'`,
   );
   t.match(kickBody[0]!.src, `pg_notify('capra_${job1.name}'`);
   t.match(kickBody[0]!.src, `pg_notify('capra_${job2.name}'`);
@@ -62,7 +62,7 @@ t.test('two jobs on one host, sharing node a and table x', async (t) => {
   t.pass('with job1 gone, the purge empties the log');
   const body = await sql<{ src: string }>(
     job1.urls.a!,
-    `SELECT p.prosrc AS src FROM pg_trigger tg JOIN pg_proc p ON p.oid = tg.tgfoid WHERE tg.tgrelid = 'x'::regclass AND tg.tgname = 'capra_kick'`,
+    `SELECT p.prosrc AS src FROM pg_trigger tg JOIN pg_proc p ON p.oid = tg.tgfoid WHERE tg.tgrelid = 'x'::regclass AND tg.tgname = 'capra_capture_row'`,
   );
   t.notMatch(body[0]!.src, `capra_${job1.name}'`, 'job1 is no longer kicked');
 });

@@ -1,5 +1,6 @@
 // The kick window is one setting (db/kick-timing.ts): install writes it into
-// each table's kick function through repl.make_kick / repl.refresh_kicks, and
+// each table's capture function (row mode; the kick function in statement
+// mode) through repl.make_capture / repl.make_kick / repl.refresh_kicks, and
 // an install over the functions of before it became a parameter replaces them.
 import t from 'tap';
 import { installSide, uninstallSide } from '../orchestrator/src/db/schema-side.js';
@@ -13,7 +14,7 @@ const [c1] = testClusters().clusters;
 
 const CLOCK = `format('repl.kick_clock_%s', 'k'::regclass::oid)::regclass`;
 
-t.test('the kick window reaches each table kick function', async (t) => {
+t.test('the kick window reaches each table capture function', async (t) => {
   const url = await freshDb(t, c1!, 'kickwin');
   await sql(url, 'CREATE TABLE k (id int PRIMARY KEY)');
   const table = { schema: 'public', table: 'k' };
@@ -23,8 +24,8 @@ t.test('the kick window reaches each table kick function', async (t) => {
     await addCaptureTriggers(c, table, ['id'], 'row', defaultDdlOptions, () => trackTable(c, 'jobn', 's', table, ['id']));
   });
   const body = async (): Promise<string> =>
-    (await sql<{ src: string }>(url, `SELECT prosrc AS src FROM pg_proc WHERE proname = 'kick_' || 'k'::regclass::oid`))[0]!.src;
-  t.match(await body(), `>= ${KICK_WINDOW_MS} THEN`, 'install wrote KICK_WINDOW_MS into the kick function');
+    (await sql<{ src: string }>(url, `SELECT prosrc AS src FROM pg_proc WHERE proname = 'capture_' || 'k'::regclass::oid`))[0]!.src;
+  t.match(await body(), `>= ${KICK_WINDOW_MS} THEN`, 'install wrote KICK_WINDOW_MS into the capture function');
 
   await withClient(url, async (listener) => {
     const heard: string[] = [];
@@ -53,6 +54,9 @@ t.test('the kick window reaches each table kick function', async (t) => {
   for (const bad of [null, -1]) {
     await t.rejects(sql(url, `SELECT repl.make_kick('k'::regclass, $1)`, [bad]), {
       message: `repl.make_kick: the kick window must be 0 ms or more, not ${bad === null ? 'NULL' : bad}`,
+    });
+    await t.rejects(sql(url, `SELECT repl.make_capture('k'::regclass, '{id}', $1)`, [bad]), {
+      message: `repl.make_capture: the kick window must be 0 ms or more, not ${bad === null ? 'NULL' : bad}`,
     });
   }
 });

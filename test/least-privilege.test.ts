@@ -47,7 +47,6 @@ for (const setParam of [false, true]) {
       [
         { tgname: 'capra_capture_row', tgenabled: 'O' },
         { tgname: 'capra_capture_trunc', tgenabled: 'O' },
-        { tgname: 'capra_kick', tgenabled: 'O' },
       ],
       'the capture triggers are on, enabled the ordinary way',
     );

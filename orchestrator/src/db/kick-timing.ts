@@ -5,9 +5,10 @@ import type pg from 'pg';
  *
  * NOTIFY serialises the commits of every notifying transaction on one
  * database-wide lock, held through the commit's WAL flush, so a table's kick
- * trigger (repl.make_kick) NOTIFYs at most once per KICK_WINDOW_MS for all
- * sessions together: a transaction whose first write to the table comes
- * within the window after the last kick sends none. The daemon makes up for
+ * (in its capture function, repl.make_capture; in statement mode its kick
+ * trigger, repl.make_kick) NOTIFYs at most once per KICK_WINDOW_MS for all
+ * sessions together: a transaction whose writes to the table come within
+ * the window after the last kick sends none. The daemon makes up for
  * those skipped kicks: after every kick it wakes the kicked source's workers
  * every KICK_LINGER_STEP_MS for KICK_LINGER_MS. A skipped transaction wrote
  * the table at most KICK_WINDOW_MS after the kick, but may commit later, so
@@ -15,8 +16,9 @@ import type pg from 'pg';
  * when nothing writes the table after it, waits for the safety-net poll
  * (poll_seconds).
  *
- * Install and add-triggers pass KICK_WINDOW_MS to repl.make_kick and
- * repl.refresh_kicks, which write it into each table's kick function; the
+ * Install and add-triggers pass KICK_WINDOW_MS to repl.make_capture,
+ * repl.make_kick and repl.refresh_kicks, which write it into each table's
+ * capture or kick function; the
  * daemon reads the rest. Not configurable: a change here takes effect on
  * the next install.
  */

@@ -62,10 +62,7 @@ async function applySide(client: pg.ClientBase, side: Side, logger: Logger): Pro
     for (const f of extensionFiles(side)) await client.query(readFileSync(f, 'utf8'));
     await record(client, SCHEMA, side, [...added(before, await schemaObjects(client, SCHEMA)), ...(await routinesWritten(client, SCHEMA))]);
     // The per-table capture and kick functions are generated: regenerate them, so an upgrade's new bodies take effect.
-    if (side === 'node') {
-      await client.query('SELECT repl.refresh_captures()');
-      await refreshKicks(client);
-    }
+    if (side === 'node') await refreshKicks(client);
   });
 }
 
@@ -99,7 +96,7 @@ export async function uninstallSide(client: pg.ClientBase, side: Side, logger: L
           [SCHEMA],
         );
         for (const { f } of gen.rows) await client.query(`DROP FUNCTION IF EXISTS ${f}`);
-        // The kick clocks repl.make_kick creates beside them.
+        // The kick clocks repl.kick_code creates beside them.
         const clocks = await client.query<{ s: string }>(
           `SELECT c.oid::regclass::text AS s FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = $1 AND c.relkind = 'S' AND c.relname ~ '^kick_clock_[0-9]+$'`,

@@ -22,7 +22,8 @@ import { backoffMs, sleep } from '../util/backoff.js';
 export type CaptureMode = 'statement' | 'row';
 
 export const STATEMENT_TRIGGERS = ['capra_capture_ins', 'capra_capture_upd', 'capra_capture_del', 'capra_capture_trunc', 'capra_kick'];
-export const ROW_TRIGGERS = ['capra_capture_row', 'capra_capture_trunc', 'capra_kick'];
+/** Row mode kicks from its capture function (repl.make_capture); a kick trigger of its own cost writers 6 points of their TPS. */
+export const ROW_TRIGGERS = ['capra_capture_row', 'capra_capture_trunc'];
 const ALL_TRIGGERS = [...new Set([...STATEMENT_TRIGGERS, ...ROW_TRIGGERS])];
 
 export interface DdlOptions {
@@ -45,12 +46,12 @@ export const defaultDdlOptions: DdlOptions = { lockTimeoutMs: 2000, maxAttempts:
 
 /**
  * The statements that put the triggers on. Row mode (the default) uses the
- * table's generated repl.capture_<oid>(); statement mode the generic
- * repl.capture_stmt() with transition tables (cheaper for bulk statements,
- * dearer for single-row ones: `npm run bench`). Both use the generated
- * repl.kick_<oid>() and capture TRUNCATE with repl.capture_stmt().
+ * table's generated repl.capture_<oid>(), which also captures TRUNCATE and
+ * kicks; statement mode the generic repl.capture_stmt() with transition
+ * tables (cheaper for bulk statements, dearer for single-row ones: `npm run
+ * bench`), and the generated repl.kick_<oid>() once per statement.
  */
-function createStatements(t: TableName, keyCols: string[], mode: CaptureMode, fns: { capture: string; kick: string }, owner: boolean): string[] {
+function createStatements(t: TableName, keyCols: string[], mode: CaptureMode, fn: string, owner: boolean): string[] {
   const tbl = quoteTable(t);
   const args = keyCols.map(quoteLiteral).join(', ');
   const stmts =
@@ -60,12 +61,12 @@ function createStatements(t: TableName, keyCols: string[], mode: CaptureMode, fn
           `CREATE TRIGGER capra_capture_upd AFTER UPDATE ON ${tbl} REFERENCING OLD TABLE AS capra_old NEW TABLE AS capra_new FOR EACH STATEMENT EXECUTE FUNCTION repl.capture_stmt(${args})`,
           `CREATE TRIGGER capra_capture_del AFTER DELETE ON ${tbl} REFERENCING OLD TABLE AS capra_old FOR EACH STATEMENT EXECUTE FUNCTION repl.capture_stmt(${args})`,
         ]
-      : [`CREATE TRIGGER capra_capture_row AFTER INSERT OR UPDATE OR DELETE ON ${tbl} FOR EACH ROW EXECUTE FUNCTION repl.${quoteIdent(fns.capture)}()`];
-  const trunc = mode === 'statement' ? 'capture_stmt' : fns.capture;
-  stmts.push(
-    `CREATE TRIGGER capra_capture_trunc AFTER TRUNCATE ON ${tbl} FOR EACH STATEMENT EXECUTE FUNCTION repl.${quoteIdent(trunc)}()`,
-    `CREATE TRIGGER capra_kick AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON ${tbl} FOR EACH STATEMENT EXECUTE FUNCTION repl.${quoteIdent(fns.kick)}()`,
-  );
+      : [`CREATE TRIGGER capra_capture_row AFTER INSERT OR UPDATE OR DELETE ON ${tbl} FOR EACH ROW EXECUTE FUNCTION repl.${quoteIdent(fn)}()`];
+  const trunc = mode === 'statement' ? 'capture_stmt' : fn;
+  stmts.push(`CREATE TRIGGER capra_capture_trunc AFTER TRUNCATE ON ${tbl} FOR EACH STATEMENT EXECUTE FUNCTION repl.${quoteIdent(trunc)}()`);
+  if (mode === 'statement') {
+    stmts.push(`CREATE TRIGGER capra_kick AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON ${tbl} FOR EACH STATEMENT EXECUTE FUNCTION repl.${quoteIdent(fn)}()`);
+  }
   const names = mode === 'statement' ? STATEMENT_TRIGGERS : ROW_TRIGGERS;
   if (owner) for (const n of names) stmts.push(`ALTER TABLE ${tbl} ENABLE ALWAYS TRIGGER ${quoteIdent(n)}`);
   return stmts;
@@ -186,7 +187,7 @@ export async function addCaptureTriggers(
   const argText = keyCols.map((k) => `${k}\0`).join('');
   let notOwner = false;
   await withLockRetry(client, t, opts, async () => {
-    // Registered first, so the kick function generated below notifies this consumer too.
+    // Registered first, so the function generated below kicks this consumer too.
     await register();
     const { oid, owner } = await tableAccess(client, t);
     // Statement mode's triggers call the shared repl.capture_stmt(), so only DROP TRIGGER, which needs ownership, could take them off again.
@@ -195,7 +196,7 @@ export async function addCaptureTriggers(
         `table ${tableLabel(t)}: ${await ownershipGrant(client, t)} for the statement capture mode (its triggers can only be dropped by the owner), or use the row mode`,
       );
     notOwner = !owner;
-    let fns = await generateFunctions(client, t, keyCols);
+    let fn = await generateFunction(client, t, keyCols, mode);
     const have = await currentTriggers(client, t);
     // Row mode's key lives in the generated function (just replaced); statement mode's in the trigger arguments.
     // A trigger someone disabled (or, as the owner, left enabled for origin only) is made again: capra validate --fix relies on it.
@@ -207,21 +208,21 @@ export async function addCaptureTriggers(
     if (!same) {
       if (have.size > 0) {
         await removeTriggers(client, t, oid!, owner, have.keys());
-        fns = await generateFunctions(client, t, keyCols);
+        fn = await generateFunction(client, t, keyCols, mode);
       }
-      for (const s of createStatements(t, keyCols, mode, fns, owner)) await client.query(s);
+      for (const s of createStatements(t, keyCols, mode, fn, owner)) await client.query(s);
     }
   });
   return notOwner ? 'origin' : 'always';
 }
 
-/** Creates or replaces the table's generated capture and kick functions; returns their names. */
-async function generateFunctions(client: pg.ClientBase, t: TableName, keyCols: string[]): Promise<{ capture: string; kick: string }> {
-  const r = await client.query<{ capture: string; kick: string }>(
-    'SELECT repl.make_capture(to_regclass($1), $2::text[]) AS capture, repl.make_kick(to_regclass($1), $3) AS kick',
-    [quoteTable(t), keyCols, KICK_WINDOW_MS],
-  );
-  return r.rows[0]!;
+/** Creates or replaces the table's generated function, its capture function in row mode and its kick function in statement mode; returns its name. */
+async function generateFunction(client: pg.ClientBase, t: TableName, keyCols: string[], mode: CaptureMode): Promise<string> {
+  const r =
+    mode === 'row'
+      ? await client.query<{ fn: string }>('SELECT repl.make_capture(to_regclass($1), $2::text[], $3) AS fn', [quoteTable(t), keyCols, KICK_WINDOW_MS])
+      : await client.query<{ fn: string }>('SELECT repl.make_kick(to_regclass($1), $2) AS fn', [quoteTable(t), KICK_WINDOW_MS]);
+  return r.rows[0]!.fn;
 }
 
 /** Removes the capture triggers from a table, and its generated functions. */
