@@ -5,7 +5,8 @@ import t from 'tap';
 import pg from 'pg';
 import { addCaptureTriggers, defaultDdlOptions } from '../orchestrator/src/triggers/ddl.js';
 import { installSide } from '../orchestrator/src/db/schema-side.js';
-import { registerConsumers, trackTable } from '../orchestrator/src/triggers/consumers.js';
+import { registerConsumers, trackTable, trackedTables } from '../orchestrator/src/triggers/consumers.js';
+import { captureFaults } from '../orchestrator/src/validate/capture-check.js';
 import { silentLogger } from '../orchestrator/src/util/logger.js';
 import { freshDb, sql, testClusters, untilSentinel, withClient } from './harness/db.js';
 
@@ -193,4 +194,21 @@ t.test('an install over an older node side regenerates the capture functions, em
     ],
     'and it captures',
   );
+  const uTable = { schema: 'public', table: 'u', keyCols: ['id'] };
+  await withClient(url, async (c) => {
+    const faults = await captureFaults(c, [uTable], await trackedTables(c, 'job1', 's'));
+    t.same(
+      faults.map((f) => f.faults),
+      [['capture trigger capra_kick is left over from an older version (the capture function kicks now)']],
+      "validate's check names the old kick trigger, and nothing else",
+    );
+    await addCaptureTriggers(c, uTable, ['id'], 'row', defaultDdlOptions, async () => {});
+    t.same(await captureFaults(c, [uTable], await trackedTables(c, 'job1', 's')), [], 'add-triggers (what --fix runs) leaves nothing to name');
+  });
+  t.same(
+    await sql(url, `SELECT tgname FROM pg_trigger WHERE tgrelid = 'u'::regclass ORDER BY 1`),
+    [{ tgname: 'capra_capture_row' }, { tgname: 'capra_capture_trunc' }],
+    'the kick trigger is off',
+  );
+  t.equal(await src('kick_', 'u'), undefined, 'and its function dropped');
 });
