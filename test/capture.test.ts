@@ -74,67 +74,69 @@ for (const mode of ['statement', 'row'] as const) {
   });
 }
 
-t.test('kicks: each job with notify on its own channel, none for cron jobs or for its own applied writes', async (t) => {
-  const url = await freshDb(t, c1!, 'kick');
-  await sql(url, 'CREATE TABLE k (id int PRIMARY KEY)');
-  const table = { schema: 'public', table: 'k' };
-  await withClient(url, async (c) => {
-    await installSide(c, 'node', silentLogger);
-    for (const [job, kick] of [
-      ['jobn', true],
-      ['jobm', true],
-      ['jobc', false],
-    ] as const) {
-      await registerConsumers(c, job, 's', ['target'], kick);
-      await addCaptureTriggers(c, table, ['id'], 'row', defaultDdlOptions, () => trackTable(c, job, 's', table, ['id']));
-    }
-  });
-  await withClient(url, async (listener) => {
-    const heard: string[] = [];
-    listener.on('notification', (n) => heard.push(n.channel));
-    for (const ch of ['capra_jobn', 'capra_jobm', 'capra_jobc', 'sentinel']) await listener.query(`LISTEN ${ch}`);
-    // Notifications reach a listener in commit order: once a sentinel sent
-    // after the statement has arrived, everything the statement sent has too.
-    // A table is kicked at most once per 100 ms by all sessions together: wind its kick clock back before each statement.
-    const collect = async (stmt: string): Promise<string[]> => {
-      heard.length = 0;
-      await sql(url, `SELECT setval(format('repl.kick_clock_%s', 'k'::regclass::oid), 0)`);
-      await sql(url, stmt);
-      await untilSentinel(url, listener, heard);
-      return heard.filter((h) => h !== 'sentinel').sort();
-    };
-    t.same(await collect('INSERT INTO k VALUES (1)'), ['capra_jobm', 'capra_jobn'], 'notify jobs are kicked, the cron job is not');
-    t.same(
-      await collect(`BEGIN; SET LOCAL capra.origin = 'jobn'; SET LOCAL capra.cascade = 'on'; INSERT INTO k VALUES (2); COMMIT`),
-      ['capra_jobm'],
-      "a job's own applied (cascaded) write kicks only the other job",
-    );
-    t.same(await collect(`BEGIN; SET LOCAL capra.origin = 'jobn'; INSERT INTO k VALUES (3); COMMIT`), [], 'a non-cascading applied write kicks nobody');
-    // Not wound back: of two sessions writing within 100 ms, only the first kicks.
-    const twoWriters = async (): Promise<{ kicks: string[]; ms: number }> => {
-      await sql(url, `SELECT setval(format('repl.kick_clock_%s', 'k'::regclass::oid), 0)`);
-      const [w1, w2] = [new pg.Client({ connectionString: url }), new pg.Client({ connectionString: url })];
-      await Promise.all([w1.connect(), w2.connect()]);
-      try {
-        heard.length = 0;
-        const t0 = Date.now();
-        await w1.query('INSERT INTO k SELECT coalesce(max(id), 0) + 1 FROM k');
-        await w2.query('INSERT INTO k SELECT coalesce(max(id), 0) + 1 FROM k');
-        const ms = Date.now() - t0;
-        await untilSentinel(url, listener, heard);
-        return { kicks: heard.filter((h) => h !== 'sentinel').sort(), ms };
-      } finally {
-        await Promise.all([w1.end(), w2.end()]);
+for (const mode of ['row', 'statement'] as const) {
+  t.test(`${mode} mode's kicks: each job with notify on its own channel, none for cron jobs or for its own applied writes`, async (t) => {
+    const url = await freshDb(t, c1!, 'kick');
+    await sql(url, 'CREATE TABLE k (id int PRIMARY KEY)');
+    const table = { schema: 'public', table: 'k' };
+    await withClient(url, async (c) => {
+      await installSide(c, 'node', silentLogger);
+      for (const [job, kick] of [
+        ['jobn', true],
+        ['jobm', true],
+        ['jobc', false],
+      ] as const) {
+        await registerConsumers(c, job, 's', ['target'], kick);
+        await addCaptureTriggers(c, table, ['id'], mode, defaultDdlOptions, () => trackTable(c, job, 's', table, ['id']));
       }
-    };
-    let two = await twoWriters();
-    for (let i = 0; i < 5 && two.ms >= 100; i++) two = await twoWriters();
-    t.ok(two.ms < 100, `the two writes were within 100 ms (${two.ms} ms)`);
-    t.same(two.kicks, ['capra_jobm', 'capra_jobn'], 'the table is kicked once for two sessions writing within 100 ms');
-    await withClient(url, (c) => registerConsumers(c, 'jobm', 's', ['target'], false));
-    t.same(await collect('INSERT INTO k VALUES (40)'), ['capra_jobn'], 'switching a job to cron kicks takes it out at once');
+    });
+    await withClient(url, async (listener) => {
+      const heard: string[] = [];
+      listener.on('notification', (n) => heard.push(n.channel));
+      for (const ch of ['capra_jobn', 'capra_jobm', 'capra_jobc', 'sentinel']) await listener.query(`LISTEN ${ch}`);
+      // Notifications reach a listener in commit order: once a sentinel sent
+      // after the statement has arrived, everything the statement sent has too.
+      // A table is kicked at most once per 100 ms by all sessions together: wind its kick clock back before each statement.
+      const collect = async (stmt: string): Promise<string[]> => {
+        heard.length = 0;
+        await sql(url, `SELECT setval(format('repl.kick_clock_%s', 'k'::regclass::oid), 0)`);
+        await sql(url, stmt);
+        await untilSentinel(url, listener, heard);
+        return heard.filter((h) => h !== 'sentinel').sort();
+      };
+      t.same(await collect('INSERT INTO k VALUES (1)'), ['capra_jobm', 'capra_jobn'], 'notify jobs are kicked, the cron job is not');
+      t.same(
+        await collect(`BEGIN; SET LOCAL capra.origin = 'jobn'; SET LOCAL capra.cascade = 'on'; INSERT INTO k VALUES (2); COMMIT`),
+        ['capra_jobm'],
+        "a job's own applied (cascaded) write kicks only the other job",
+      );
+      t.same(await collect(`BEGIN; SET LOCAL capra.origin = 'jobn'; INSERT INTO k VALUES (3); COMMIT`), [], 'a non-cascading applied write kicks nobody');
+      // Not wound back: of two sessions writing within 100 ms, only the first kicks.
+      const twoWriters = async (): Promise<{ kicks: string[]; ms: number }> => {
+        await sql(url, `SELECT setval(format('repl.kick_clock_%s', 'k'::regclass::oid), 0)`);
+        const [w1, w2] = [new pg.Client({ connectionString: url }), new pg.Client({ connectionString: url })];
+        await Promise.all([w1.connect(), w2.connect()]);
+        try {
+          heard.length = 0;
+          const t0 = Date.now();
+          await w1.query('INSERT INTO k SELECT coalesce(max(id), 0) + 1 FROM k');
+          await w2.query('INSERT INTO k SELECT coalesce(max(id), 0) + 1 FROM k');
+          const ms = Date.now() - t0;
+          await untilSentinel(url, listener, heard);
+          return { kicks: heard.filter((h) => h !== 'sentinel').sort(), ms };
+        } finally {
+          await Promise.all([w1.end(), w2.end()]);
+        }
+      };
+      let two = await twoWriters();
+      for (let i = 0; i < 5 && two.ms >= 100; i++) two = await twoWriters();
+      t.ok(two.ms < 100, `the two writes were within 100 ms (${two.ms} ms)`);
+      t.same(two.kicks, ['capra_jobm', 'capra_jobn'], 'the table is kicked once for two sessions writing within 100 ms');
+      await withClient(url, (c) => registerConsumers(c, 'jobm', 's', ['target'], false));
+      t.same(await collect('INSERT INTO k VALUES (40)'), ['capra_jobn'], 'switching a job to cron kicks takes it out at once');
+    });
   });
-});
+}
 
 t.test('an install over an older node side regenerates the capture functions, empties old kick triggers, drops the op CHECK', async (t) => {
   const url = await freshDb(t, c1!, 'capup');

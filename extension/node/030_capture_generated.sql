@@ -13,14 +13,17 @@ DROP FUNCTION IF EXISTS repl.make_kick(regclass);
 DROP FUNCTION IF EXISTS repl.refresh_kicks();
 DROP FUNCTION IF EXISTS repl.make_capture(regclass, text[]);
 DROP FUNCTION IF EXISTS repl.refresh_captures();
+DROP FUNCTION IF EXISTS repl.kick_code(regclass);
 
--- repl.kick_code(rel regclass) -> (all_jobs text, other_jobs text)
+-- repl.kick_code(rel regclass, window_ms integer) -> (due text, other_jobs text)
 -- The kick's statements for `rel`, as the generated functions run them: a
 -- pg_notify on its own channel capra_<job> for each job capturing `rel` with
 -- kick enabled (jobs sharing a node never share a channel; jobs on cron
--- kicks are left out); other_jobs skips the job whose applier is writing
--- (capra.origin). Both '' when no job wants kicks. Creates the table's kick
--- clock, the sequence repl.kick_clock_<oid>, if it is missing.
+-- kicks are left out). due is the ELSIF branch that sends a user's write's
+-- kick when the kick clock says the window has passed; other_jobs the
+-- statements for an applier's write, which skip the job whose applier is
+-- writing (capra.origin). Both '' when no job wants kicks. Creates the
+-- table's kick clock, the sequence repl.kick_clock_<oid>, if it is missing.
 -- NOTIFY serialises the commits of every notifying transaction on one
 -- database-wide lock, held through the commit's WAL flush: with one kick per
 -- commit, 64 busy clients lost most of their throughput. So a user's write
@@ -35,19 +38,25 @@ DROP FUNCTION IF EXISTS repl.refresh_captures();
 -- reads nor sets the clock: a kick that its own job never got must not stand
 -- for a user's write that follows within the window. Appliers commit once
 -- per run, so their kicks need no limit.
-CREATE OR REPLACE FUNCTION repl.kick_code(p_rel regclass, OUT all_jobs text, OUT other_jobs text)
+CREATE OR REPLACE FUNCTION repl.kick_code(p_rel regclass, p_window_ms integer, OUT due text, OUT other_jobs text)
 LANGUAGE plpgsql AS $gen$
 DECLARE
   v_clock text := 'kick_clock_' || p_rel::oid;
+  v_all   text;
 BEGIN
   SELECT coalesce(string_agg(format('    PERFORM pg_notify(%L, '''');', 'capra_' || j.job), E'\n' ORDER BY j.job), ''),
          coalesce(string_agg(format('    IF current_setting(''capra.origin'', true) IS DISTINCT FROM %L THEN PERFORM pg_notify(%L, ''''); END IF;', j.job, 'capra_' || j.job), E'\n' ORDER BY j.job), '')
-    INTO all_jobs, other_jobs
+    INTO v_all, other_jobs
     FROM (SELECT DISTINCT c.job
             FROM repl.consumer c JOIN repl.consumer_table t USING (job, sync)
            WHERE t.relid = p_rel AND c.kick) j;
   EXECUTE format('CREATE SEQUENCE IF NOT EXISTS repl.%I MINVALUE 0 START 0', v_clock);
   EXECUTE format('GRANT SELECT, UPDATE ON SEQUENCE repl.%I TO PUBLIC', v_clock);
+  due := CASE WHEN v_all = '' THEN '' ELSE format(
+$k$
+  ELSIF (extract(epoch FROM clock_timestamp()) * 1000)::bigint - coalesce(pg_sequence_last_value('repl.%1$I'::regclass), 0) >= %2$s THEN
+    PERFORM setval('repl.%1$I'::regclass, (extract(epoch FROM clock_timestamp()) * 1000)::bigint);
+%3$s$k$, v_clock, p_window_ms, v_all) END;
 END
 $gen$;
 
@@ -78,12 +87,10 @@ CREATE OR REPLACE FUNCTION repl.make_capture(p_rel regclass, p_keys text[], p_wi
 LANGUAGE plpgsql AS $gen$
 DECLARE
   v_name    text := 'capture_' || p_rel::oid;
-  v_clock   text := 'kick_clock_' || p_rel::oid;
   v_new     text;
   v_old     text;
   v_changed text;
   v_kick    record;
-  v_due     text := '';
   v_body    text;
 BEGIN
   IF coalesce(array_length(p_keys, 1), 0) = 0 THEN
@@ -99,14 +106,7 @@ BEGIN
     FROM unnest(p_keys) WITH ORDINALITY AS u(k, o);
   -- CREATE OR REPLACE of one function from two sessions at once fails; serialise.
   PERFORM pg_advisory_xact_lock(1130459251, 3); -- FIXED_LOCK_CLASS, generatedFunctions (orchestrator/src/db/advisory-locks.ts)
-  SELECT * INTO v_kick FROM repl.kick_code(p_rel);
-  IF v_kick.all_jobs <> '' THEN
-    v_due := format(
-$k$
-  ELSIF (extract(epoch FROM clock_timestamp()) * 1000)::bigint - coalesce(pg_sequence_last_value('repl.%1$I'::regclass), 0) >= %2$s THEN
-    PERFORM setval('repl.%1$I'::regclass, (extract(epoch FROM clock_timestamp()) * 1000)::bigint);
-%3$s$k$, v_clock, p_window_ms, v_kick.all_jobs);
-  END IF;
+  SELECT * INTO v_kick FROM repl.kick_code(p_rel, p_window_ms);
   v_body := format(
 $b$BEGIN
   IF current_setting('capra.origin', true) <> '' THEN
@@ -128,7 +128,7 @@ $b$BEGIN
     INSERT INTO repl.delta (relid, op, pk, origin) VALUES (%4$s, 'T', NULL, nullif(current_setting('capra.origin', true), ''));
   END IF;
   RETURN NULL;
-END$b$, v_new, v_old, v_changed, p_rel::oid, v_kick.other_jobs, v_due);
+END$b$, v_new, v_old, v_changed, p_rel::oid, v_kick.other_jobs, v_kick.due);
   EXECUTE format('CREATE OR REPLACE FUNCTION repl.%I() RETURNS trigger LANGUAGE plpgsql AS %L', v_name, v_body);
   EXECUTE format('COMMENT ON FUNCTION repl.%I() IS %L', v_name, to_jsonb(p_keys)::text);
   RETURN v_name;
@@ -148,15 +148,14 @@ CREATE OR REPLACE FUNCTION repl.make_kick(p_rel regclass, p_window_ms integer) R
 LANGUAGE plpgsql AS $gen$
 DECLARE
   v_name   text := 'kick_' || p_rel::oid;
-  v_clock  text := 'kick_clock_' || p_rel::oid;
   v_kick   record;
 BEGIN
   IF p_window_ms IS NULL OR p_window_ms < 0 THEN
     RAISE EXCEPTION 'repl.make_kick: the kick window must be 0 ms or more, not %', coalesce(p_window_ms::text, 'NULL');
   END IF;
   PERFORM pg_advisory_xact_lock(1130459251, 3); -- FIXED_LOCK_CLASS, generatedFunctions (orchestrator/src/db/advisory-locks.ts)
-  SELECT * INTO v_kick FROM repl.kick_code(p_rel);
-  IF v_kick.all_jobs = '' OR EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p_rel AND tgname = 'capra_capture_row') THEN
+  SELECT * INTO v_kick FROM repl.kick_code(p_rel, p_window_ms);
+  IF v_kick.due = '' OR EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p_rel AND tgname = 'capra_capture_row') THEN
     -- Only cron-kicked jobs (or none) capture this table, or its capture function kicks: nothing to send.
     EXECUTE format('CREATE OR REPLACE FUNCTION repl.%I() RETURNS trigger LANGUAGE plpgsql AS %L', v_name, 'BEGIN RETURN NULL; END');
     RETURN v_name;
@@ -169,14 +168,11 @@ $b$BEGIN
   -- channel are sent once at its commit.
   IF current_setting('capra.origin', true) <> '' THEN
     IF current_setting('capra.cascade', true) = 'on' THEN
-%3$s
-    END IF;
-  ELSIF (extract(epoch FROM clock_timestamp()) * 1000)::bigint - coalesce(pg_sequence_last_value('repl.%1$I'::regclass), 0) >= %4$s THEN
-    PERFORM setval('repl.%1$I'::regclass, (extract(epoch FROM clock_timestamp()) * 1000)::bigint);
-%2$s
+%1$s
+    END IF;%2$s
   END IF;
   RETURN NULL;
-END$b$, v_clock, v_kick.all_jobs, v_kick.other_jobs, p_window_ms));
+END$b$, v_kick.other_jobs, v_kick.due));
   RETURN v_name;
 END
 $gen$;
