@@ -118,15 +118,16 @@ const candidates: Record<string, (url: (db: string) => string, db: string, dir: 
         url(db),
         `CREATE TRIGGER capra_kick AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON ${r.rel} FOR EACH STATEMENT EXECUTE FUNCTION repl.${kick!.fn}()`,
         `CREATE TRIGGER capra_capture_row AFTER INSERT OR UPDATE OR DELETE ON ${r.rel} FOR EACH ROW EXECUTE FUNCTION ${r.fn}()`,
-        `ALTER TABLE ${r.rel} ENABLE ALWAYS TRIGGER capra_capture_row`,
         `ALTER TABLE ${r.rel} ENABLE ALWAYS TRIGGER capra_kick`,
       );
     }
     const bodies = await exec(url(db), `SELECT count(*)::int AS n FROM pg_proc WHERE proname ~ '^kick_[0-9]+$' AND prosrc ~ 'pg_notify'`);
     if (bodies[0]!.n !== TABLES.length) throw new Error('the kick-trigger candidate made no kick functions that notify');
   },
-  // An applier that does not cascade captures nothing: the WHEN spares its rows the PL/pgSQL call (a
-  // multi-master receiver is also a source), and costs a user's rows its evaluation before the call.
+  // An applier that does not cascade captures nothing: a WHEN spares its rows the PL/pgSQL call (a
+  // multi-master receiver is also a source). On one trigger that fires always, the WHEN costs a user's
+  // rows its evaluation before the call; as shipped, only capra_capture_replica has it, and a user's
+  // write (origin role) meets the ordinary capra_capture_row, without.
   'Capra, capture behind a WHEN that skips the calls for appliers': async (url, db, dir) => {
     await capra(url, db, dir);
     const rows = await exec(url(db), `SELECT tgrelid::regclass::text AS rel, tgfoid::regproc::text AS fn FROM pg_trigger WHERE tgname = 'capra_capture_row'`);
@@ -134,6 +135,7 @@ const candidates: Record<string, (url: (db: string) => string, db: string, dir: 
       await exec(
         url(db),
         `DROP TRIGGER capra_capture_row ON ${r.rel}`,
+        `DROP TRIGGER IF EXISTS capra_capture_replica ON ${r.rel}`,
         `CREATE TRIGGER capra_capture_row AFTER INSERT OR UPDATE OR DELETE ON ${r.rel} FOR EACH ROW
            WHEN (coalesce(current_setting('capra.origin', true), '') = '' OR current_setting('capra.cascade', true) = 'on')
            EXECUTE FUNCTION ${r.fn}()`,

@@ -20,56 +20,81 @@ for (const mode of ['statement', 'row'] as const) {
       await installSide(c, 'node', silentLogger);
       await addCaptureTriggers(c, { schema: 'public', table: 'p' }, ['a', 'b'], mode, defaultDdlOptions, async () => {});
     });
-    const deltas = async (): Promise<{ op: string; pk: unknown }[]> => {
-      const rows = await sql<{ op: string; pk: unknown }>(url, 'SELECT op, pk FROM repl.delta ORDER BY txid, op, pk::text');
-      await sql(url, 'DELETE FROM repl.delta');
-      return rows;
-    };
-    await sql(url, `INSERT INTO p VALUES (1, 'x', 'v1'), (2, 'y', 'v2')`);
-    t.same(
-      await deltas(),
-      [
-        { op: 'I', pk: { a: 1, b: 'x' } },
-        { op: 'I', pk: { a: 2, b: 'y' } },
-      ],
-      'inserts',
-    );
-    await sql(url, `UPDATE p SET v = 'new' WHERE a = 1`);
-    t.same(await deltas(), [{ op: 'U', pk: { a: 1, b: 'x' } }], 'an update that keeps the key is recorded once');
-    await sql(url, `UPDATE p SET b = 'z' WHERE a = 2`);
-    t.same(
-      await deltas(),
-      [
-        { op: 'U', pk: { a: 2, b: 'y' } },
-        { op: 'U', pk: { a: 2, b: 'z' } },
-      ],
-      'a key change records old and new key',
-    );
-    await sql(url, `DELETE FROM p WHERE a = 1`);
-    t.same(await deltas(), [{ op: 'D', pk: { a: 1, b: 'x' } }], 'delete');
-    await sql(url, `UPDATE p SET v = v WHERE false`);
-    t.same(await deltas(), [], 'a statement that changes no row records nothing');
-    await sql(url, `TRUNCATE p`);
-    t.same(await deltas(), [{ op: 'T', pk: null }], 'truncate');
-    await sql(url, `BEGIN; SET LOCAL capra.origin = 'job1'; INSERT INTO p VALUES (5, 'q', 'applied'); COMMIT`);
-    t.same(await deltas(), [], "an applier's write is not captured");
-    await sql(url, `BEGIN; SET LOCAL capra.origin = 'job1'; SET LOCAL capra.cascade = 'on'; INSERT INTO p VALUES (6, 'q', 'cascaded'); COMMIT`);
-    t.same(
-      await sql(url, 'SELECT op, pk, origin FROM repl.delta'),
-      [{ op: 'I', pk: { a: 6, b: 'q' }, origin: 'job1' }],
-      'with cascade it is captured, marked with its origin',
-    );
+    // Writes under replica role (another tool's, a cascading applier's) are captured as under origin role:
+    // row mode by capra_capture_replica, which is skipped for an applier that does not cascade.
+    for (const role of ['origin', 'replica']) {
+      const w = (stmt: string) => sql(url, `SET session_replication_role = ${role}; ${stmt}`);
+      await sql(url, 'TRUNCATE p; DELETE FROM repl.delta');
+      const deltas = async (): Promise<{ op: string; pk: unknown }[]> => {
+        const rows = await sql<{ op: string; pk: unknown }>(url, 'SELECT op, pk FROM repl.delta ORDER BY txid, op, pk::text');
+        await sql(url, 'DELETE FROM repl.delta');
+        return rows;
+      };
+      await w(`INSERT INTO p VALUES (1, 'x', 'v1'), (2, 'y', 'v2')`);
+      t.same(
+        await deltas(),
+        [
+          { op: 'I', pk: { a: 1, b: 'x' } },
+          { op: 'I', pk: { a: 2, b: 'y' } },
+        ],
+        `inserts (${role} role)`,
+      );
+      await w(`UPDATE p SET v = 'new' WHERE a = 1`);
+      t.same(await deltas(), [{ op: 'U', pk: { a: 1, b: 'x' } }], `an update that keeps the key is recorded once (${role} role)`);
+      await w(`UPDATE p SET b = 'z' WHERE a = 2`);
+      t.same(
+        await deltas(),
+        [
+          { op: 'U', pk: { a: 2, b: 'y' } },
+          { op: 'U', pk: { a: 2, b: 'z' } },
+        ],
+        `a key change records old and new key (${role} role)`,
+      );
+      await w(`DELETE FROM p WHERE a = 1`);
+      t.same(await deltas(), [{ op: 'D', pk: { a: 1, b: 'x' } }], `delete (${role} role)`);
+      await w(`UPDATE p SET v = v WHERE false`);
+      t.same(await deltas(), [], `a statement that changes no row records nothing (${role} role)`);
+      await w(`TRUNCATE p`);
+      t.same(await deltas(), [{ op: 'T', pk: null }], `truncate (${role} role)`);
+      await w(`BEGIN; SET LOCAL capra.origin = 'job1'; INSERT INTO p VALUES (5, 'q', 'applied'); COMMIT`);
+      t.same(await deltas(), [], `an applier's write is not captured (${role} role)`);
+      await w(`BEGIN; SET LOCAL capra.origin = 'job1'; SET LOCAL capra.cascade = 'on'; INSERT INTO p VALUES (6, 'q', 'cascaded'); COMMIT`);
+      t.same(
+        await sql(url, 'SELECT op, pk, origin FROM repl.delta'),
+        [{ op: 'I', pk: { a: 6, b: 'q' }, origin: 'job1' }],
+        `with cascade it is captured, marked with its origin (${role} role)`,
+      );
+      // Whether the applier's write called the capture function at all (track_functions counts PL/pgSQL calls).
+      const calls = (cascade: string): Promise<number> =>
+        withClient(url, async (c) => {
+          await c.query(`SET track_functions = 'pl'; SET session_replication_role = ${role}`);
+          await c.query('BEGIN');
+          await c.query(`SELECT set_config('capra.origin', 'job1', true), set_config('capra.cascade', $1, true)`, [cascade]);
+          await c.query(`INSERT INTO p VALUES (7, $1, 'counted')`, [cascade]);
+          const r = await c.query<{ n: number }>(`SELECT coalesce(sum(calls), 0)::int AS n FROM pg_stat_xact_user_functions WHERE funcname ~ '^capture_'`);
+          await c.query('ROLLBACK');
+          return r.rows[0]!.n;
+        });
+      if (mode === 'row') {
+        t.equal(await calls('on'), 1, `a cascading applier's row calls the capture function once (${role} role)`);
+        t.equal(
+          await calls('off'),
+          role === 'replica' ? 0 : 1,
+          `a non-cascading applier's row ${role === 'replica' ? 'calls no trigger function under replica role' : 'calls it, and it returns at once (origin role)'}`,
+        );
+      }
+    }
     const enabled = await sql<{ tgname: string; tgenabled: string }>(url, `SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'p'::regclass ORDER BY 1`);
     t.same(
-      enabled.map((r) => r.tgname),
+      enabled,
       mode === 'row'
-        ? ['capra_capture_row', 'capra_capture_trunc']
-        : ['capra_capture_del', 'capra_capture_ins', 'capra_capture_trunc', 'capra_capture_upd', 'capra_kick'],
-      `${mode} mode's triggers (row mode kicks from its capture function)`,
-    );
-    t.ok(
-      enabled.every((r) => r.tgenabled === 'A'),
-      'capture triggers fire ALWAYS (also under replica role)',
+        ? [
+            { tgname: 'capra_capture_replica', tgenabled: 'R' },
+            { tgname: 'capra_capture_row', tgenabled: 'O' },
+            { tgname: 'capra_capture_trunc', tgenabled: 'A' },
+          ]
+        : ['capra_capture_del', 'capra_capture_ins', 'capra_capture_trunc', 'capra_capture_upd', 'capra_kick'].map((tgname) => ({ tgname, tgenabled: 'A' })),
+      `${mode} mode's triggers, and the roles they fire for (row mode kicks from its capture function)`,
     );
   });
 }
@@ -173,6 +198,8 @@ t.test('an install over an older node side regenerates the capture functions, em
        EXECUTE format('CREATE TRIGGER capra_kick AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON u FOR EACH STATEMENT EXECUTE FUNCTION repl.%I()', 'kick_' || 'u'::regclass::oid);
      END$$`,
   );
+  // And u's row trigger as it was: enabled always, without capra_capture_replica beside it.
+  await sql(url, 'DROP TRIGGER capra_capture_replica ON u; ALTER TABLE u ENABLE ALWAYS TRIGGER capra_capture_row');
   await sql(url, `ALTER TABLE repl.delta ADD CONSTRAINT delta_op_check CHECK (op IN ('I', 'U', 'D', 'T'))`);
   await sql(url, `DELETE FROM repl.node_migrations WHERE name = 'any_op'`);
   t.match(await src('capture_', 'u'), '-- older body', 'the older body is in place');
@@ -201,16 +228,25 @@ t.test('an install over an older node side regenerates the capture functions, em
     const faults = await captureFaults(c, [uTable], await trackedTables(c, 'job1', 's'));
     t.same(
       faults.map((f) => f.faults),
-      [['capture trigger capra_kick is left over from an older version (the capture function kicks now)']],
-      "validate's check names the old kick trigger, and nothing else",
+      [
+        [
+          'capture trigger capra_capture_row is from an older version (enabled always, so every applied row calls it; capra_capture_replica now captures under replica role)',
+          'capture trigger capra_kick is left over from an older version (the capture function kicks now)',
+        ],
+      ],
+      "validate's check names the old row trigger and the old kick trigger, and nothing else",
     );
     await addCaptureTriggers(c, uTable, ['id'], 'row', defaultDdlOptions, async () => {});
     t.same(await captureFaults(c, [uTable], await trackedTables(c, 'job1', 's')), [], 'add-triggers (what --fix runs) leaves nothing to name');
   });
   t.same(
-    await sql(url, `SELECT tgname FROM pg_trigger WHERE tgrelid = 'u'::regclass ORDER BY 1`),
-    [{ tgname: 'capra_capture_row' }, { tgname: 'capra_capture_trunc' }],
-    'the kick trigger is off',
+    await sql(url, `SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'u'::regclass ORDER BY 1`),
+    [
+      { tgname: 'capra_capture_replica', tgenabled: 'R' },
+      { tgname: 'capra_capture_row', tgenabled: 'O' },
+      { tgname: 'capra_capture_trunc', tgenabled: 'A' },
+    ],
+    "the kick trigger is off, and the row triggers are this version's",
   );
   t.equal(await src('kick_', 'u'), undefined, 'and its function dropped');
 });

@@ -74,12 +74,18 @@ t.test('a dropped and a disabled capture trigger on a live sync: found, fixed, r
   t.comment(`validate after --fix:\n${after.stdout}`);
   t.equal(after.code, 0, 'validate then exits 0');
   t.same(
-    await sql(a, `SELECT tgrelid::regclass::text AS rel, tgenabled AS e FROM pg_trigger WHERE tgname = 'capra_capture_row' ORDER BY 1`),
+    await sql(
+      a,
+      `SELECT tgrelid::regclass::text AS rel, tgname AS name, tgenabled AS e FROM pg_trigger
+        WHERE tgname IN ('capra_capture_row', 'capra_capture_replica') ORDER BY 1, 2`,
+    ),
     [
-      { rel: 'items', e: 'A' },
-      { rel: 'pairs', e: 'A' },
+      { rel: 'items', name: 'capra_capture_replica', e: 'R' },
+      { rel: 'items', name: 'capra_capture_row', e: 'O' },
+      { rel: 'pairs', name: 'capra_capture_replica', e: 'R' },
+      { rel: 'pairs', name: 'capra_capture_row', e: 'O' },
     ],
-    'both row triggers are back, ENABLE ALWAYS',
+    'both tables have their row triggers back, together capturing under every role (origin and replica)',
   );
 
   await sql(a, `INSERT INTO items VALUES (2, 'after the fix')`);

@@ -20,12 +20,16 @@ export interface ApplierRole {
 export async function markApplier(client: pg.ClientBase, job: string, cascade: boolean, state: ApplierRole): Promise<void> {
   const marks = `set_config('capra.origin', $1, true), set_config('capra.cascade', $2, true)`;
   const params = [job, cascade ? 'on' : 'off'];
-  // A capture trigger that could not be made ENABLE ALWAYS (add-triggers by
-  // a role that does not own the table) is silent under replica role: when
-  // cascading, stay in origin role on such a database rather than lose the
-  // rows its downstream jobs need.
+  // A capture trigger that fires only outside replica role, with no
+  // capra_capture_replica beside it (add-triggers by a role that does not own
+  // the table could not set how they fire), is silent under replica role:
+  // when cascading, stay in origin role on such a database rather than lose
+  // the rows its downstream jobs need.
   const role = cascade
-    ? `CASE WHEN EXISTS (SELECT 1 FROM pg_trigger WHERE tgname LIKE 'capra\\_%' AND tgenabled = 'O') THEN 'origin' ELSE 'replica' END`
+    ? `CASE WHEN EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgname LIKE 'capra\\_%' AND t.tgenabled = 'O'
+                          AND (t.tgname <> 'capra_capture_row' OR NOT EXISTS (SELECT 1 FROM pg_trigger r
+                                 WHERE r.tgrelid = t.tgrelid AND r.tgname = 'capra_capture_replica' AND r.tgenabled = 'R')))
+        THEN 'origin' ELSE 'replica' END`
     : `'replica'`;
   if (state.replicaRole === true) {
     try {

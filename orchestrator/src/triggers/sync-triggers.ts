@@ -62,7 +62,7 @@ export async function addTriggers(
         if (fires === 'origin') {
           logger.warn(
             { sync: sync.name, node: source, table: tableLabel(t) },
-            'this role does not own the table, so its capture triggers are not ENABLE ALWAYS: an applier that cascades into it does not use session_replication_role = replica there (its triggers and foreign keys fire); ALTER TABLE ... OWNER or run add-triggers as the owner to change that',
+            'this role does not own the table, so its capture triggers do not fire under replica role: an applier that cascades into it does not use session_replication_role = replica there (its triggers and foreign keys fire); ALTER TABLE ... OWNER or run add-triggers as the owner to change that',
           );
         }
         opts.progress?.({ node: source, table: tableLabel(t), action: 'added' });

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { quoteTable, tableLabel } from '../db/ident.js';
 import { KICK_WINDOW_MS } from '../db/kick-timing.js';
-import { type CaptureMode, ROW_TRIGGERS, STATEMENT_TRIGGERS } from '../triggers/ddl.js';
+import { type CaptureMode, ROW_TRIGGERS, STATEMENT_TRIGGERS, installedTriggers } from '../triggers/ddl.js';
 import type { TrackedTable } from '../triggers/resolve.js';
 import type { TrackedRow } from '../triggers/consumers.js';
 
@@ -9,8 +9,8 @@ import type { TrackedRow } from '../triggers/consumers.js';
  * Whether a source's capture is as add-triggers (triggers/ddl.ts and
  * extension/node/030_capture_generated.sql) made it: every selected table
  * registered in repl.consumer_table with its current key, its capture
- * triggers present, enabled (ALWAYS when this role owns the table, as
- * install makes them), firing on install's events and calling install's
+ * triggers present, enabled (for the roles install makes them fire in, when
+ * this role owns the table), firing on install's events and calling install's
  * functions, and its generated capture function writing the current key.
  */
 
@@ -36,6 +36,7 @@ function expected(mode: CaptureMode, relid: number): Map<string, { type: number;
   if (mode === 'row') {
     return new Map([
       ['capra_capture_row', { type: ROW | INSERT | UPDATE | DELETE, fns: [capture], key: false }],
+      ['capra_capture_replica', { type: ROW | INSERT | UPDATE | DELETE, fns: [capture], key: false }],
       // An older version captured TRUNCATE with capture_stmt; add-triggers keeps such a trigger, and it works.
       ['capra_capture_trunc', { type: TRUNCATE, fns: [capture, 'capture_stmt'], key: false }],
     ]);
@@ -70,12 +71,24 @@ async function liveTriggers(c: pg.ClientBase, relid: number): Promise<{ live: Ma
 function triggerFaults(live: Map<string, LiveTrigger>, owner: boolean, mode: CaptureMode, relid: number, keyCols: string[]): string[] {
   const faults: string[] = [];
   const want = expected(mode, relid);
+  const fires = installedTriggers(mode, true);
+  // Without ownership install leaves capra_capture_replica out (it could not make it fire for replica role only).
+  if (!owner && !live.has('capra_capture_replica')) want.delete('capra_capture_replica');
   const keyArgs = keyCols.map((k) => `${k}\\000`).join('');
+  const older = owner && mode === 'row' && live.get('capra_capture_row')?.enabled === 'A' && !live.has('capra_capture_replica');
+  if (older) {
+    // Named once, as what it is, rather than as two faults of its own.
+    faults.push('capture trigger capra_capture_row is from an older version (enabled always, so every applied row calls it; capra_capture_replica now captures under replica role)');
+    want.delete('capra_capture_replica');
+    fires.set('capra_capture_row', 'A');
+  }
   for (const [name, w] of want) {
     const t = live.get(name);
     if (!t) faults.push(`capture trigger ${name} is missing`);
     else if (t.enabled === 'D') faults.push(`capture trigger ${name} is disabled`);
-    else if (owner && t.enabled !== 'A') faults.push(`capture trigger ${name} is ${ENABLED[t.enabled] ?? t.enabled}, not ALWAYS as install makes it`);
+    else if ((owner || name === 'capra_capture_replica') && t.enabled !== fires.get(name)) {
+      faults.push(`capture trigger ${name} is ${ENABLED[t.enabled] ?? t.enabled}, not ${ENABLED[fires.get(name)!]} as install makes it`);
+    }
     if (t && t.type !== w.type) faults.push(`capture trigger ${name} fires on other events than install's (tgtype ${t.type}, not ${w.type})`);
     if (t && !w.fns.includes(t.fn)) faults.push(`capture trigger ${name} calls ${t.fn}(), not repl.${w.fns[0]}()`);
     if (t && w.key && t.args !== keyArgs) faults.push(`capture trigger ${name} captures another key than (${keyCols.join(', ')})`);
