@@ -78,7 +78,9 @@ function triggerFaults(live: Map<string, LiveTrigger>, owner: boolean, mode: Cap
   const older = owner && mode === 'row' && live.get('capra_capture_row')?.enabled === 'A' && !live.has('capra_capture_replica');
   if (older) {
     // Named once, as what it is, rather than as two faults of its own.
-    faults.push('capture trigger capra_capture_row is from an older version (enabled always, so every applied row calls it; capra_capture_replica now captures under replica role)');
+    faults.push(
+      'capture trigger capra_capture_row is from an older version (enabled always, so every applied row calls it; capra_capture_replica now captures under replica role)',
+    );
     want.delete('capra_capture_replica');
     fires.set('capra_capture_row', 'A');
   }
