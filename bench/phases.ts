@@ -1,5 +1,5 @@
 import { Connections } from '../orchestrator/src/db/connections.js';
-import { type ApplyPhases, noPhases } from '../orchestrator/src/sync/apply.js';
+import { type ApplyPhases, SEQUENTIAL_STEPS, noPhases, stepsMs } from '../orchestrator/src/sync/apply.js';
 import { afterRun, batchSize } from '../orchestrator/src/sync/batch-size.js';
 import { type LaneState, runLane } from '../orchestrator/src/sync/lane.js';
 import { silentLogger } from '../orchestrator/src/util/logger.js';
@@ -22,10 +22,10 @@ export interface PhaseFigure {
   txRows: number | 'all';
   /** Lane runs it took (batches). */
   runs: number;
-  /** Milliseconds per phase, summed over the runs, and their total. */
+  /** Milliseconds per phase, summed over the runs, and the runs' total (the sequential steps: see ApplyPhases). */
   ms: ApplyPhases;
   totalMs: number;
-  /** Each phase's share of totalMs (0..1). */
+  /** Each phase's share of totalMs (0..1); rowFetchUnderDelete's is of time the runs did not spend on top of the DELETE. */
   share: ApplyPhases;
 }
 
@@ -66,7 +66,7 @@ export async function benchPhases(o: PhasesOptions): Promise<PhaseFigure[]> {
       o.progress(`phases: Capra, one-way, ${o.rows} rows ${txRows === 'all' ? 'in one transaction' : 'in transactions of 1,000'}, applied by lane runs`);
       await write(writer, o.rows, txRows);
       const { runs, ms } = await drain(conns, key, cfg.batchRows);
-      const totalMs = Object.values(ms).reduce((a, b) => a + b, 0);
+      const totalMs = stepsMs(ms);
       const share = noPhases();
       for (const p of Object.keys(ms) as (keyof ApplyPhases)[]) {
         share[p] = totalMs > 0 ? Math.round((ms[p] / totalMs) * 1000) / 1000 : 0;
@@ -84,6 +84,7 @@ export async function benchPhases(o: PhasesOptions): Promise<PhaseFigure[]> {
 /** One printed line per burst: total and each phase's share. */
 export function phaseLine(f: PhaseFigure): string {
   const what = f.txRows === 'all' ? 'one transaction' : `transactions of ${f.txRows.toLocaleString('en-US')}`;
-  const parts = (Object.keys(f.share) as (keyof ApplyPhases)[]).map((p) => `${p} ${Math.round(f.share[p] * 100)}%`);
-  return `${what}: ${f.runs} runs, ${(f.totalMs / 1000).toFixed(2)} s: ${parts.join(', ')}`;
+  const parts = SEQUENTIAL_STEPS.map((p) => `${p} ${Math.round(f.share[p] * 100)}%`);
+  const under = `the source's row fetch ran ${Math.round(f.share.rowFetchUnderDelete * 100)}% more under the target's DELETE`;
+  return `${what}: ${f.runs} runs, ${(f.totalMs / 1000).toFixed(2)} s: ${parts.join(', ')} (${under})`;
 }

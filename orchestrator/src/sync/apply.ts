@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { discardConnection } from '../db/connections.js';
@@ -62,7 +63,11 @@ export function keyDefs(t: TableMeta): string {
  * (bench/phases.ts) to say where a batch's time goes. Only timed, with
  * performance.now() around what runs anyway: nothing runs differently.
  * setup: the rest of the run (snapshot, the batch's transactions, table
- * metadata, the position's lock).
+ * metadata, the position's lock). The steps follow one another and add up
+ * to the run (stepsMs), but for the source's row fetch, which runs while the
+ * target deletes the keys (deleteThenCopy): rowFetch is its time beyond the
+ * DELETE, rowFetchUnderDelete its time under it, which the run does not wait
+ * for on top of the DELETE.
  */
 export interface ApplyPhases {
   setup: number;
@@ -72,9 +77,25 @@ export interface ApplyPhases {
   copyIn: number;
   positionWrite: number;
   commit: number;
+  rowFetchUnderDelete: number;
 }
 
-export const noPhases = (): ApplyPhases => ({ setup: 0, keyScan: 0, rowFetch: 0, targetDelete: 0, copyIn: 0, positionWrite: 0, commit: 0 });
+/** The steps that follow one another in a run: their times add up to the run's. */
+export const SEQUENTIAL_STEPS = ['setup', 'keyScan', 'rowFetch', 'targetDelete', 'copyIn', 'positionWrite', 'commit'] as const;
+
+/** The run's time the phases account for (every step but the row fetch's part under the DELETE). */
+export const stepsMs = (p: ApplyPhases): number => SEQUENTIAL_STEPS.reduce((ms, step) => ms + p[step], 0);
+
+export const noPhases = (): ApplyPhases => ({
+  setup: 0,
+  keyScan: 0,
+  rowFetch: 0,
+  targetDelete: 0,
+  copyIn: 0,
+  positionWrite: 0,
+  commit: 0,
+  rowFetchUnderDelete: 0,
+});
 
 /** Runs `fn`, adding the time it took to `phase` of `phases` when given. */
 export async function timed<T>(phases: ApplyPhases | undefined, phase: keyof ApplyPhases, fn: () => Promise<T>): Promise<T> {
@@ -215,10 +236,7 @@ export async function applyKeys(source: pg.ClientBase, target: pg.ClientBase, t:
     );
     const { keys, n } = few.rows[0]!;
     if (n === 0) return 0;
-    if (n <= INDEX_LOOKUP_KEYS) {
-      await timed(phases, 'targetDelete', () => deleteListedKeys(target, t, keys!, true));
-      return copyRowsOf(source, target, t, listedKeys(t, keys!), true, phases);
-    }
+    if (n <= INDEX_LOOKUP_KEYS) return deleteThenCopy(source, target, t, listedKeys(t, keys!), true, () => deleteListedKeys(target, t, keys!, true), phases);
   }
   const keyList = t.keyCols.map(quoteIdent).join(', ');
   const temp = quoteIdent(o.tempName);
@@ -229,10 +247,15 @@ export async function applyKeys(source: pg.ClientBase, target: pg.ClientBase, t:
   });
   if (all === 0) return 0;
   const indexed = useKeyIndex(t, all);
-  await timed(phases, 'targetDelete', () =>
-    joinsFor(target, t, indexed, () => target.query(`DELETE FROM ${targetTable(t)} t USING ${temp} k WHERE ${identityMatch(t, 't', 'k')}`)),
+  return deleteThenCopy(
+    source,
+    target,
+    t,
+    keysQuery(t, except),
+    indexed,
+    () => joinsFor(target, t, indexed, () => target.query(`DELETE FROM ${targetTable(t)} t USING ${temp} k WHERE ${identityMatch(t, 't', 'k')}`)),
+    phases,
   );
-  return copyRowsOf(source, target, t, keysQuery(t, except), indexed, phases);
 }
 
 /** SQL selecting the key columns of the keys in `keysJson` (a JSON array of objects by key column), as a literal: for a COPY, which takes no parameters. */
@@ -247,18 +270,87 @@ function deleteListedKeys(target: pg.ClientBase, t: TableMeta, keysJson: string,
   );
 }
 
-/** Copies the source's current rows of the keys `keysSql` selects (as its shape says) into the target. */
-function copyRowsOf(source: pg.ClientBase, target: pg.ClientBase, t: TableMeta, keysSql: string, indexed: boolean, phases?: ApplyPhases): Promise<number> {
+/**
+ * How many bytes of a table's rows may wait in memory for the target's
+ * DELETE to end (see deleteThenCopy); past it the source is held back (its
+ * COPY waits on the socket), so a batch of wide rows costs no more memory.
+ */
+const PREFETCH_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Deletes a batch's keys on the target (`del`) while the source already
+ * sends the current rows of the keys `keysSql` selects (as its shape says),
+ * then copies the rows in: the source's row fetch and the target's DELETE
+ * run at once, each on its own server, instead of one after the other. The
+ * rows sent meanwhile wait here, up to PREFETCH_BYTES.
+ *
+ * If the DELETE fails, the rows are read to their end and dropped, so the
+ * source's connection can take the next query (a multi-master run goes on
+ * with its other receivers after one's serialization failure), and the
+ * DELETE's error is thrown. If the COPY fails, the source's connection is
+ * ended, as by copyBetween.
+ *
+ * With `phases`: targetDelete is the DELETE's time; the source's time
+ * until its last row is rowFetchUnderDelete as far as the DELETE ran, and
+ * rowFetch beyond it; copyIn is the rest.
+ */
+async function deleteThenCopy(
+  source: pg.ClientBase,
+  target: pg.ClientBase,
+  t: TableMeta,
+  keysSql: string,
+  indexed: boolean,
+  del: () => Promise<unknown>,
+  phases?: ApplyPhases,
+): Promise<number> {
   const cols = t.columns.map(quoteIdent).join(', ');
-  return joinsFor(source, t, indexed, () =>
-    copyBetween(
-      source,
-      target,
-      `SELECT ${selectItems(t, t.columns, 's')} FROM ${onlyUnlessPartitioned(t.partitioned)}${quoteTable(t)} s WHERE ${amongKeys(t, keysSql)}${andFilter(t)}`,
-      `COPY ${targetTable(t)} (${cols}) FROM STDIN`,
-      phases,
-    ),
-  );
+  const rowsSql = `SELECT ${selectItems(t, t.columns, 's')} FROM ${onlyUnlessPartitioned(t.partitioned)}${quoteTable(t)} s
+                    WHERE ${amongKeys(t, keysSql)}${andFilter(t)}`;
+  let delError: { err: unknown } | undefined;
+  const rows = await joinsFor(source, t, indexed, async () => {
+    const began = performance.now();
+    const out = source.query(copyTo(`COPY (${rowsSql}) TO STDOUT`));
+    // Both sides of the PassThrough buffer up to their mark: half each.
+    const held = new PassThrough({ highWaterMark: PREFETCH_BYTES / 2 });
+    let fetchedAt = 0;
+    out.once('end', () => void (fetchedAt = performance.now()));
+    const fetching = pipeline(out, held);
+    // Observed below; until then a failed fetch must not count as an unhandled rejection.
+    fetching.catch(() => {});
+    try {
+      await timed(phases, 'targetDelete', del);
+    } catch (err) {
+      delError = { err };
+      held.resume();
+      try {
+        await fetching;
+      } catch {
+        // The source's connection is gone too: no setting to reset there, and the run ends.
+        discardConnection(source);
+        throw err;
+      }
+      return 0;
+    }
+    const deleted = performance.now();
+    const into = target.query(copyFrom(`COPY ${targetTable(t)} (${cols}) FROM STDIN`));
+    const settled = await Promise.allSettled([fetching, pipeline(held, into)]);
+    const errors = settled.flatMap((r) => (r.status === 'rejected' ? [r.reason as { code?: string }] : []));
+    if (errors.length > 0) {
+      discardConnection(source);
+      // The side that failed, not the other's "premature close" when the pipeline tore it down.
+      throw errors.find((e) => e?.code !== 'ERR_STREAM_PREMATURE_CLOSE') ?? errors[0];
+    }
+    if (phases) {
+      const done = performance.now();
+      const fetched = fetchedAt || done;
+      phases.rowFetchUnderDelete += Math.min(fetched, deleted) - began;
+      phases.rowFetch += Math.max(0, fetched - deleted);
+      phases.copyIn += done - Math.max(fetched, deleted);
+    }
+    return into.rowCount ?? 0;
+  });
+  if (delError) throw delError.err;
+  return rows;
 }
 
 /**
@@ -287,7 +379,9 @@ export async function applyTruncate(source: pg.ClientBase, target: pg.ClientBase
  */
 export async function applyKeyList(source: pg.ClientBase | null, target: pg.ClientBase, t: TableMeta, keys: Record<string, string>[]): Promise<number> {
   const json = JSON.stringify(keys);
-  await deleteListedKeys(target, t, json, true);
-  if (!source) return 0;
-  return copyRowsOf(source, target, t, listedKeys(t, json), true);
+  if (!source) {
+    await deleteListedKeys(target, t, json, true);
+    return 0;
+  }
+  return deleteThenCopy(source, target, t, listedKeys(t, json), true, () => deleteListedKeys(target, t, json, true));
 }

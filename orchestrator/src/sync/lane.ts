@@ -7,7 +7,7 @@ import { CapraError } from '../util/errors.js';
 import { tableLabel } from '../db/ident.js';
 import { type ApplierRole, markApplier } from './applier-session.js';
 import type { BatchGrowth } from './batch-size.js';
-import { type ApplyPhases, applyKeys, applyTruncate, noPhases, timed } from './apply.js';
+import { type ApplyPhases, applyKeys, applyTruncate, noPhases, stepsMs, timed } from './apply.js';
 import {
   type LaneRef,
   appliedPosition,
@@ -175,7 +175,7 @@ async function runWith(source: pg.ClientBase, target: pg.ClientBase, k: LaneKey,
       });
       await timed(phases, 'positionWrite', () => confirmPosition(source, lane, endText));
       // setup is still 0 here: it is what the timed steps leave of the run.
-      phases.setup = performance.now() - began - Object.values(phases).reduce((a, b) => a + b, 0);
+      phases.setup = performance.now() - began - stepsMs(phases);
       return {
         deltas: perTable.reduce((n, r) => n + r.rows, 0),
         rows,
