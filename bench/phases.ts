@@ -85,6 +85,6 @@ export async function benchPhases(o: PhasesOptions): Promise<PhaseFigure[]> {
 export function phaseLine(f: PhaseFigure): string {
   const what = f.txRows === 'all' ? 'one transaction' : `transactions of ${f.txRows.toLocaleString('en-US')}`;
   const parts = SEQUENTIAL_STEPS.map((p) => `${p} ${Math.round(f.share[p] * 100)}%`);
-  const under = `the source's row fetch ran ${Math.round(f.share.rowFetchUnderDelete * 100)}% more under the target's DELETE`;
+  const under = `and the source's row fetch under the target's DELETE, not counted above: ${Math.round(f.share.rowFetchUnderDelete * 100)}%`;
   return `${what}: ${f.runs} runs, ${(f.totalMs / 1000).toFixed(2)} s: ${parts.join(', ')} (${under})`;
 }

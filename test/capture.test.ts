@@ -163,6 +163,33 @@ for (const mode of ['row', 'statement'] as const) {
   });
 }
 
+t.test("a role that lost the table's ownership keeps the triggers it made as its owner, an older version's ALWAYS trigger too", async (t) => {
+  const url = await freshDb(t, c1!, 'capown');
+  const role = `capra_own_${url.slice(-12)}`;
+  await sql(url, `CREATE ROLE ${role}`);
+  t.teardown(() => sql(url, `DROP OWNED BY ${role}; DROP ROLE ${role}`).catch(() => {}));
+  await sql(url, 'CREATE TABLE o (id int PRIMARY KEY)');
+  await withClient(url, (c) => installSide(c, 'node', silentLogger));
+  await sql(url, `GRANT USAGE, CREATE ON SCHEMA repl TO ${role}; GRANT SELECT ON ALL TABLES IN SCHEMA repl TO ${role}; ALTER TABLE o OWNER TO ${role}`);
+  const add = (): Promise<'always' | 'origin'> =>
+    withClient(url, async (c) => {
+      await c.query(`SET ROLE ${role}`);
+      return addCaptureTriggers(c, { schema: 'public', table: 'o' }, ['id'], 'row', defaultDdlOptions, async () => {});
+    });
+  t.equal(await add(), 'always', 'as the owner: the pair and the ALWAYS truncate trigger');
+  // As an older version made them: one ALWAYS row trigger. Then the table is given to another owner.
+  await sql(url, `DROP TRIGGER capra_capture_replica ON o; ALTER TABLE o ENABLE ALWAYS TRIGGER capra_capture_row; ALTER TABLE o OWNER TO CURRENT_USER`);
+  t.equal(await add(), 'origin', 'add-triggers again, no longer the owner');
+  t.same(
+    await sql(url, `SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'o'::regclass ORDER BY 1`),
+    [
+      { tgname: 'capra_capture_row', tgenabled: 'A' },
+      { tgname: 'capra_capture_trunc', tgenabled: 'A' },
+    ],
+    'the ALWAYS triggers are kept, not made again the ordinary way (which would not fire under replica role)',
+  );
+});
+
 t.test('an install over an older node side regenerates the capture functions, empties old kick triggers, drops the op CHECK', async (t) => {
   const url = await freshDb(t, c1!, 'capup');
   for (const tbl of ['u', 'w', 'x']) await sql(url, `CREATE TABLE ${tbl} (id int PRIMARY KEY, k2 int UNIQUE, v text)`);

@@ -234,10 +234,10 @@ export async function addCaptureTriggers(
     const have = await currentTriggers(client, t);
     // Row mode's key lives in the generated function (just replaced); statement mode's in the trigger arguments.
     // A trigger someone disabled, or (as the owner) one that fires for other roles than install makes it fire for, is made
-    // again: capra validate --fix relies on it.
-    // A role that does not own the table keeps the owner's triggers as they are.
+    // again: capra validate --fix relies on it. A role that does not own the table could only make them fire the ordinary
+    // way, so it keeps what the owner made (also an older version's ALWAYS trigger) unless that is broken.
     const same =
-      (asInstalled(have, installedTriggers(mode, owner)) || (!owner && asInstalled(have, installedTriggers(mode, true)))) &&
+      (owner ? asInstalled(have, installedTriggers(mode, true)) : keptWithoutOwnership(have, mode)) &&
       (mode === 'row' || [...have].every(([n, h]) => n === 'capra_capture_trunc' || n === 'capra_kick' || h.args === argText));
     if (!same) {
       if (have.size > 0) {
@@ -253,6 +253,21 @@ export async function addCaptureTriggers(
 /** Whether a table has exactly the wanted triggers, each firing as wanted. */
 function asInstalled(have: Map<string, { enabled: string }>, wanted: Map<string, string>): boolean {
   return have.size === wanted.size && [...wanted].every(([n, e]) => have.get(n)?.enabled === e);
+}
+
+/**
+ * Whether a role that does not own the table keeps its triggers: the set of
+ * one layout (with or without capra_capture_replica), none disabled, and no
+ * write captured twice (capra_capture_replica firing for replica role only,
+ * beside a capra_capture_row that does not).
+ */
+function keptWithoutOwnership(have: Map<string, { enabled: string }>, mode: CaptureMode): boolean {
+  const names = (m: Map<string, unknown>): string => [...m.keys()].sort().join();
+  const layout = [installedTriggers(mode, false), installedTriggers(mode, true)].some((m) => names(m) === names(have));
+  const replica = have.get('capra_capture_replica');
+  return (
+    layout && [...have.values()].every((h) => h.enabled !== 'D') && (!replica || (replica.enabled === 'R' && have.get('capra_capture_row')?.enabled === 'O'))
+  );
 }
 
 /** Creates or replaces the table's generated function, its capture function in row mode and its kick function in statement mode; returns its name. */
