@@ -1,5 +1,5 @@
 import { Connections } from '../orchestrator/src/db/connections.js';
-import { type ApplyPhases, SEQUENTIAL_STEPS, noPhases, stepsMs } from '../orchestrator/src/sync/apply.js';
+import { type ApplyPhases, SEQUENTIAL_STEPS, noPhases, stepsMs } from '../orchestrator/src/sync/apply-phases.js';
 import { afterRun, batchSize } from '../orchestrator/src/sync/batch-size.js';
 import { type LaneState, runLane } from '../orchestrator/src/sync/lane.js';
 import { silentLogger } from '../orchestrator/src/util/logger.js';

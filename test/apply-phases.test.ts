@@ -7,7 +7,8 @@
 import { performance } from 'node:perf_hooks';
 import t from 'tap';
 import { Connections } from '../orchestrator/src/db/connections.js';
-import { INDEX_LOOKUP_KEYS, stepsMs } from '../orchestrator/src/sync/apply.js';
+import { stepsMs } from '../orchestrator/src/sync/apply-phases.js';
+import { INDEX_LOOKUP_KEYS } from '../orchestrator/src/sync/apply.js';
 import { type LaneState, type RunResult, runLane } from '../orchestrator/src/sync/lane.js';
 import { silentLogger } from '../orchestrator/src/util/logger.js';
 import { sql, testClusters } from './harness/db.js';

@@ -25,6 +25,11 @@ export function discardConnection(client: pg.ClientBase): void {
   (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
 }
 
+/** Whether the client's connection was ended by discardConnection. */
+export function isDiscarded(client: pg.ClientBase): boolean {
+  return discarded.has(client);
+}
+
 export interface ConnectionsOptions {
   /** How long a node may stay silent (connect, or a query waiting on it); default: the config's node_timeout_seconds. */
   timeoutMs?: number;

@@ -1,12 +1,10 @@
-import { performance } from 'node:perf_hooks';
-import { PassThrough } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
-import { discardConnection } from '../db/connections.js';
-import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import { isDiscarded } from '../db/connections.js';
 import { onlyUnlessPartitioned, quoteIdent, quoteLiteral, quoteTable } from '../db/ident.js';
 import { batchChanges } from './delta-log.js';
 import type { TableMeta } from './table-meta.js';
+import { type ApplyPhases, timed } from './apply-phases.js';
+import { type Outcome, copyBetween, deleteThenCopy, rowsOf } from './copy-rows.js';
 import { amongKeys, andFilter, identityMatch, selectItems, targetTable, whereFilter } from './table-shape.js';
 
 /**
@@ -15,7 +13,9 @@ import { amongKeys, andFilter, identityMatch, selectItems, targetTable, whereFil
  * key the batch touched (delete, then COPY the rows that still exist).
  * Repeating it gives the same result, so a batch may be applied twice without
  * harm. Data moves as COPY text from the source's connection straight into
- * the target's; no row is parsed here.
+ * the target's; no row is parsed here. A multi-master run gives a source's
+ * batch to several receivers at once: the source reads the keys and rows
+ * once, and each COPY out feeds every receiver's COPY in (see Tee).
  */
 
 /** `a.k1 = b.k1 AND a.k2 = b.k2 ...` over the key columns: the join of a table with a set of its keys. */
@@ -59,99 +59,6 @@ export function keyDefs(t: TableMeta): string {
 }
 
 /**
- * Milliseconds a run spent in each step of its apply, for the bench
- * (bench/phases.ts) to say where a batch's time goes. Only timed, with
- * performance.now() around what runs anyway: nothing runs differently.
- * setup: the rest of the run (snapshot, the batch's transactions, table
- * metadata, the position's lock). The steps follow one another and add up
- * to the run (stepsMs), but for the source's row fetch, which runs while the
- * target deletes the keys (deleteThenCopy): rowFetch is its time beyond the
- * DELETE, rowFetchUnderDelete its time under it, which the run does not wait
- * for on top of the DELETE.
- */
-export interface ApplyPhases {
-  setup: number;
-  keyScan: number;
-  rowFetch: number;
-  targetDelete: number;
-  copyIn: number;
-  positionWrite: number;
-  commit: number;
-  rowFetchUnderDelete: number;
-}
-
-/** The steps that follow one another in a run: their times add up to the run's. */
-export const SEQUENTIAL_STEPS = ['setup', 'keyScan', 'rowFetch', 'targetDelete', 'copyIn', 'positionWrite', 'commit'] as const;
-
-/** The run's time the phases account for (every step but the row fetch's part under the DELETE). */
-export const stepsMs = (p: ApplyPhases): number => SEQUENTIAL_STEPS.reduce((ms, step) => ms + p[step], 0);
-
-export const noPhases = (): ApplyPhases => ({
-  setup: 0,
-  keyScan: 0,
-  rowFetch: 0,
-  targetDelete: 0,
-  copyIn: 0,
-  positionWrite: 0,
-  commit: 0,
-  rowFetchUnderDelete: 0,
-});
-
-/** Runs `fn`, adding the time it took to `phase` of `phases` when given. */
-export async function timed<T>(phases: ApplyPhases | undefined, phase: keyof ApplyPhases, fn: () => Promise<T>): Promise<T> {
-  if (!phases) return fn();
-  const t0 = performance.now();
-  try {
-    return await fn();
-  } finally {
-    phases[phase] += performance.now() - t0;
-  }
-}
-
-/**
- * Streams a query's rows from the source into the target's COPY. When either
- * side fails, the source's COPY is torn down midway and its connection can
- * take no more queries (see discardConnection): it is ended, and with it the
- * source's transaction.
- *
- * With `phases`, the copy's time is split between rowFetch (until the source
- * has sent its last row) and copyIn (what the target took after that, and
- * while the source was held back because the target had not taken the rows
- * sent so far): the two overlap in the stream, and this charges the waits to
- * the side that caused them.
- */
-async function copyBetween(source: pg.ClientBase, target: pg.ClientBase, selectSql: string, copyInSql: string, phases?: ApplyPhases): Promise<number> {
-  const out = source.query(copyTo(`COPY (${selectSql}) TO STDOUT`));
-  const into = target.query(copyFrom(copyInSql));
-  const t0 = performance.now();
-  let fetched = 0;
-  let held = 0;
-  let heldSince: number | null = null;
-  if (phases) {
-    // pipeline pauses the source when the target's buffer is full and lets it flow on 'drain'.
-    out.on('pause', () => void (heldSince ??= performance.now()));
-    into.on('drain', () => {
-      if (heldSince !== null) held += performance.now() - heldSince;
-      heldSince = null;
-    });
-    out.once('end', () => void (fetched = performance.now()));
-  }
-  try {
-    await pipeline(out, into);
-  } catch (err) {
-    discardConnection(source);
-    throw err;
-  }
-  if (phases) {
-    const done = performance.now();
-    const end = fetched || done;
-    phases.rowFetch += end - t0 - held;
-    phases.copyIn += done - end + held;
-  }
-  return into.rowCount ?? 0;
-}
-
-/**
  * Up to this many keys, the batch's keys travel to the target as one
  * parameter; more go through a temp table filled by COPY.
  */
@@ -186,8 +93,9 @@ export function useKeyIndex(t: TableMeta, n: number): boolean {
  * 100,000-row table: 330 ms by the index, 190 ms hash-joined). When `fn`
  * fails the transaction is rolled back (to a savepoint, at least), which
  * undoes the setting too; resetting it there would fail and hide `fn`'s
- * error. A whole-row identity has no key index and keeps the planner's own
- * choice.
+ * error; so would it on a connection that `fn` ended (a COPY failed, see
+ * deleteThenCopy). A whole-row identity has no key index and keeps the
+ * planner's own choice.
  */
 async function joinsFor<T>(client: pg.ClientBase, t: TableMeta, indexed: boolean, fn: () => Promise<T>): Promise<T> {
   if (t.shape?.fullRow) return fn();
@@ -195,13 +103,13 @@ async function joinsFor<T>(client: pg.ClientBase, t: TableMeta, indexed: boolean
   const set = (v: string): string => `SELECT ${off.map((o) => `set_config('${o}', '${v}', true)`).join(', ')}`;
   await client.query(set('off'));
   const result = await fn();
-  await client.query(set('on'));
+  if (!isDiscarded(client)) await client.query(set('on'));
   return result;
 }
 
 /** How applyKeys is to apply one table's keys. */
 export interface ApplyKeysOptions {
-  /** A name for the target's temp table of keys (when there are more than INDEX_LOOKUP_KEYS). */
+  /** A name for the targets' temp table of keys (when there are more than INDEX_LOOKUP_KEYS). */
   tempName: string;
   /** The source's temp table of keys (same key columns) to leave out. */
   except?: string;
@@ -212,20 +120,69 @@ export interface ApplyKeysOptions {
    * batch's changes).
    */
   deltaRows?: number;
+  /** With one target only. */
   phases?: ApplyPhases;
 }
 
+/** A target of a table's keys: its connection and the table as it has it (its columns, in its order). */
+export interface Receiver {
+  client: pg.ClientBase;
+  t: TableMeta;
+}
+
 /**
- * Applies the keys of one table in the batch (but those in `except`).
- * Returns the number of rows written. Up to INDEX_LOOKUP_KEYS keys are read
- * here and travel as JSON: to the target's DELETE as one parameter, and back
- * to the source in the row fetch's text, so the batch's changes are read
- * once. More go through a temp table filled by COPY. Creating and dropping a
- * temp table per table and run is catalog work that frequent small runs
- * (kicked, under load) paid on every run.
+ * Applies the keys of one table in the batch (but those in `except`) to one
+ * target. Returns the number of rows written.
  */
 export async function applyKeys(source: pg.ClientBase, target: pg.ClientBase, t: TableMeta, o: ApplyKeysOptions): Promise<number> {
+  return rowsOf((await applyKeysTo(source, [{ client: target, t }], o))[0]!);
+}
+
+/** The SQL of the source's rows of the keys `keysSql` selects, as target table `t` takes them. */
+function rowsQuery(t: TableMeta, keysSql: string): string {
+  return `SELECT ${selectItems(t, t.columns, 's')} FROM ${onlyUnlessPartitioned(t.partitioned)}${quoteTable(t)} s
+           WHERE ${amongKeys(t, keysSql)}${andFilter(t)}`;
+}
+
+/**
+ * Applies the keys of one table in the batch (but those in `except`) to
+ * every target at once: the source reads the keys and the rows once, each
+ * COPY out feeding all targets, and the targets delete and copy in at the
+ * same time. Targets that take the table differently (their columns in
+ * another order) are served one group after another. Returns each target's
+ * outcome, in order: a target whose DELETE failed (a multi-master
+ * receiver's serialization failure) is given up, and the others go on.
+ *
+ * Up to INDEX_LOOKUP_KEYS keys are read here and travel as JSON: to each
+ * target's DELETE as one parameter, and back to the source in the row
+ * fetch's text, so the batch's changes are read once. More go through a
+ * temp table on each target filled by COPY. Creating and dropping a temp
+ * table per table and run is catalog work that frequent small runs
+ * (kicked, under load) paid on every run.
+ */
+export async function applyKeysTo(source: pg.ClientBase, receivers: Receiver[], o: ApplyKeysOptions): Promise<Outcome[]> {
+  const groups = new Map<string, number[]>();
+  for (const [i, r] of receivers.entries()) {
+    const sql = `${rowsQuery(r.t, keysQuery(r.t, o.except))}\0${targetTable(r.t)}\0${r.t.columns.join('\0')}`;
+    groups.set(sql, [...(groups.get(sql) ?? []), i]);
+  }
+  const outcomes: Outcome[] = [];
+  for (const members of groups.values()) {
+    const got = await applyKeysToGroup(
+      source,
+      members.map((i) => receivers[i]!),
+      o,
+    );
+    for (const [j, i] of members.entries()) outcomes[i] = got[j]!;
+  }
+  return outcomes;
+}
+
+/** applyKeysTo for targets that take the same rows (one key query, one row query). */
+async function applyKeysToGroup(source: pg.ClientBase, receivers: Receiver[], o: ApplyKeysOptions): Promise<Outcome[]> {
   const { except, phases } = o;
+  const t = receivers[0]!.t;
+  const none = (): Outcome[] => receivers.map(() => ({ rows: 0 }));
   if (o.deltaRows === undefined || o.deltaRows <= INDEX_LOOKUP_KEYS) {
     // Each key as an object by column name (a bare row reference would name a key column called like the alias).
     const asObject = `json_build_object(${t.keyCols.map((k) => `${quoteLiteral(k)}, q.${quoteIdent(k)}`).join(', ')})`;
@@ -235,26 +192,70 @@ export async function applyKeys(source: pg.ClientBase, target: pg.ClientBase, t:
       ),
     );
     const { keys, n } = few.rows[0]!;
-    if (n === 0) return 0;
-    if (n <= INDEX_LOOKUP_KEYS) return deleteThenCopy(source, target, t, listedKeys(t, keys!), true, () => deleteListedKeys(target, t, keys!, true), phases);
+    if (n === 0) return none();
+    if (n <= INDEX_LOOKUP_KEYS) {
+      return deleteAndCopy(
+        source,
+        t,
+        listedKeys(t, keys!),
+        true,
+        receivers.map((r) => ({ ...r, del: () => deleteListedKeys(r.client, r.t, keys!, true) })),
+        phases,
+      );
+    }
   }
   const keyList = t.keyCols.map(quoteIdent).join(', ');
   const temp = quoteIdent(o.tempName);
-  // The keys' trip into the target's temp table is part of the key scan.
+  // The keys' trip into the targets' temp tables is part of the key scan.
   const all = await timed(phases, 'keyScan', async () => {
-    await target.query(`CREATE TEMP TABLE ${temp} ON COMMIT DROP AS SELECT ${keyList} FROM ${targetTable(t)} WITH NO DATA`);
-    return copyBetween(source, target, keysQuery(t, except), `COPY ${temp} (${keyList}) FROM STDIN`);
+    await Promise.all(
+      receivers.map((r) => r.client.query(`CREATE TEMP TABLE ${temp} ON COMMIT DROP AS SELECT ${keyList} FROM ${targetTable(r.t)} WITH NO DATA`)),
+    );
+    return copyBetween(
+      source,
+      receivers.map((r) => r.client),
+      keysQuery(t, except),
+      `COPY ${temp} (${keyList}) FROM STDIN`,
+    );
   });
-  if (all === 0) return 0;
+  if (all === 0) return none();
   const indexed = useKeyIndex(t, all);
-  return deleteThenCopy(
+  return deleteAndCopy(
     source,
-    target,
     t,
     keysQuery(t, except),
     indexed,
-    () => joinsFor(target, t, indexed, () => target.query(`DELETE FROM ${targetTable(t)} t USING ${temp} k WHERE ${identityMatch(t, 't', 'k')}`)),
+    receivers.map((r) => ({
+      ...r,
+      del: () =>
+        joinsFor(r.client, r.t, indexed, () => r.client.query(`DELETE FROM ${targetTable(r.t)} t USING ${temp} k WHERE ${identityMatch(r.t, 't', 'k')}`)),
+    })),
     phases,
+  );
+}
+
+/**
+ * deleteThenCopy (copy-rows.ts) of the source's rows of the keys `keysSql`
+ * selects, as the shape of `t` (which every target shares) says, with the
+ * source's joins set for how the keys are looked up.
+ */
+function deleteAndCopy(
+  source: pg.ClientBase,
+  t: TableMeta,
+  keysSql: string,
+  indexed: boolean,
+  targets: (Receiver & { del: () => Promise<unknown> })[],
+  phases?: ApplyPhases,
+): Promise<Outcome[]> {
+  const copyOut = `COPY (${rowsQuery(t, keysSql)}) TO STDOUT`;
+  const copyIn = (r: Receiver): string => `COPY ${targetTable(r.t)} (${r.t.columns.map(quoteIdent).join(', ')}) FROM STDIN`;
+  return joinsFor(source, t, indexed, () =>
+    deleteThenCopy(
+      source,
+      copyOut,
+      targets.map((r) => ({ client: r.client, del: r.del, copyIn: copyIn(r) })),
+      phases,
+    ),
   );
 }
 
@@ -271,89 +272,6 @@ function deleteListedKeys(target: pg.ClientBase, t: TableMeta, keysJson: string,
 }
 
 /**
- * How many bytes of a table's rows may wait in memory for the target's
- * DELETE to end (see deleteThenCopy); past it the source is held back (its
- * COPY waits on the socket), so a batch of wide rows costs no more memory.
- */
-const PREFETCH_BYTES = 16 * 1024 * 1024;
-
-/**
- * Deletes a batch's keys on the target (`del`) while the source already
- * sends the current rows of the keys `keysSql` selects (as its shape says),
- * then copies the rows in: the source's row fetch and the target's DELETE
- * run at once, each on its own server, instead of one after the other. The
- * rows sent meanwhile wait here, up to PREFETCH_BYTES.
- *
- * If the DELETE fails, the rows are read to their end and dropped, so the
- * source's connection can take the next query (a multi-master run goes on
- * with its other receivers after one's serialization failure), and the
- * DELETE's error is thrown. If the COPY fails, the source's connection is
- * ended, as by copyBetween.
- *
- * With `phases`: targetDelete is the DELETE's time; the source's time
- * until its last row is rowFetchUnderDelete as far as the DELETE ran, and
- * rowFetch beyond it; copyIn is the rest.
- */
-async function deleteThenCopy(
-  source: pg.ClientBase,
-  target: pg.ClientBase,
-  t: TableMeta,
-  keysSql: string,
-  indexed: boolean,
-  del: () => Promise<unknown>,
-  phases?: ApplyPhases,
-): Promise<number> {
-  const cols = t.columns.map(quoteIdent).join(', ');
-  const rowsSql = `SELECT ${selectItems(t, t.columns, 's')} FROM ${onlyUnlessPartitioned(t.partitioned)}${quoteTable(t)} s
-                    WHERE ${amongKeys(t, keysSql)}${andFilter(t)}`;
-  let delError: { err: unknown } | undefined;
-  const rows = await joinsFor(source, t, indexed, async () => {
-    const began = performance.now();
-    const out = source.query(copyTo(`COPY (${rowsSql}) TO STDOUT`));
-    // Both sides of the PassThrough buffer up to their mark: half each.
-    const held = new PassThrough({ highWaterMark: PREFETCH_BYTES / 2 });
-    let fetchedAt = 0;
-    out.once('end', () => void (fetchedAt = performance.now()));
-    const fetching = pipeline(out, held);
-    // Observed below; until then a failed fetch must not count as an unhandled rejection.
-    fetching.catch(() => {});
-    try {
-      await timed(phases, 'targetDelete', del);
-    } catch (err) {
-      delError = { err };
-      held.resume();
-      try {
-        await fetching;
-      } catch {
-        // The source's connection is gone too: no setting to reset there, and the run ends.
-        discardConnection(source);
-        throw err;
-      }
-      return 0;
-    }
-    const deleted = performance.now();
-    const into = target.query(copyFrom(`COPY ${targetTable(t)} (${cols}) FROM STDIN`));
-    const settled = await Promise.allSettled([fetching, pipeline(held, into)]);
-    const errors = settled.flatMap((r) => (r.status === 'rejected' ? [r.reason as { code?: string }] : []));
-    if (errors.length > 0) {
-      discardConnection(source);
-      // The side that failed, not the other's "premature close" when the pipeline tore it down.
-      throw errors.find((e) => e?.code !== 'ERR_STREAM_PREMATURE_CLOSE') ?? errors[0];
-    }
-    if (phases) {
-      const done = performance.now();
-      const fetched = fetchedAt || done;
-      phases.rowFetchUnderDelete += Math.min(fetched, deleted) - began;
-      phases.rowFetch += Math.max(0, fetched - deleted);
-      phases.copyIn += done - Math.max(fetched, deleted);
-    }
-    return into.rowCount ?? 0;
-  });
-  if (delError) throw delError.err;
-  return rows;
-}
-
-/**
  * A TRUNCATE in the batch: the target's table is emptied and refilled with
  * the source's whole current contents. Applying only the batch's keys would
  * lose rows written after the truncate by a transaction that landed in an
@@ -364,7 +282,7 @@ export async function applyTruncate(source: pg.ClientBase, target: pg.ClientBase
   await timed(phases, 'targetDelete', () => target.query(`TRUNCATE ${onlyUnlessPartitioned(t.targetPartitioned)}${targetTable(t)}`));
   return copyBetween(
     source,
-    target,
+    [target],
     `SELECT ${selectItems(t, t.columns, 's')} FROM ${onlyUnlessPartitioned(t.partitioned)}${quoteTable(t)} s${whereFilter(t)}`,
     `COPY ${targetTable(t)} (${cols}) FROM STDIN`,
     phases,
@@ -383,5 +301,6 @@ export async function applyKeyList(source: pg.ClientBase | null, target: pg.Clie
     await deleteListedKeys(target, t, json, true);
     return 0;
   }
-  return deleteThenCopy(source, target, t, listedKeys(t, json), true, () => deleteListedKeys(target, t, json, true));
+  const [outcome] = await deleteAndCopy(source, t, listedKeys(t, json), true, [{ client: target, t, del: () => deleteListedKeys(target, t, json, true) }]);
+  return rowsOf(outcome!);
 }

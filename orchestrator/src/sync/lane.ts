@@ -7,7 +7,8 @@ import { CapraError } from '../util/errors.js';
 import { tableLabel } from '../db/ident.js';
 import { type ApplierRole, markApplier } from './applier-session.js';
 import type { BatchGrowth } from './batch-size.js';
-import { type ApplyPhases, applyKeys, applyTruncate, noPhases, stepsMs, timed } from './apply.js';
+import { type ApplyPhases, noPhases, stepsMs, timed } from './apply-phases.js';
+import { applyKeys, applyTruncate } from './apply.js';
 import {
   type LaneRef,
   appliedPosition,

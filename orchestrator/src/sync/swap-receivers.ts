@@ -3,7 +3,8 @@ import type { SyncConfig } from '../config/types.js';
 import { SQLSTATE, applyError, sqlState } from '../db/errors.js';
 import { quoteIdent, quoteTable, tableLabel } from '../db/ident.js';
 import { type ApplierRole, markApplier } from './applier-session.js';
-import { applyKeys, applyTruncate, keyDefs, keyMatch } from './apply.js';
+import { applyKeysTo, applyTruncate, keyDefs, keyMatch } from './apply.js';
+import { type Outcome, realFailure } from './copy-rows.js';
 import { type LaneRef, confirmPosition, lockSyncPositions, storePosition } from './delta-log.js';
 import { isLater, parseSnapshot } from './snapshot.js';
 import type { Changes, SourceRun } from './swap-sources.js';
@@ -91,11 +92,18 @@ export interface Applied {
 }
 
 /**
- * Applies the changed tables to every node, node by node. A user's write on
- * a receiver, committed after the run's snapshot, to a key the run
+ * Applies the changed tables to every node, table by table, and each
+ * source's keys of a table to all its receivers at once (applyKeysTo: the
+ * source reads them once, the receivers write at the same time). A user's
+ * write on a receiver, committed after the run's snapshot, to a key the run
  * overwrites there fails that receiver's apply (serialization failure): it
  * is rolled back to before its apply and left behind (its positions stay),
  * the others go on; the next run starts from its positions.
+ *
+ * The order of the receivers' writes does not matter: a node writes as a
+ * receiver only keys that it does not send as a source (a key in two
+ * sources' batches is sent by its winner alone), so what it sends is the
+ * same before and after.
  */
 export async function applyToNodes(
   nodes: NodeRun[],
@@ -104,9 +112,7 @@ export async function applyToNodes(
   settled: Settlement,
   exceptTables: Map<string, string>,
 ): Promise<Applied> {
-  const written = new Map<string, number>();
   let temp = 0;
-  let behind = 0;
   /** A source's tables as a receiver has them (its columns, in its order; the source's key types): one catalog query per pair. */
   const onReceivers = new Map<string, Promise<Map<string, TableMeta>>>();
   const metasOn = (r: NodeRun, src: SourceRun): Promise<Map<string, TableMeta>> => {
@@ -119,44 +125,83 @@ export async function applyToNodes(
     return metas;
   };
   const anyMeta = (table: string): TableMeta => sources.find((s) => s.metas.has(table))!.metas.get(table)!.meta;
-  for (const r of nodes) {
-    await r.client.query('SAVEPOINT capra_apply');
-    const mine = new Map<string, number>();
-    const add = (from: string, rows: number): void => void mine.set(from, (mine.get(from) ?? 0) + rows);
+  /** Rows written to each receiver, by the source whose rows they are. */
+  const mine = new Map<NodeRun, Map<string, number>>(nodes.map((r) => [r, new Map()]));
+  const add = (r: NodeRun, from: string, rows: number): void => void mine.get(r)!.set(from, (mine.get(r)!.get(from) ?? 0) + rows);
+  const live = (): NodeRun[] => nodes.filter((r) => !r.behind);
+  /**
+   * A receiver's error: a serialization failure leaves it behind. It comes
+   * only from a DELETE, never from the middle of a COPY (after which the
+   * source's connection could not be trusted), so rolling back to the
+   * savepoint is safe. Any other error fails the run.
+   */
+  const failed = async (r: NodeRun, err: unknown, table: string): Promise<void> => {
+    if (sqlState(err) !== SQLSTATE.serializationFailure) throw applyError(r.db, err, table, keyCollision(err, anyMeta(table)));
+    await r.client.query('ROLLBACK TO SAVEPOINT capra_apply');
+    r.behind = true;
+    mine.get(r)!.clear();
+  };
+  /** Runs one receiver's part of a table, its error handled as `failed` says. */
+  const each = async (r: NodeRun, table: string, fn: () => Promise<void>): Promise<void> => {
     try {
-      for (const table of changes.keys()) {
-        const truncator = settled.truncatedBy.get(table);
+      await fn();
+    } catch (err) {
+      await failed(r, err, table);
+    }
+  };
+  for (const r of nodes) await r.client.query('SAVEPOINT capra_apply');
+  for (const table of changes.keys()) {
+    const truncator = settled.truncatedBy.get(table);
+    if (truncator) {
+      for (const r of live()) {
+        if (truncator.db === r.db) continue;
+        await each(r, table, async () => add(r, truncator.db, await applyTruncate(truncator.client, r.client, (await metasOn(r, truncator)).get(table)!)));
+      }
+      continue;
+    }
+    for (const s of sources) {
+      const info = s.metas.get(table);
+      if (!info?.hasKeys) continue;
+      const to = live().filter((r) => r.db !== s.db);
+      if (to.length === 0) continue;
+      const receivers = [];
+      for (const r of to) {
         try {
-          if (truncator) {
-            if (truncator.db !== r.db) add(truncator.db, await applyTruncate(truncator.client, r.client, (await metasOn(r, truncator)).get(table)!));
-            continue;
-          }
-          for (const s of sources) {
-            if (s.db === r.db || !s.metas.get(table)?.hasKeys) continue;
-            const meta = (await metasOn(r, s)).get(table)!;
-            const { deltaRows } = s.metas.get(table)!;
-            add(
-              s.db,
-              await applyKeys(s.client, r.client, meta, { tempName: `capra_keys_${temp++}`, except: exceptTables.get(`${s.db}\0${table}`), deltaRows }),
-            );
-          }
-          const rows = (settled.explicit.get(table) ?? []).filter((e) => e.except !== r.db);
-          if (rows.length > 0) add(rows[0]!.except ?? '(merged)', await writeRows(r.client, anyMeta(table), rows));
+          receivers.push({ client: r.client, t: (await metasOn(r, s)).get(table)! });
         } catch (err) {
-          throw applyError(r.db, err, table, keyCollision(err, anyMeta(table)));
+          throw applyError(r.db, err, table);
         }
       }
-      for (const [from, rows] of mine) if (rows > 0) written.set(`${from}>${r.db}`, (written.get(`${from}>${r.db}`) ?? 0) + rows);
-    } catch (err) {
-      // Only a serialization failure: it comes from a DELETE, never from the middle of a COPY
-      // (after which the source's connection could not be trusted), so rolling back to the savepoint is safe.
-      if (sqlState((err as { cause?: unknown }).cause ?? err) !== SQLSTATE.serializationFailure) throw err;
-      await r.client.query('ROLLBACK TO SAVEPOINT capra_apply');
-      r.behind = true;
-      behind++;
+      let outcomes: Outcome[];
+      try {
+        outcomes = await applyKeysTo(s.client, receivers, {
+          tempName: `capra_keys_${temp++}`,
+          except: exceptTables.get(`${s.db}\0${table}`),
+          deltaRows: info.deltaRows,
+        });
+      } catch (err) {
+        // The source's side failed (its keys or rows): the run fails.
+        throw applyError(s.db, err, table);
+      }
+      const broken = realFailure(outcomes);
+      const o = outcomes[broken];
+      // A failed COPY fails the run (the source's connection is gone); failed DELETEs leave their receivers behind.
+      if (o && 'copyFailed' in o) throw applyError(to[broken]!.db, o.error, table, keyCollision(o.error, anyMeta(table)));
+      for (const [i, r] of to.entries()) {
+        const got = outcomes[i]!;
+        if ('error' in got) await failed(r, got.error, table);
+        else add(r, s.db, got.rows);
+      }
+    }
+    const explicit = settled.explicit.get(table) ?? [];
+    for (const r of live()) {
+      const rows = explicit.filter((e) => e.except !== r.db);
+      if (rows.length > 0) await each(r, table, async () => add(r, rows[0]!.except ?? '(merged)', await writeRows(r.client, anyMeta(table), rows)));
     }
   }
-  return { rows: written, behind };
+  const written = new Map<string, number>();
+  for (const r of live()) for (const [from, rows] of mine.get(r)!) if (rows > 0) written.set(`${from}>${r.db}`, rows);
+  return { rows: written, behind: nodes.filter((r) => r.behind).length };
 }
 
 /** Rows given as JSON (a handler's merge, or a winner's row read earlier): delete the keys, insert the rows that exist. */
