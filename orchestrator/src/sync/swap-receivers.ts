@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { SyncConfig } from '../config/types.js';
 import { SQLSTATE, applyError, sqlState } from '../db/errors.js';
+import { eachAtOnce } from '../util/each-at-once.js';
 import { quoteIdent, quoteTable, tableLabel } from '../db/ident.js';
 import { type ApplierRole, markApplier } from './applier-session.js';
 import { applyKeysTo, applyTruncate, keyDefs, keyMatch } from './apply.js';
@@ -16,8 +17,11 @@ import { type TableMeta, matchOnTarget } from './table-meta.js';
  * run). Each node has one REPEATABLE READ transaction for the whole run, so
  * it is read as a source and written as a receiver in one snapshot; each
  * receiver stores every source's new position in its own transaction, and
- * the transactions commit one after another (one that fails leaves that
- * receiver behind, to be caught up by the next run).
+ * the transactions commit at once (one that fails leaves that receiver
+ * behind, to be caught up by the next run). Each source's batch of a table
+ * goes to all its receivers at once (applyKeysTo), and the steps that each
+ * node takes on its own connection (opening, positions, commits) run on all
+ * nodes at once.
  */
 
 export interface NodeRun {
@@ -29,21 +33,19 @@ export interface NodeRun {
   behind?: boolean;
 }
 
-/** Opens every node's transaction for the run, marked as the applier's, with its positions for the sync locked. */
+/** Opens every node's transaction for the run (all nodes at once), marked as the applier's, with its positions for the sync locked. */
 export async function openNodes(clients: Map<string, pg.ClientBase>, job: string, sync: SyncConfig, roles: Map<string, ApplierRole>): Promise<NodeRun[]> {
-  const nodes: NodeRun[] = [];
-  for (const [db, client] of clients) {
+  return eachAtOnce([...clients], async ([db, client]) => {
     try {
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
       let role = roles.get(db);
       if (!role) roles.set(db, (role = {}));
       await markApplier(client, job, sync.cascade, role);
-      nodes.push({ db, client, applied: await lockSyncPositions(client, job, sync.name) });
+      return { db, client, applied: await lockSyncPositions(client, job, sync.name) };
     } catch (err) {
       throw applyError(db, err);
     }
-  }
-  return nodes;
+  });
 }
 
 /**
@@ -226,8 +228,8 @@ async function writeRows(client: pg.ClientBase, meta: TableMeta, rows: ExplicitR
  * can be purged.
  */
 export async function finishRun(nodes: NodeRun[], sources: SourceRun[], job: string, sync: SyncConfig): Promise<void> {
-  for (const n of nodes) {
-    if (n.behind) continue;
+  await eachAtOnce(nodes, async (n) => {
+    if (n.behind) return;
     for (const s of sources) {
       if (s.db === n.db) continue;
       const have = n.applied.get(s.db);
@@ -239,24 +241,30 @@ export async function finishRun(nodes: NodeRun[], sources: SourceRun[], job: str
       }
       n.applied.set(s.db, s.endText);
     }
-  }
+  });
   await commitAll(nodes);
-  for (const s of sources) {
+  // Each source is told by its own connection, all sources at once.
+  await eachAtOnce(sources, async (s) => {
     for (const n of nodes) {
       const pos = n.applied.get(s.db);
       if (n.db === s.db || pos === undefined) continue;
       const lane: LaneRef = { job, sync: sync.name, source: s.db, target: n.db };
       await confirmPosition(s.client, lane, pos);
     }
-  }
+  });
 }
 
+/**
+ * Commits every node's transaction, all at once: each holds its own data
+ * and positions, so any of them may commit without the others (one whose
+ * commit fails stays where it was, and the next run starts from there).
+ */
 export async function commitAll(nodes: NodeRun[]): Promise<void> {
-  for (const n of nodes) {
+  await eachAtOnce(nodes, async (n) => {
     try {
       await n.client.query('COMMIT');
     } catch (err) {
       throw applyError(n.db, err);
     }
-  }
+  });
 }

@@ -4,6 +4,7 @@ import type { SyncConfig } from '../config/types.js';
 import { syncNodes } from '../config/topology.js';
 import type { Connections } from '../db/connections.js';
 import { applyError, errorNode, isConnectionError } from '../db/errors.js';
+import { eachAtOnce } from '../util/each-at-once.js';
 import { CapraError, errorMessage } from '../util/errors.js';
 import type { ApplierRole } from './applier-session.js';
 import type { ConflictResolver } from './conflict.js';
@@ -34,8 +35,8 @@ export type { LoggedConflict };
  *    table's rule. The winner's row goes to every other node; without a
  *    conflict, the one source that changed a key is its winner.
  *  - Each receiver stores every source's new position in its own
- *    transaction; transactions commit one after another, and one that fails
- *    leaves that receiver behind, to be caught up by the next run.
+ *    transaction; transactions commit at once, and one that fails leaves
+ *    that receiver behind, to be caught up by the next run.
  */
 
 export interface SwapState extends BatchGrowth {
@@ -129,17 +130,17 @@ async function runWith(clients: Map<string, pg.PoolClient>, { job, sync, batchRo
   const nodes = await openNodes(clients, job, sync, state.roles);
   const applied = new Map(nodes.map((n) => [n.db, n.applied]));
 
-  // Each source's batch: from the oldest position any receiver has for it.
-  const sources: SourceRun[] = [];
-  for (const db of sync.sources) {
-    const client = clients.get(db);
-    if (!client) continue;
-    try {
-      sources.push(await openSource(client, db, job, sync, applied, batchRows));
-    } catch (err) {
-      throw applyError(db, err);
-    }
-  }
+  // Each source's batch: from the oldest position any receiver has for it (all sources at once, in their order).
+  const sources: SourceRun[] = await eachAtOnce(
+    sync.sources.filter((db) => clients.has(db)),
+    async (db) => {
+      try {
+        return await openSource(clients.get(db)!, db, job, sync, applied, batchRows);
+      } catch (err) {
+        throw applyError(db, err);
+      }
+    },
+  );
   if (state.seededRelids && sources.some((s) => [...s.keys.keys()].some((relid) => !state.seededRelids!.get(s.db)?.has(relid)))) {
     await commitAll(nodes);
     return { deltas: 0, rows: new Map(), conflicts: [], tables: [], more: false, unseeded: true };
