@@ -1,7 +1,9 @@
+import { receiversOf } from '../orchestrator/src/config/topology.js';
 import { Daemon } from '../orchestrator/src/daemon/daemon.js';
 import { silentLogger } from '../orchestrator/src/util/logger.js';
 import path from 'node:path';
 import type { Bucardo } from './bucardo.js';
+import { until } from './burst.js';
 import { benchJob } from './job.js';
 import { postmasterPid } from './pinning.js';
 
@@ -63,7 +65,14 @@ export class CapraTool implements Tool {
     this.jobs.set(sync, cfg);
   }
 
-  async start(sync: string): Promise<void> {
+  /**
+   * Resolves once every lane of the job has had a run: its daemon holds the
+   * job lock, has seen to copy_data for every pair of nodes and replicates
+   * (as Bucardo's start waits for its first run). A multi-master sync of 8
+   * nodes checks 56 pairs first, which a burst written right after a start
+   * that did not wait would have counted against it.
+   */
+  async start(sync: string, timeoutMs = 60_000): Promise<void> {
     const cfg = this.jobs.get(sync);
     if (!cfg) throw new Error(`no Capra sync ${sync} set up`);
     // CAPRA_BENCH_RUN_GAP_MS: another gap between runs, for measuring what it changes (db/kick-timing.ts).
@@ -71,6 +80,8 @@ export class CapraTool implements Tool {
     const d = new Daemon(cfg, silentLogger, gap === undefined ? {} : { runGapMs: Number(gap) });
     d.start();
     this.daemons.push(d);
+    const lanes = Object.values(cfg.syncs).reduce((n, s) => n + s.sources.reduce((m, src) => m + receiversOf(s, src).length, 0), 0);
+    await until(async () => (await lanesRun(d)) >= lanes, `Capra's first run of sync ${sync}`, timeoutMs, 5);
   }
 
   async stop(): Promise<void> {
@@ -85,6 +96,16 @@ export class CapraTool implements Tool {
   async replicationPids(): Promise<number[]> {
     return [];
   }
+}
+
+/** How many lanes of the daemon's job have had a run (capra_runs_total, either result). */
+async function lanesRun(d: Daemon): Promise<number> {
+  const runs = (await d.metrics.registry.getMetricsAsJSON()).find((m) => m.name === 'capra_runs_total');
+  const lanes = new Set<string>();
+  for (const v of (runs?.values ?? []) as { labels: Record<string, unknown>; value: number }[]) {
+    if (v.value > 0) lanes.add(`${v.labels.sync}\0${v.labels.source}\0${v.labels.target}`);
+  }
+  return lanes.size;
 }
 
 /**
