@@ -59,30 +59,32 @@ export async function copyBetween(
   phases?: ApplyPhases,
 ): Promise<number> {
   const out = source.query(copyTo(`COPY (${selectSql}) TO STDOUT`));
-  const tee = new Tee(out, targets.length);
   const intos = targets.map((c) => c.query(copyFrom(copyInSql)));
   const t0 = performance.now();
   let fetched = 0;
   let held = 0;
   let heldSince: number | null = null;
   if (phases) {
+    // pipeline pauses the source when the target's buffer is full and lets it flow on 'drain'.
     out.on('pause', () => void (heldSince ??= performance.now()));
-    out.on('resume', () => {
+    intos[0]!.on('drain', () => {
       if (heldSince !== null) held += performance.now() - heldSince;
       heldSince = null;
     });
     out.once('end', () => void (fetched = performance.now()));
   }
-  const settled = await Promise.allSettled([
-    finished(out),
-    ...tee.branches.map((b, i) =>
-      pipeline(b, intos[i]!).catch((err: unknown) => {
-        // The source's COPY is torn down with it: the other targets' COPYs end early too.
-        out.destroy();
-        throw err;
-      }),
-    ),
-  ]);
+  // One target takes the source's COPY straight (a stream in between costs a call per row); several share it.
+  const copies =
+    intos.length === 1
+      ? [pipeline(out, intos[0]!)]
+      : new Tee(out, intos.length).branches.map((b, i) =>
+          pipeline(b, intos[i]!).catch((err: unknown) => {
+            // The source's COPY is torn down with it: the other targets' COPYs end early too.
+            out.destroy();
+            throw err;
+          }),
+        );
+  const settled = await Promise.allSettled([finished(out), ...copies]);
   const errors = settled.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
   if (errors.length > 0) {
     discardConnection(source);
