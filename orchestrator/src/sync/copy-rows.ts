@@ -108,7 +108,7 @@ export async function copyBetween(
 const PREFETCH_BYTES = 16 * 1024 * 1024;
 
 /** A target of deleteThenCopy: its connection, its DELETE of the batch's keys, and its COPY in (`COPY table (columns) FROM STDIN`). */
-export interface Deleting {
+interface Deleting {
   client: pg.ClientBase;
   del: () => Promise<unknown>;
   copyIn: string;

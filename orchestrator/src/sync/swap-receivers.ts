@@ -4,7 +4,7 @@ import { SQLSTATE, applyError, sqlState } from '../db/errors.js';
 import { eachAtOnce } from '../util/each-at-once.js';
 import { quoteIdent, quoteTable, tableLabel } from '../db/ident.js';
 import { type ApplierRole, markApplier } from './applier-session.js';
-import { applyKeysTo, applyTruncate, keyDefs, keyMatch } from './apply.js';
+import { type Receiver, applyKeysTo, applyTruncate, keyDefs, keyMatch } from './apply.js';
 import { type Outcome, realFailure } from './copy-rows.js';
 import { type LaneRef, confirmPosition, lockSyncPositions, storePosition } from './delta-log.js';
 import { isLater, parseSnapshot } from './snapshot.js';
@@ -166,7 +166,7 @@ export async function applyToNodes(
       if (!info?.hasKeys) continue;
       const to = live().filter((r) => r.db !== s.db);
       if (to.length === 0) continue;
-      const receivers = [];
+      const receivers: Receiver[] = [];
       for (const r of to) {
         try {
           receivers.push({ client: r.client, t: (await metasOn(r, s)).get(table)! });
