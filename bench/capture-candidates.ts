@@ -21,6 +21,7 @@ import { packageRoot } from '../orchestrator/src/util/paths.js';
 import { findPgbench, pgbenchInit, pgbenchTps } from './pgbench.js';
 import { cpuSplit, pinServer, postmasterPid } from './pinning.js';
 import { run as exec } from './writers.js';
+import { median } from './table.js';
 import { KICK_WINDOW_MS } from '../orchestrator/src/db/kick-timing.js';
 
 const USAGE = 'usage: npm run bench:capture [-- --quick] [--only word,word]';
@@ -105,6 +106,23 @@ const candidates: Record<string, (url: (db: string) => string, db: string, dir: 
     await capra(url, db, dir);
     await editCapture(url(db), (def) => def.replace(/PERFORM pg_notify\([^;]*\);/g, 'NULL;'));
   },
+  // The kick clock's last value kept in a session setting: a write reads the clock's sequence only once the
+  // value it last saw is a window old, with the time as float8 (date_part) rather than numeric (extract).
+  'Capra, kick clock seen once per window per session': async (url, db, dir) => {
+    await capra(url, db, dir);
+    await editCapture(url(db), (def) =>
+      def.replace(
+        /ELSIF \(extract\(epoch FROM clock_timestamp\(\)\) \* 1000\)::bigint - coalesce\(pg_sequence_last_value\('repl\.(kick_clock_\d+)'::regclass\), 0\) >= (\d+) THEN\n {4}PERFORM setval\('repl\.kick_clock_\d+'::regclass, \(extract\(epoch FROM clock_timestamp\(\)\) \* 1000\)::bigint\);\n((?: {4}PERFORM pg_notify\([^\n]*\n?)+)/,
+        (_m, clock: string, w: string, notify: string) =>
+          `ELSIF (date_part('epoch', clock_timestamp()) * 1000)::bigint - coalesce(nullif(current_setting('capra.${clock}', true), '')::bigint, 0) >= ${w} THEN\n` +
+          `    IF (date_part('epoch', clock_timestamp()) * 1000)::bigint - coalesce(pg_sequence_last_value('repl.${clock}'::regclass), 0) >= ${w} THEN\n` +
+          `      PERFORM setval('repl.${clock}'::regclass, (date_part('epoch', clock_timestamp()) * 1000)::bigint);\n` +
+          `  ${notify.trimEnd().replaceAll('\n', '\n  ')}\n` +
+          `    END IF;\n` +
+          `    PERFORM set_config('capra.${clock}', coalesce(pg_sequence_last_value('repl.${clock}'::regclass), 0)::text, false);\n`,
+      ),
+    );
+  },
   // As before 2026-12-06: the capture function without the kick, and a statement-level kick trigger calling repl.make_kick's
   // function (which make_kick writes only for a table without the row capture trigger: that one is put back after).
   'Capra, kick in a statement trigger of its own (as before 2026-12-06)': async (url, db, dir) => {
@@ -169,12 +187,6 @@ const candidates: Record<string, (url: (db: string) => string, db: string, dir: 
     await editCapture(url(db), (def, relid) => def.replaceAll('INSERT INTO repl.delta ', `INSERT INTO repl.delta_${relid} `));
   },
   'Capra, statement triggers (transition tables)': (url, db, dir) => capra(url, db, dir, 'statement'),
-};
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
 
 async function main(): Promise<void> {

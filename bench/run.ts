@@ -16,7 +16,7 @@ import { type Row, formatTable, ratio } from './table.js';
 import { type ThroughputFigures, benchThroughput } from './throughput.js';
 import { BucardoTool, CapraTool, type Tool, type ToolName } from './tools.js';
 import { type TpsFigure, type WritersOptions, benchWriters } from './writers.js';
-import { writerRows, writerRunLines } from './writer-rows.js';
+import { kickPairRows, pairedKickCosts, writerRows, writerRunLines } from './writer-rows.js';
 import { cpuSplit } from './pinning.js';
 import { type PhaseFigure, benchPhases, phaseLine } from './phases.js';
 import { type CompareBenchOptions, type CompareFigure, benchCompare, compareLine } from './compare.js';
@@ -186,19 +186,10 @@ async function comparePins(a: Cluster, b: Cluster): Promise<CompareBenchOptions[
 
 /** `npm run bench -- --only compare`: the compare phase alone, on two servers of its own. */
 async function onlyCompare(): Promise<void> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'capra-bench-'));
-  const bin = process.env.PG_BIN ?? embeddedBinDir();
-  const clusters: Cluster[] = [];
-  try {
-    clusters.push(...(await Promise.all(['a', 'b'].map((n) => startCluster({ binDir: bin, dataDir: path.join(dir, n), settings: SERVER_SETTINGS })))));
-    const [a, b] = clusters as [Cluster, Cluster];
-    console.log(`capra bench --only compare: PostgreSQL ${a.major} (two servers), ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB`);
+  await withTwoServers('compare', async (a, b, dir) => {
     const f = await benchCompare({ source: side(a), target: side(b), rows: compareRows, pins: await comparePins(a, b), workDir: dir, progress });
     console.log(`\ncompare: ${compareLine(f)}`);
-  } finally {
-    await Promise.all(clusters.map((c) => c.stop()));
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 }
 
 /** The throughput (bursts, latency), backlog and fan-out phases, each for every tool in turn. */
@@ -240,30 +231,24 @@ async function replicationPhases(
  * apply. About 5 minutes with Bucardo.
  */
 async function onlyApply(): Promise<void> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'capra-bench-'));
-  const found = findBucardo();
-  const clusters: Cluster[] = [];
-  let bucardo: Bucardo | null = null;
-  try {
-    const bin = process.env.PG_BIN ?? embeddedBinDir();
-    clusters.push(...(await Promise.all(['a', 'b'].map((n) => startCluster({ binDir: bin, dataDir: path.join(dir, n), settings: SERVER_SETTINGS })))));
-    const [a, b] = clusters as [Cluster, Cluster];
-    console.log(`capra bench --only apply${quick ? ' --quick' : ''}: PostgreSQL ${a.major} (two servers, fsync on), ${cpus().length} cores`);
-    if ('missing' in found) console.log(`Bucardo not measured: ${found.missing} (bench/README.md says how to install it)`);
-    else bucardo = await Bucardo.setUp({ workDir: path.join(dir, 'bucardo'), bin: found.bin, pgBin: found.pgBin, log: progress });
-    const tools: Tool[] = [new CapraTool(dir), ...(bucardo ? [new BucardoTool(bucardo)] : [])];
-    const { through, backlog, fanOut } = await replicationPhases(tools, a, b);
-    const phases = await benchPhases({ source: side(a), target: side(b), rows: sizes.burst, workDir: dir, progress });
-    const rows = [...burstRows(through), ...backlogRows(backlog, loadSizes.backlog), ...fanOutRows(fanOut, loadSizes.fanOutNodes, loadSizes.fanOutRows)];
-    console.log(`\n${formatTable(rows)}`);
-    printBursts(through);
-    printLoadPhases(backlog, fanOut);
-    printPhases(phases);
-  } finally {
-    await bucardo?.close();
-    await Promise.all(clusters.map((c) => c.stop()));
-    await rm(dir, { recursive: true, force: true });
-  }
+  await withTwoServers('apply', async (a, b, dir) => {
+    const found = findBucardo();
+    let bucardo: Bucardo | null = null;
+    try {
+      if ('missing' in found) console.log(`Bucardo not measured: ${found.missing} (bench/README.md says how to install it)`);
+      else bucardo = await Bucardo.setUp({ workDir: path.join(dir, 'bucardo'), bin: found.bin, pgBin: found.pgBin, log: progress });
+      const tools: Tool[] = [new CapraTool(dir), ...(bucardo ? [new BucardoTool(bucardo)] : [])];
+      const { through, backlog, fanOut } = await replicationPhases(tools, a, b);
+      const phases = await benchPhases({ source: side(a), target: side(b), rows: sizes.burst, workDir: dir, progress });
+      const rows = [...burstRows(through), ...backlogRows(backlog, loadSizes.backlog), ...fanOutRows(fanOut, loadSizes.fanOutNodes, loadSizes.fanOutRows)];
+      console.log(`\n${formatTable(rows)}`);
+      printBursts(through);
+      printLoadPhases(backlog, fanOut);
+      printPhases(phases);
+    } finally {
+      await bucardo?.close();
+    }
+  });
 }
 
 /** The writer phase's options: servers a (source) and b (target), this run's sizes. */
@@ -286,20 +271,58 @@ function writersOptions(pgbench: string, a: Cluster, b: Cluster, tools: Tool[], 
   };
 }
 
+/** `--only kick`'s sizes: 64 clients, pinned, as the full run's kick cost; more and shorter rounds, paired. */
+const kickSizes = quick ? { pollClients: [64], seconds: 5, rounds: 2 } : { pollClients: [64], seconds: 20, rounds: 8 };
+
+/**
+ * `npm run bench -- --only kick [--quick]`: the kick cost alone, Capra only:
+ * pgbench at 64 clients, pinned, on the kicked and the polling database in
+ * turns, and each round's cost from its own pair (see kickPairRows). About
+ * 13 minutes (2 with --quick).
+ */
+async function onlyKick(): Promise<void> {
+  await withTwoServers('kick', async (a, b, dir) => {
+    const pgbench = findPgbench();
+    if (!pgbench) throw new Error('pgbench not found: set PG_BIN, or apt-get install postgresql-15 (bench/README.md)');
+    const split = await cpuSplit();
+    if ('missing' in split) console.log(`kick pairs not pinned: ${split.missing}`);
+    const o = { ...writersOptions(pgbench, a, b, [new CapraTool(dir)], split, dir), ...kickSizes, clients: kickSizes.pollClients, kickPairs: true };
+    const tps = await benchWriters(o);
+    console.log(`\n${formatTable(kickPairRows(tps, kickSizes.pollClients))}`);
+    for (const line of writerRunLines(tps)) console.log(line);
+    for (const clients of kickSizes.pollClients) {
+      const costs = pairedKickCosts(tps, 'Capra', clients);
+      console.log(`  Capra kick cost per round, ${clients} clients: ${costs.map((c) => `${c.toFixed(1)}%`).join(', ')}`);
+    }
+    const date = new Date().toISOString();
+    const file = path.join(packageRoot(), 'bench', 'results', `${date.replace(/[:.]/g, '-')}-kick${quick ? '-quick' : ''}.json`);
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, JSON.stringify({ date, quick, kickSizes, settings: SERVER_SETTINGS, pinning: 'missing' in split ? null : split, tps }, null, 2));
+    console.log(`\nwritten to ${path.relative(process.cwd(), file)}`);
+  });
+}
+
 /** `npm run bench -- --only writers [--quick]`: the writer phase alone, Capra only, for trying a change to what writers pay. */
 async function onlyWriters(): Promise<void> {
+  await withTwoServers('writers', async (a, b, dir) => {
+    const pgbench = findPgbench();
+    if (!pgbench) throw new Error('pgbench not found: set PG_BIN, or apt-get install postgresql-15 (bench/README.md)');
+    const tps = await benchWriters(writersOptions(pgbench, a, b, [new CapraTool(dir)], await cpuSplit(), dir));
+    console.log(`\n${formatTable(writerRows(tps, sizes.clients, sizes.pollClients))}`);
+    for (const line of writerRunLines(tps)) console.log(line);
+  });
+}
+
+/** Runs `fn` on two fresh durable servers (source a, target b) in a work directory of their own; stops and removes them after. */
+async function withTwoServers(phase: string, fn: (a: Cluster, b: Cluster, dir: string) => Promise<void>): Promise<void> {
   const dir = await mkdtemp(path.join(tmpdir(), 'capra-bench-'));
-  const pgbench = findPgbench();
-  if (!pgbench) throw new Error('pgbench not found: set PG_BIN, or apt-get install postgresql-15 (bench/README.md)');
   const clusters: Cluster[] = [];
   try {
     const bin = process.env.PG_BIN ?? embeddedBinDir();
     clusters.push(...(await Promise.all(['a', 'b'].map((n) => startCluster({ binDir: bin, dataDir: path.join(dir, n), settings: SERVER_SETTINGS })))));
     const [a, b] = clusters as [Cluster, Cluster];
-    console.log(`capra bench --only writers${quick ? ' --quick' : ''}: PostgreSQL ${a.major} (two servers, fsync on), ${cpus().length} cores`);
-    const tps = await benchWriters(writersOptions(pgbench, a, b, [new CapraTool(dir)], await cpuSplit(), dir));
-    console.log(`\n${formatTable(writerRows(tps, sizes.clients, sizes.pollClients))}`);
-    for (const line of writerRunLines(tps)) console.log(line);
+    console.log(`capra bench --only ${phase}${quick ? ' --quick' : ''}: PostgreSQL ${a.major} (two servers, fsync on), ${cpus().length} cores`);
+    await fn(a, b, dir);
   } finally {
     await Promise.all(clusters.map((c) => c.stop()));
     await rm(dir, { recursive: true, force: true });
@@ -311,7 +334,8 @@ async function main(): Promise<void> {
     if (only === 'compare') return onlyCompare();
     if (only === 'writers') return onlyWriters();
     if (only === 'apply') return onlyApply();
-    throw new Error(`--only: the phases that run alone are: compare, writers, apply (got ${JSON.stringify(only)})`);
+    if (only === 'kick') return onlyKick();
+    throw new Error(`--only: the phases that run alone are: compare, writers, apply, kick (got ${JSON.stringify(only)})`);
   }
   const dir = await mkdtemp(path.join(tmpdir(), 'capra-bench-'));
   const bin = process.env.PG_BIN ?? embeddedBinDir();

@@ -17,6 +17,13 @@ export interface Row {
   met?: boolean | null;
 }
 
+/** The middle value (the mean of the two middle ones for an even count). */
+export const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
 export function ratio(r: Row): number | null {
   if (r.better === 'none' || r.capra === null || r.bucardo === null) return null;
   if (r.better === 'higher') return r.bucardo > 0 ? r.capra / r.bucardo : null;

@@ -1,4 +1,4 @@
-import type { Row } from './table.js';
+import { type Row, median } from './table.js';
 import type { TpsFigure, WriterConfig } from './writers.js';
 
 /**
@@ -76,5 +76,36 @@ export function writerRunLines(tps: TpsFigure[]): string[] {
         : `; caught up after ${f.catchUpSeconds.map((s) => (s === null ? 'never (the target differs)' : `${s.toFixed(1)} s`)).join(', ')}`;
     const label = `${f.config}${f.pinned ? ', pinned' : ''}`;
     return `  ${label.padEnd(23)} ${String(f.clients).padStart(2)} clients: ${f.runs.map((r) => Math.round(r)).join(', ')}${catchUp}`;
+  });
+}
+
+/** Each round's kick cost (1 - kicked / polling TPS, in %) of one tool at `clients`, from the kick-pairs runs; [] without them. */
+export function pairedKickCosts(tps: TpsFigure[], tool: 'Capra' | 'Bucardo', clients: number): number[] {
+  const pick = (mode: 'kick' | 'poll'): TpsFigure | undefined => tps.find((f) => f.config === `${tool} ${mode}` && f.clients === clients);
+  const [kick, poll] = [pick('kick'), pick('poll')];
+  if (!kick || !poll) return [];
+  return kick.runs.flatMap((k, i) => (poll.runs[i] ? [(1 - k / poll.runs[i]!) * 100] : []));
+}
+
+/**
+ * `--only kick`'s rows: per client count, the median over the rounds of
+ * each round's kick cost (its kicked run against the polling run made right
+ * before or after it), the goal of issue 13 on Capra's.
+ */
+export function kickPairRows(tps: TpsFigure[], pollClients: number[]): Row[] {
+  const pinned = tps.some((f) => f.pinned);
+  return pollClients.map((clients) => {
+    const [capra, bucardo] = (['Capra', 'Bucardo'] as const).map((tool) => pairedKickCosts(tps, tool, clients));
+    const rounds = capra!.length;
+    const capraCost = rounds > 0 ? median(capra!) : null;
+    return {
+      metric: `kick cost, ${clients} clients, ${pinned ? 'pinned' : 'unpinned'}, median of ${rounds} paired rounds (1 - kicked / polling TPS)`,
+      unit: '%',
+      capra: capraCost,
+      bucardo: bucardo!.length > 0 ? median(bucardo!) : null,
+      better: 'lower',
+      target: '<= 5%',
+      met: capraCost === null ? null : capraCost <= 5,
+    };
   });
 }

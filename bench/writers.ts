@@ -58,6 +58,13 @@ export interface WritersOptions {
   tools: Tool[];
   /** The cores to pin apart; null: no pinned runs. */
   pinning: CpuSplit | null;
+  /**
+   * Kick pairs only (`npm run bench -- --only kick`): each tool kicked and
+   * polling, at pollClients, pinned where pinning allows; each round runs
+   * the pair back to back, in turns kicked first and polling first, so that
+   * each round's kick cost compares two runs that shared the machine.
+   */
+  kickPairs?: boolean;
   /** Postmaster pids of the source and the target server. */
   pids: { source: number; target: number };
   workDir: string;
@@ -108,12 +115,13 @@ export async function benchWriters(o: WritersOptions): Promise<TpsFigure[]> {
     await run(side.url('pgb_template'), 'ALTER TABLE pgbench_history ADD COLUMN hid bigserial PRIMARY KEY', 'VACUUM ANALYZE');
   }
   const modes = o.pollClients.length > 0 ? (['kick', 'poll'] as const) : (['kick'] as const);
-  const configs: WriterConfig[] = ['none', ...o.tools.flatMap((t) => [...modes, 'capture' as const].map((m): WriterConfig => `${t.name} ${m}`))];
+  const toolModes = o.kickPairs ? modes : ([...modes, 'capture'] as const);
+  const configs: WriterConfig[] = [...(o.kickPairs ? [] : ['none' as const]), ...o.tools.flatMap((t) => toolModes.map((m): WriterConfig => `${t.name} ${m}`))];
   for (const config of configs) {
     for (const side of config === 'none' ? [o.source] : [o.source, o.target]) await run(side.admin, `CREATE DATABASE ${dbName(config)} TEMPLATE pgb_template`);
   }
   for (const tool of o.tools) {
-    for (const mode of [...modes, 'capture' as const]) {
+    for (const mode of toolModes) {
       const db = dbName(`${tool.name} ${mode}`);
       await tool.setUp(db, {
         dbs: { a: o.source.url(db), b: o.target.url(db) },
@@ -124,9 +132,9 @@ export async function benchWriters(o: WritersOptions): Promise<TpsFigure[]> {
     }
   }
 
-  const pins = o.pinning ? [true, false] : [false];
+  const pins = o.pinning ? (o.kickPairs ? [true] : [true, false]) : [false];
   const plan = configs.flatMap((config) =>
-    (config.endsWith('poll') ? o.pollClients : o.clients).flatMap((clients) =>
+    (config.endsWith('poll') || o.kickPairs ? o.pollClients : o.clients).flatMap((clients) =>
       (config.endsWith('poll') ? pins.slice(0, 1) : pins).map((pinned) => ({ config, clients, pinned })),
     ),
   );
@@ -162,7 +170,7 @@ export async function benchWriters(o: WritersOptions): Promise<TpsFigure[]> {
   // A first, unrecorded run on each database: the first run after loading was the slowest of all on this VM.
   if (o.warmUpSeconds > 0) for (const config of configs) await once(config, o.clients[0]!, false, o.warmUpSeconds, 'warm-up');
   for (let round = 1; round <= o.rounds; round++) {
-    for (const f of figures) {
+    for (const f of o.kickPairs && round % 2 === 0 ? [...figures].reverse() : figures) {
       const r = await once(f.config, f.clients, f.pinned, o.seconds, `round ${round}/${o.rounds}`);
       f.runs.push(r.tps);
       f.catchUpSeconds.push(r.catchUp);
