@@ -12,11 +12,14 @@ class CountingWorker extends Worker {
   readonly starts: number[] = [];
   /** Whether its runs apply anything. */
   busy = true;
+  /** Changes each of its runs applies, when busy (0: not counted, as a run that reports none). */
+  deltas = 0;
   get lanes(): LaneLabels[] {
     return [];
   }
   protected async runUntilDone(): Promise<boolean> {
     this.starts.push(Date.now());
+    if (this.busy) this.appliedDeltas = this.deltas;
     return this.busy;
   }
   protected recordFailure(): void {}
@@ -64,4 +67,41 @@ t.test('runs that find nothing (a linger when all is quiet) hold up no kick afte
     t.equal(w.starts.length, before + 1, `kick ${i + 1}, 30 ms after the last run, runs`);
     t.ok(w.starts[w.starts.length - 1]! - kicked < 30, 'at once');
   }
+});
+
+t.test('under heavy writes the gap doubles up to runGapMaxMs, and comes back once writes are light', async (t) => {
+  const [gap, max] = [50, 200];
+  const w = new CountingWorker({ name: 's' } as SyncConfig, {} as Connections, silentLogger, {
+    batchRows: 1,
+    retryBaseMs: 1,
+    retryCapMs: 1,
+    runGapMs: gap,
+    runGapMaxMs: max,
+  });
+  // 1,000 changes a run, runs 50 to 200 ms apart: 5,000 to 20,000 a second, over BUSY_CHANGES_PER_SECOND.
+  w.deltas = 1_000;
+  w.start();
+  t.teardown(() => w.stop());
+  const kickFor = async (ms: number): Promise<number[]> => {
+    const from = w.starts.length;
+    const began = Date.now();
+    while (Date.now() - began < ms) {
+      w.wake();
+      await sleep(5);
+    }
+    const starts = w.starts.slice(from);
+    return starts.slice(1).map((s, i) => s - starts[i]!);
+  };
+  await sleep(20); // the start's own run
+  const heavy = await kickFor(1_200);
+  t.ok(heavy.length >= 4, `runs go on under heavy writes (${heavy.length + 1} in 1.2 s)`);
+  // The start's run and the first kicked one were runGapMs apart: the gap after them has doubled already.
+  t.ok(heavy[0]! >= 2 * gap - 2 && heavy[0]! < max, `the first gap has doubled once: ${heavy[0]} ms`);
+  t.ok(heavy[1]! >= 4 * gap - 2, `then twice: ${heavy[1]} ms`);
+  for (const d of heavy.slice(2)) t.ok(d >= max - 2 && d < max + 40, `then stays at runGapMaxMs: ${d} ms`);
+  // 1 change a run: a few dozen a second, light.
+  w.deltas = 1;
+  const light = await kickFor(1_000);
+  t.ok(light.length >= 10, `light writes: runs runGapMs apart again (${light.length + 1} in 1 s)`);
+  for (const d of light.slice(1)) t.ok(d >= gap - 2 && d < 2 * gap, `${d} ms apart`);
 });

@@ -3,7 +3,7 @@ import type { Config } from '../config/types.js';
 import { receiversOf } from '../config/topology.js';
 import { Connections } from '../db/connections.js';
 import { CapraError, errorMessage } from '../util/errors.js';
-import { KICK_LINGER_MS, KICK_LINGER_STEP_MS, RUN_GAP_MS } from '../db/kick-timing.js';
+import { KICK_LINGER_MS, KICK_LINGER_STEP_MS, RUN_GAP_MAX_MS, RUN_GAP_MS } from '../db/kick-timing.js';
 import { purgeDeltas } from '../sync/purge.js';
 import type { Logger } from '../util/logger.js';
 import { JobLock } from './job-lock.js';
@@ -34,6 +34,8 @@ export interface DaemonOptions {
   cloneCheckMs?: number;
   /** A worker's runs start at least this far apart (default RUN_GAP_MS). */
   runGapMs?: number;
+  /** How far apart they may grow under heavy writes (default RUN_GAP_MAX_MS). */
+  runGapMaxMs?: number;
 }
 
 export type DaemonState = 'standby' | 'active' | 'stopped';
@@ -77,6 +79,7 @@ class Generation {
       retryCapMs: this.opts.retryCapMs ?? 10_000,
       paused: (sync: string) => this.pauses.isPaused(sync),
       runGapMs: this.opts.runGapMs ?? RUN_GAP_MS,
+      runGapMaxMs: this.opts.runGapMaxMs ?? RUN_GAP_MAX_MS,
     };
     for (const sync of Object.values(this.cfg.syncs)) {
       const syncWorkers: Worker[] = [];

@@ -107,6 +107,7 @@ export class SwapWorker extends Worker {
       }
       for (const [lane, n] of r.rows) rows.set(lane, (rows.get(lane) ?? 0) + n);
       applied ||= r.deltas > 0;
+      this.appliedDeltas += r.deltas;
       down = r.down ?? new Map();
       if (r.conflicts.length > 0) {
         this.recorder.conflicts(r.conflicts);

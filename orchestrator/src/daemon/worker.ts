@@ -4,6 +4,7 @@ import { SQLSTATE, errorTable, sqlState } from '../db/errors.js';
 import { CapraError, errorMessage } from '../util/errors.js';
 import { describeFailure, runExceptionHandlers } from '../sync/exception.js';
 import { backoffMs, sleep } from '../util/backoff.js';
+import { BUSY_CHANGES_PER_SECOND } from '../db/kick-timing.js';
 import type { Logger } from '../util/logger.js';
 
 export interface WorkerOptions {
@@ -14,6 +15,8 @@ export interface WorkerOptions {
   paused?: (sync: string) => boolean;
   /** A run starts at least this long after the previous one started (see RUN_GAP_MS in db/kick-timing.ts); 0: at once. */
   runGapMs?: number;
+  /** Under heavy writes the gap doubles run by run up to this (see RUN_GAP_MAX_MS); unset: it stays runGapMs. */
+  runGapMaxMs?: number;
 }
 
 export interface LaneLabels {
@@ -61,6 +64,9 @@ export abstract class Worker {
   /** Runs batches until there is nothing left; true when it applied any change (only those runs are kept runGapMs apart). */
   protected abstract runUntilDone(started: Date): Promise<boolean>;
 
+  /** Changes (delta rows) the last runUntilDone applied, set by it: how busy the sources are, for the gap (nextGap). */
+  protected appliedDeltas = 0;
+
   /** The sync is paused: apply nothing more (the backlog waits for capra resume, which wakes the worker). */
   protected get paused(): boolean {
     return this.opts.paused?.(this.sync.name) ?? false;
@@ -103,6 +109,7 @@ export abstract class Worker {
     let repairs = 0;
     let quick = 0;
     let lastStart = 0;
+    let gapMs = this.opts.runGapMs ?? 0;
     while (!this.stopping) {
       if (!this.wanted) {
         await new Promise<void>((resolve) => (this.wakeUp = resolve));
@@ -110,14 +117,18 @@ export abstract class Worker {
         continue;
       }
       // After a run that applied changes, kicks that come while it waits are taken by the one run that follows.
-      const gap = lastStart + (this.opts.runGapMs ?? 0) - Date.now();
+      const gap = lastStart + gapMs - Date.now();
       if (gap > 0 && !(await sleep(gap, this.abort.signal))) break;
       this.wanted = false;
       if (this.paused) continue;
       const started = new Date();
       try {
         // A run that found nothing (a linger step when all is quiet) holds up no kick after it.
-        if (await this.runUntilDone(started)) lastStart = started.getTime();
+        this.appliedDeltas = 0;
+        if (await this.runUntilDone(started)) {
+          gapMs = this.nextGap(gapMs, started.getTime() - lastStart);
+          lastStart = started.getTime();
+        } else gapMs = this.opts.runGapMs ?? 0;
         if (failures > 0) this.log.info({ after: failures }, 'recovered');
         failures = repairs = quick = 0;
       } catch (err) {
@@ -141,6 +152,20 @@ export abstract class Worker {
         await sleep(backoffMs(failures - 1, this.opts.retryBaseMs, this.opts.retryCapMs), this.abort.signal);
       }
     }
+  }
+
+  /**
+   * The gap after a run that applied changes, given the one before it and
+   * the time since the previous such run started: doubled (up to
+   * runGapMaxMs) when the sources wrote BUSY_CHANGES_PER_SECOND or more
+   * meanwhile, else runGapMs again (see RUN_GAP_MAX_MS).
+   */
+  private nextGap(gapMs: number, sinceLastMs: number): number {
+    const base = this.opts.runGapMs ?? 0;
+    const max = this.opts.runGapMaxMs ?? base;
+    if (max <= base || sinceLastMs <= 0) return base;
+    const perSecond = (this.appliedDeltas * 1000) / sinceLastMs;
+    return perSecond >= BUSY_CHANGES_PER_SECOND ? Math.min(max, Math.max(base, gapMs * 2)) : base;
   }
 
   /** Shows a failure to the sync's exception handlers; true when one repaired its cause. */
