@@ -278,7 +278,7 @@ const kickSizes = quick ? { pollClients: [64], seconds: 5, rounds: 2 } : { pollC
  * `npm run bench -- --only kick [--quick]`: the kick cost alone, Capra only:
  * pgbench at 64 clients, pinned, on the kicked and the polling database in
  * turns, and each round's cost from its own pair (see kickPairRows). About
- * 13 minutes (2 with --quick).
+ * 10 minutes (half a minute with --quick).
  */
 async function onlyKick(): Promise<void> {
   await withTwoServers('kick', async (a, b, dir) => {
