@@ -98,10 +98,12 @@ t.test('under heavy writes the gap doubles up to runGapMaxMs, and comes back onc
   // The start's run and the first kicked one were runGapMs apart: the gap after them has doubled already.
   t.ok(heavy[0]! >= 2 * gap - 2 && heavy[0]! < max, `the first gap has doubled once: ${heavy[0]} ms`);
   t.ok(heavy[1]! >= 4 * gap - 2, `then twice: ${heavy[1]} ms`);
-  for (const d of heavy.slice(2)) t.ok(d >= max - 2 && d < max + 40, `then stays at runGapMaxMs: ${d} ms`);
+  // Bounds with room for a loaded machine's timers: doubling once more would be 400 ms.
+  for (const d of heavy.slice(2)) t.ok(d >= max - 2 && d < 2 * max, `then stays at runGapMaxMs: ${d} ms`);
   // 1 change a run: a few dozen a second, light.
   w.deltas = 1;
   const light = await kickFor(1_000);
   t.ok(light.length >= 10, `light writes: runs runGapMs apart again (${light.length + 1} in 1 s)`);
-  for (const d of light.slice(1)) t.ok(d >= gap - 2 && d < 2 * gap, `${d} ms apart`);
+  // The gap of before (200 ms) does not stay: each is nearer 50 ms than 200.
+  for (const d of light.slice(1)) t.ok(d >= gap - 2 && d < (gap + max) / 2, `${d} ms apart`);
 });
