@@ -12,15 +12,14 @@ class CountingWorker extends Worker {
   readonly starts: number[] = [];
   /** Whether its runs apply anything. */
   busy = true;
-  /** Changes each of its runs applies, when busy (0: not counted, as a run that reports none). */
-  deltas = 0;
+  /** Changes each of its runs applies, when busy. */
+  deltas = 1;
   get lanes(): LaneLabels[] {
     return [];
   }
-  protected async runUntilDone(): Promise<boolean> {
+  protected async runUntilDone(): Promise<number> {
     this.starts.push(Date.now());
-    if (this.busy) this.appliedDeltas = this.deltas;
-    return this.busy;
+    return this.busy ? this.deltas : 0;
   }
   protected recordFailure(): void {}
 }

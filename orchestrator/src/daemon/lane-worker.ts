@@ -44,7 +44,7 @@ export class LaneWorker extends Worker {
     return [this.labels];
   }
 
-  protected async runUntilDone(started: Date): Promise<boolean> {
+  protected async runUntilDone(started: Date): Promise<number> {
     let rows = 0;
     let deltas = 0;
     for (let seededNow = false; ; ) {
@@ -75,11 +75,10 @@ export class LaneWorker extends Worker {
       this.log.warn('the target refused session_replication_role = replica: its own triggers and foreign keys fire for applied rows');
       this.warnedRole = true;
     }
-    this.appliedDeltas = deltas;
     this.record(started, rows, { replicaRole: this.state.replicaRole });
     // After the rows: the keys the target now holds are what its sequence must pass.
     void this.sequences.maybeRun(); // off the run loop: a kick meanwhile is not held up
-    return deltas > 0;
+    return deltas;
   }
 
   protected recordFailure(started: Date, error: string, table: string | undefined): void {

@@ -81,9 +81,9 @@ export class SwapWorker extends Worker {
     this.seeded = complete;
   }
 
-  protected async runUntilDone(started: Date): Promise<boolean> {
+  protected async runUntilDone(started: Date): Promise<number> {
     const rows = new Map<string, number>();
-    let applied = false;
+    let deltas = 0;
     let down = new Map<string, string>();
     for (let seededNow = false; ; ) {
       if (!this.seeded && !seededNow) {
@@ -106,8 +106,7 @@ export class SwapWorker extends Worker {
         continue;
       }
       for (const [lane, n] of r.rows) rows.set(lane, (rows.get(lane) ?? 0) + n);
-      applied ||= r.deltas > 0;
-      this.appliedDeltas += r.deltas;
+      deltas += r.deltas;
       down = r.down ?? new Map();
       if (r.conflicts.length > 0) {
         this.recorder.conflicts(r.conflicts);
@@ -149,7 +148,7 @@ export class SwapWorker extends Worker {
         });
     }
     void this.sequences.maybeRun(); // off the run loop: a kick meanwhile is not held up
-    return applied;
+    return deltas;
   }
 
   protected recordFailure(started: Date, error: string, table: string | undefined): void {

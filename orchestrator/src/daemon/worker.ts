@@ -61,11 +61,12 @@ export abstract class Worker {
   /** The lanes (source, target pairs) this worker moves changes along, for metrics and status. */
   abstract get lanes(): LaneLabels[];
 
-  /** Runs batches until there is nothing left; true when it applied any change (only those runs are kept runGapMs apart). */
-  protected abstract runUntilDone(started: Date): Promise<boolean>;
-
-  /** Changes (delta rows) the last runUntilDone applied, set by it: how busy the sources are, for the gap (nextGap). */
-  protected appliedDeltas = 0;
+  /**
+   * Runs batches until there is nothing left; returns the changes (delta
+   * rows) it applied: only runs that applied any are kept runGapMs apart,
+   * and how many tells how busy the sources are (nextGap).
+   */
+  protected abstract runUntilDone(started: Date): Promise<number>;
 
   /** The sync is paused: apply nothing more (the backlog waits for capra resume, which wakes the worker). */
   protected get paused(): boolean {
@@ -124,9 +125,9 @@ export abstract class Worker {
       const started = new Date();
       try {
         // A run that found nothing (a linger step when all is quiet) holds up no kick after it.
-        this.appliedDeltas = 0;
-        if (await this.runUntilDone(started)) {
-          gapMs = this.nextGap(gapMs, started.getTime() - lastStart);
+        const deltas = await this.runUntilDone(started);
+        if (deltas > 0) {
+          gapMs = this.nextGap(gapMs, deltas, started.getTime() - lastStart);
           lastStart = started.getTime();
         } else gapMs = this.opts.runGapMs ?? 0;
         if (failures > 0) this.log.info({ after: failures }, 'recovered');
@@ -155,16 +156,16 @@ export abstract class Worker {
   }
 
   /**
-   * The gap after a run that applied changes, given the one before it and
-   * the time since the previous such run started: doubled (up to
+   * The gap after a run that applied `deltas` changes, given the one before
+   * it and the time since the previous such run started: doubled (up to
    * runGapMaxMs) when the sources wrote BUSY_CHANGES_PER_SECOND or more
    * meanwhile, else runGapMs again (see RUN_GAP_MAX_MS).
    */
-  private nextGap(gapMs: number, sinceLastMs: number): number {
+  private nextGap(gapMs: number, deltas: number, sinceLastMs: number): number {
     const base = this.opts.runGapMs ?? 0;
     const max = this.opts.runGapMaxMs ?? base;
     if (max <= base || sinceLastMs <= 0) return base;
-    const perSecond = (this.appliedDeltas * 1000) / sinceLastMs;
+    const perSecond = (deltas * 1000) / sinceLastMs;
     return perSecond >= BUSY_CHANGES_PER_SECOND ? Math.min(max, Math.max(base, gapMs * 2)) : base;
   }
 
