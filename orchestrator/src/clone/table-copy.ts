@@ -5,7 +5,7 @@ import { SQLSTATE, isConnectionError, sqlState } from '../db/errors.js';
 import { CapraError, errorMessage } from '../util/errors.js';
 import { type TableName, onlyUnlessPartitioned, quoteIdent, quoteTable, tableLabel } from '../db/ident.js';
 import { type ApplierRole, markApplier } from '../sync/applier-session.js';
-import { PIN_OUTPUT_FORMATS } from '../sync/delta-log.js';
+import { PIN_OUTPUT_FORMATS, inLockOrder } from '../sync/delta-log.js';
 import { matchOnTarget, sourceTables } from '../sync/table-meta.js';
 import { type TableShape, selectItems, whereFilter } from '../sync/table-shape.js';
 import type { TableOptions } from '../config/table-options.js';
@@ -80,7 +80,7 @@ export async function copyTable(ctx: TableCopyContext, t: CloneTable): Promise<C
       receivers.push({ db: r.db, client, truncate: r.role === 'target', freeze: false, indexes: [] });
     }
     // Lock the lanes first: the sources' snapshots must come after.
-    for (const r of receivers) {
+    for (const r of inLockOrder(receivers, (x) => x.db)) {
       await r.client.query('BEGIN');
       const role = ctx.roles.get(r.db) ?? {};
       ctx.roles.set(r.db, role);

@@ -5,7 +5,7 @@ import type { Connections } from '../db/connections.js';
 import { SQLSTATE, sqlState } from '../db/errors.js';
 import { quoteTable } from '../db/ident.js';
 import { keyDefs } from '../sync/apply.js';
-import { PIN_OUTPUT_FORMATS, changesAfter, lockSyncPositions } from '../sync/delta-log.js';
+import { PIN_OUTPUT_FORMATS, changesAfter, inLockOrder, lockSyncPositions } from '../sync/delta-log.js';
 import type { TableMeta } from '../sync/table-meta.js';
 import { type Key, keyArray, keyId } from './key-sql.js';
 
@@ -62,8 +62,12 @@ async function openOnce(conns: Connections, job: string, sync: SyncConfig, nodes
   const views = new Map<string, NodeView>();
   const positions = new Map<string, Map<string, string>>();
   try {
-    // Locked in the sync's node order, as a multi-master run locks them.
-    for (const receiver of all.filter((n) => nodes.includes(n))) {
+    // Node by node, in the order a multi-master run and a clone lock them.
+    const receivers = inLockOrder(
+      all.filter((n) => nodes.includes(n)),
+      (n) => n,
+    );
+    for (const receiver of receivers) {
       const lanes = sync.sources.filter((s) => s !== receiver).map((source) => ({ sync: sync.name, source }));
       if (lanes.length === 0) continue;
       const c = await conns.connect(receiver);

@@ -146,6 +146,17 @@ export function registeredPosition(source: pg.ClientBase, lane: LaneRef): Promis
 }
 
 /**
+ * The order in which whatever locks positions on several databases (a
+ * multi-master run, a compare, a clone) takes them: one database after
+ * another, by name. With one order for all there is no cycle of waits across
+ * servers (a run holding c's while a compare holding a's waits for them),
+ * which no server's deadlock check could see: both would wait for ever.
+ */
+export function inLockOrder<T>(items: readonly T[], db: (item: T) => string): T[] {
+  return [...items].sort((x, y) => (db(x) < db(y) ? -1 : db(x) > db(y) ? 1 : 0));
+}
+
+/**
  * The lane's position on its target, row-locked until the target's
  * transaction ends (no other run applies the lane meanwhile); `initial` is
  * stored first when the lane has no row yet and it is given. Null: no row.

@@ -6,7 +6,7 @@ import { quoteIdent, quoteTable, tableLabel } from '../db/ident.js';
 import { type ApplierRole, markApplier } from './applier-session.js';
 import { type Receiver, applyKeysTo, applyTruncate, keyDefs, keyMatch } from './apply.js';
 import { type Outcome, realFailure } from './copy-rows.js';
-import { type LaneRef, confirmPosition, lockSyncPositions, storePosition } from './delta-log.js';
+import { type LaneRef, confirmPosition, inLockOrder, lockSyncPositions, storePosition } from './delta-log.js';
 import { isLater, parseSnapshot } from './snapshot.js';
 import type { Changes, SourceRun } from './swap-sources.js';
 import type { ExplicitRow, Settlement } from './swap-settle.js';
@@ -20,8 +20,8 @@ import { type TableMeta, matchOnTarget } from './table-meta.js';
  * the transactions commit at once (one that fails leaves that receiver
  * behind, to be caught up by the next run). Each source's batch of a table
  * goes to all its receivers at once (applyKeysTo), and the steps that each
- * node takes on its own connection (opening, positions, commits) run on all
- * nodes at once.
+ * node takes on its own connection (opening, commits) run on all nodes at
+ * once; locking the positions goes node by node (see openNodes).
  */
 
 export interface NodeRun {
@@ -33,19 +33,35 @@ export interface NodeRun {
   behind?: boolean;
 }
 
-/** Opens every node's transaction for the run (all nodes at once), marked as the applier's, with its positions for the sync locked. */
+/**
+ * Opens every node's transaction for the run (all nodes at once), marked as
+ * the applier's, then locks its positions for the sync node by node, in the
+ * order a compare and a clone lock them (inLockOrder).
+ */
 export async function openNodes(clients: Map<string, pg.ClientBase>, job: string, sync: SyncConfig, roles: Map<string, ApplierRole>): Promise<NodeRun[]> {
-  return eachAtOnce([...clients], async ([db, client]) => {
+  const opened = await eachAtOnce(
+    inLockOrder([...clients], ([db]) => db),
+    async ([db, client]) => {
+      try {
+        await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+        let role = roles.get(db);
+        if (!role) roles.set(db, (role = {}));
+        await markApplier(client, job, sync.cascade, role);
+        return { db, client };
+      } catch (err) {
+        throw applyError(db, err);
+      }
+    },
+  );
+  const nodes: NodeRun[] = [];
+  for (const { db, client } of opened) {
     try {
-      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
-      let role = roles.get(db);
-      if (!role) roles.set(db, (role = {}));
-      await markApplier(client, job, sync.cascade, role);
-      return { db, client, applied: await lockSyncPositions(client, job, sync.name) };
+      nodes.push({ db, client, applied: await lockSyncPositions(client, job, sync.name) });
     } catch (err) {
       throw applyError(db, err);
     }
-  });
+  }
+  return nodes;
 }
 
 /**
