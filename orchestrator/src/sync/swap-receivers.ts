@@ -39,26 +39,22 @@ export interface NodeRun {
  * order a compare and a clone lock them (inLockOrder).
  */
 export async function openNodes(clients: Map<string, pg.ClientBase>, job: string, sync: SyncConfig, roles: Map<string, ApplierRole>): Promise<NodeRun[]> {
-  const opened = await eachAtOnce(
-    inLockOrder([...clients], ([db]) => db),
-    async ([db, client]) => {
-      try {
-        await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
-        let role = roles.get(db);
-        if (!role) roles.set(db, (role = {}));
-        await markApplier(client, job, sync.cascade, role);
-        return { db, client };
-      } catch (err) {
-        throw applyError(db, err);
-      }
-    },
-  );
-  const nodes: NodeRun[] = [];
-  for (const { db, client } of opened) {
+  const nodes: NodeRun[] = await eachAtOnce([...clients], async ([db, client]) => {
     try {
-      nodes.push({ db, client, applied: await lockSyncPositions(client, job, sync.name) });
+      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+      let role = roles.get(db);
+      if (!role) roles.set(db, (role = {}));
+      await markApplier(client, job, sync.cascade, role);
+      return { db, client, applied: new Map<string, string>() };
     } catch (err) {
       throw applyError(db, err);
+    }
+  });
+  for (const n of inLockOrder(nodes, (x) => x.db)) {
+    try {
+      n.applied = await lockSyncPositions(n.client, job, sync.name);
+    } catch (err) {
+      throw applyError(n.db, err);
     }
   }
   return nodes;
