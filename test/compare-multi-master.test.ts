@@ -8,7 +8,7 @@ import { compareSync } from '../orchestrator/src/compare/compare.js';
 import { repairSync } from '../orchestrator/src/compare/repair.js';
 import { Connections } from '../orchestrator/src/db/connections.js';
 import { silentLogger } from '../orchestrator/src/util/logger.js';
-import { makeJob, setUp, startDaemon, waitSame } from './harness/capra.js';
+import { type Job, makeJob, setUp, startDaemon, waitSame } from './harness/capra.js';
 import { sql, testClusters, waitFor } from './harness/db.js';
 
 const { clusters } = testClusters();
@@ -16,13 +16,19 @@ const [c1, c2, c3] = clusters;
 
 const behind = (url: string, text: string): Promise<unknown> => sql(url, `BEGIN; SELECT set_config('capra.origin', 'drift', true); ${text}; COMMIT`);
 
-async function scenario(t: Test, conflict: string, winners: Record<string, string>, c: Record<string, string | null>): Promise<void> {
+/** A multi-master sync s of sources a and b and target c over public.items, installed, with its triggers on. */
+async function itemsJob(t: Test, conflict: string): Promise<Job> {
   const job = await makeJob(t, {
     nodes: { a: c1!, b: c2!, c: c3! },
     schema: 'CREATE TABLE items (id int PRIMARY KEY, name text, qty int)',
     yaml: `syncs:\n  s:\n    sources: [a, b]\n    targets: [c]\n    tables: { include: [public.items] }\n    copy_data: never\n    conflict: ${conflict}\n`,
   });
   await setUp(job);
+  return job;
+}
+
+async function scenario(t: Test, conflict: string, winners: Record<string, string>, c: Record<string, string | null>): Promise<void> {
+  const job = await itemsJob(t, conflict);
   // No purge during the test: "latest" reads when each source last changed a key from its delta log.
   startDaemon(t, job, { purgeEveryMs: 3_600_000 });
   const { a, b } = job.urls as Record<string, string>;
@@ -85,12 +91,7 @@ t.test('a priority list: the first listed wins', (t) => scenario(t, '[b, a]', { 
 // would wait for ever. Here the compare holds a's and waits on b's (held by
 // another session) while the daemon's run waits on a's; b's are let go.
 t.test('a compare and a multi-master run lock the positions in one order: neither waits for ever', async (t) => {
-  const job = await makeJob(t, {
-    nodes: { a: c1!, b: c2!, c: c3! },
-    schema: 'CREATE TABLE items (id int PRIMARY KEY, name text, qty int)',
-    yaml: 'syncs:\n  s:\n    sources: [a, b]\n    targets: [c]\n    tables: { include: [public.items] }\n    copy_data: never\n    conflict: latest\n',
-  });
-  await setUp(job);
+  const job = await itemsJob(t, 'latest');
   startDaemon(t, job);
   const { a, b } = job.urls as Record<string, string>;
   await sql(a!, `INSERT INTO items SELECT g, 'item ' || g, g FROM generate_series(1, 100) g`);
