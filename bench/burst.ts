@@ -18,6 +18,8 @@ export interface BurstFigure {
   rowsPerSecond: number;
   /** From the first commit to the last (0 for one transaction). */
   writeSeconds: number;
+  /** Over several rounds (see benchThroughput): every round's seconds, in the order run; the figure is the median round's. */
+  roundSeconds?: number[];
 }
 
 export interface LatencyFigure {

@@ -27,8 +27,32 @@ const only = process.argv.includes('--only') ? (process.argv[process.argv.indexO
 /** The compare phase's table (issue 16's cost figure is at a million rows). */
 const compareRows = quick ? 100_000 : 1_000_000;
 const sizes = quick
-  ? { scale: 1, clients: [4, 64], pollClients: [], seconds: 3, warmUpSeconds: 0, rounds: 1, burst: 20_000, trials: 10, cloneScale: 2, cloneRuns: 3 }
-  : { scale: 10, clients: [4, 64], pollClients: [64], seconds: 30, warmUpSeconds: 10, rounds: 3, burst: 100_000, trials: 40, cloneScale: 10, cloneRuns: 5 };
+  ? {
+      scale: 1,
+      clients: [4, 64],
+      pollClients: [],
+      seconds: 3,
+      warmUpSeconds: 0,
+      rounds: 1,
+      burst: 20_000,
+      burstRounds: 1,
+      trials: 10,
+      cloneScale: 2,
+      cloneRuns: 3,
+    }
+  : {
+      scale: 10,
+      clients: [4, 64],
+      pollClients: [64],
+      seconds: 30,
+      warmUpSeconds: 10,
+      rounds: 3,
+      burst: 100_000,
+      burstRounds: 3,
+      trials: 40,
+      cloneScale: 10,
+      cloneRuns: 5,
+    };
 /** The backlog and fan-out phases' sizes; a backlog case not caught up within limitSeconds is given up (and larger ones skipped). */
 const loadSizes = quick
   ? { backlog: [10_000, 30_000, 100_000], backlogLimitSeconds: 300, fanOutNodes: [2, 4], fanOutRows: 4_000 }
@@ -136,12 +160,15 @@ function tableRows(
 
 /** Each burst's seconds, per tool. */
 function printBursts(through: Partial<Record<ToolName, ThroughputFigures>>): void {
-  console.log("\nBursts (seconds from the release of the committed burst until equal; the writer's own time in brackets):");
+  console.log(
+    `\nBursts (seconds from the release of the committed burst until equal, median of ${sizes.burstRounds} interleaved rounds; each round's, and the writer's own time, in brackets):`,
+  );
   for (const [name, t] of Object.entries(through)) {
-    const show = (label: string, f: ThroughputFigures['swap']['batched']): void =>
-      console.log(
-        `  ${name.padEnd(8)} ${label.padEnd(32)} ${f.seconds.toFixed(2).padStart(7)} s${f.writeSeconds > 0 ? `  (${f.writeSeconds.toFixed(2)} s)` : ''}`,
-      );
+    const show = (label: string, f: ThroughputFigures['swap']['batched']): void => {
+      const each = f.roundSeconds && f.roundSeconds.length > 1 ? `  (rounds ${f.roundSeconds.map((x) => x.toFixed(2)).join(', ')})` : '';
+      const writer = f.writeSeconds > 0 ? `  (writer ${f.writeSeconds.toFixed(2)} s)` : '';
+      console.log(`  ${name.padEnd(8)} ${label.padEnd(32)} ${f.seconds.toFixed(2).padStart(7)} s${each}${writer}`);
+    };
     show('one-way, transactions of 1,000', t.oneWay.batched);
     show('one-way, one transaction', t.oneWay.oneTransaction);
     show('two sources, transactions of 1,000', t.swap.batched);
@@ -202,10 +229,15 @@ async function replicationPhases(
   backlog: Partial<Record<ToolName, BacklogFigures>>;
   fanOut: Partial<Record<ToolName, FanOutFigure[]>>;
 }> {
-  const through: Partial<Record<'Capra' | 'Bucardo', ThroughputFigures>> = {};
-  for (const tool of tools) {
-    through[tool.name] = await benchThroughput({ tool, source: side(a), target: side(b), rows: sizes.burst, trials: sizes.trials, progress });
-  }
+  const through = await benchThroughput({
+    tools,
+    rounds: sizes.burstRounds,
+    source: side(a),
+    target: side(b),
+    rows: sizes.burst,
+    trials: sizes.trials,
+    progress,
+  });
   const backlog: Partial<Record<ToolName, BacklogFigures>> = {};
   for (const tool of tools) {
     backlog[tool.name] = await benchBacklog({
