@@ -17,14 +17,20 @@ import type { Tool, ToolName } from './tools.js';
  * 3.25x and 4.23x Bucardo in two runs ten minutes apart).
  */
 export interface ThroughputFigures {
-  oneWay: { batched: BurstFigure; oneTransaction: BurstFigure; latency: LatencyFigure };
-  swap: { batched: BurstFigure; oneTransaction: BurstFigure };
+  oneWay: Bursts & { latency: LatencyFigure };
+  swap: Bursts;
+}
+
+/** A sync's two bursts. */
+interface Bursts {
+  batched: BurstFigure;
+  oneTransaction: BurstFigure;
 }
 
 /** One tool's round: the bursts, and latency in the first round. */
 interface RoundFigures {
-  oneWay: { batched: BurstFigure; oneTransaction: BurstFigure };
-  swap: { batched: BurstFigure; oneTransaction: BurstFigure };
+  oneWay: Bursts;
+  swap: Bursts;
   latency?: LatencyFigure;
 }
 
@@ -86,11 +92,11 @@ export async function benchThroughput(o: ThroughputOptions): Promise<Partial<Rec
   }
   const figures: Partial<Record<ToolName, ThroughputFigures>> = {};
   for (const [name, rs] of rounds) {
-    const pick = (burst: (r: RoundFigures) => BurstFigure): BurstFigure => medianRound(rs.map(burst));
-    figures[name] = {
-      oneWay: { batched: pick((r) => r.oneWay.batched), oneTransaction: pick((r) => r.oneWay.oneTransaction), latency: rs[0]!.latency! },
-      swap: { batched: pick((r) => r.swap.batched), oneTransaction: pick((r) => r.swap.oneTransaction) },
-    };
+    const median = (sync: (r: RoundFigures) => Bursts): Bursts => ({
+      batched: medianRound(rs.map((r) => sync(r).batched)),
+      oneTransaction: medianRound(rs.map((r) => sync(r).oneTransaction)),
+    });
+    figures[name] = { oneWay: { ...median((r) => r.oneWay), latency: rs[0]!.latency! }, swap: median((r) => r.swap) };
   }
   return figures;
 }
