@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { BENCH_TABLE, connect, createBenchTable, sums, until, write } from './burst.js';
+import { BENCH_TABLE, type Equal, connect, createBenchTable, equalAt, sums, until, write } from './burst.js';
 import type { Row } from './table.js';
 import { createDb } from './throughput.js';
 import type { Tool, ToolName } from './tools.js';
@@ -8,7 +8,8 @@ import type { Tool, ToolName } from './tools.js';
  * The backlog phase: a one-way sync a -> b whose daemon is stopped while
  * `rows` single-row UPDATEs (every row of the bench table once, in
  * transactions of 1,000) are committed on a; then the daemon starts, and the
- * time runs from its start until b's contents equal a's. So the figure is
+ * time runs from its start until b's contents equal a's (by equalAt: until
+ * the checksum that found them equal was sent). So the figure is
  * the tool's rate at working off changes that piled up while it was down,
  * startup included, and the sizes show whether that cost grows linearly.
  * Each size gets fresh databases with a table of `rows` rows.
@@ -17,6 +18,8 @@ export interface BacklogCase {
   rows: number;
   /** From the daemon's start until b equals a; null when the case was not run (see capped). */
   seconds: number | null;
+  /** Until the answer of the checksum that found them equal: the figure as measured before 2026-12-07. */
+  answeredSeconds?: number;
   rowsPerSecond: number | null;
   /** The writer's time for the backlog, daemon stopped. */
   writeSeconds: number;
@@ -64,13 +67,16 @@ export async function setUpBenchSync(
 }
 
 /** Until `target` equals `want`; the cheap look at the last row written first, so that the checksum scans run only near the end. */
-async function caughtUp(target: pg.Client, lastId: number, want: string, limitMs: number): Promise<void> {
+async function caughtUp(target: pg.Client, lastId: number, want: string, limitMs: number): Promise<Equal> {
+  let equal: Equal | null = null;
   await until(
-    async () => (await target.query(`SELECT 1 FROM ${BENCH_TABLE} WHERE id = $1 AND v > 0`, [lastId])).rows.length > 0 && (await sums(target)) === want,
+    async () =>
+      (await target.query(`SELECT 1 FROM ${BENCH_TABLE} WHERE id = $1 AND v > 0`, [lastId])).rows.length > 0 && (equal = await equalAt(target, want)) !== null,
     `the backlog of ${lastId} rows to be applied`,
     limitMs,
     5,
   );
+  return equal!;
 }
 
 async function runCase(o: BacklogOptions, rows: number): Promise<BacklogCase> {
@@ -83,23 +89,24 @@ async function runCase(o: BacklogOptions, rows: number): Promise<BacklogCase> {
     const writeSeconds = Math.round((Number(last - first) / 1e9) * 1000) / 1000;
     const want = await sums(a);
     const started = process.hrtime.bigint();
-    let done = 0n;
+    let done: Equal | null = null;
     try {
       // Watched from the start, not from when start() resolves: Bucardo's
       // start() waits for a kick answered after its first run, which would
       // otherwise count against it.
       await Promise.all([
         o.tool.start(db, o.limitSeconds * 1000),
-        caughtUp(b, rows, want, o.limitSeconds * 1000).then(() => {
-          done = process.hrtime.bigint();
+        caughtUp(b, rows, want, o.limitSeconds * 1000).then((e) => {
+          done = e;
         }),
       ]);
     } catch (e) {
       const why = `not caught up in ${o.limitSeconds} s (${e instanceof Error ? e.message.split('\n')[0] : String(e)})`;
       return { rows, seconds: null, rowsPerSecond: null, writeSeconds, capped: why };
     }
-    const seconds = Number(done - started) / 1e9;
-    return { rows, seconds: Math.round(seconds * 1000) / 1000, rowsPerSecond: Math.round(rows / seconds), writeSeconds };
+    const since = (t: bigint): number => Math.round((Number(t - started) / 1e9) * 1000) / 1000;
+    const seconds = since(done!.at);
+    return { rows, seconds, answeredSeconds: since(done!.answered), rowsPerSecond: Math.round(rows / seconds), writeSeconds };
   } finally {
     await Promise.all([a.end(), b.end()]);
     await o.tool.stop();

@@ -161,13 +161,14 @@ function tableRows(
 /** Each burst's seconds, per tool. */
 function printBursts(through: Partial<Record<ToolName, ThroughputFigures>>): void {
   console.log(
-    `\nBursts (seconds from the release of the committed burst until equal, median of ${sizes.burstRounds} interleaved rounds; each round's, and the writer's own time, in brackets):`,
+    `\nBursts (seconds from the release of the committed burst until equal, median of ${sizes.burstRounds} interleaved rounds; each round's, the median round's until its checksum answered, and the writer's own time, in brackets):`,
   );
   for (const [name, t] of Object.entries(through)) {
     const show = (label: string, f: ThroughputFigures['swap']['batched']): void => {
       const each = f.roundSeconds && f.roundSeconds.length > 1 ? `  (rounds ${f.roundSeconds.map((x) => x.toFixed(2)).join(', ')})` : '';
       const writer = f.writeSeconds > 0 ? `  (writer ${f.writeSeconds.toFixed(2)} s)` : '';
-      console.log(`  ${name.padEnd(8)} ${label.padEnd(32)} ${f.seconds.toFixed(2).padStart(7)} s${each}${writer}`);
+      const answered = `  (answered ${f.answeredSeconds.toFixed(2)} s)`;
+      console.log(`  ${name.padEnd(8)} ${label.padEnd(32)} ${f.seconds.toFixed(2).padStart(7)} s${each}${answered}${writer}`);
     };
     show('one-way, transactions of 1,000', t.oneWay.batched);
     show('one-way, one transaction', t.oneWay.oneTransaction);
@@ -184,10 +185,15 @@ function printPhases(phases: PhaseFigure[]): void {
 
 /** The backlog and fan-out figures behind their table rows, one line each. */
 function printLoadPhases(backlog: Partial<Record<ToolName, BacklogFigures>>, fanOut: Partial<Record<ToolName, FanOutFigure[]>>): void {
-  console.log("\nBacklogs (seconds from the daemon's start until equal; the writer's own time, daemon stopped, in brackets):");
+  console.log(
+    "\nBacklogs (seconds from the daemon's start until equal; until the checksum that found it equal answered, and the writer's own time, daemon stopped, in brackets):",
+  );
   for (const [name, f] of Object.entries(backlog)) {
     for (const c of f.cases) {
-      const figure = c.seconds === null ? c.capped : `${c.seconds.toFixed(2).padStart(7)} s  (${c.writeSeconds.toFixed(2)} s)`;
+      const figure =
+        c.seconds === null
+          ? c.capped
+          : `${c.seconds.toFixed(2).padStart(7)} s  (answered ${c.answeredSeconds?.toFixed(2)} s)  (${c.writeSeconds.toFixed(2)} s)`;
       console.log(`  ${name.padEnd(8)} ${c.rows.toLocaleString('en-US').padStart(9)} rows ${figure}`);
     }
   }
