@@ -18,7 +18,7 @@ export interface BacklogCase {
   rows: number;
   /** From the daemon's start until b equals a; null when the case was not run (see capped). */
   seconds: number | null;
-  /** Until the answer of the checksum that found them equal: the figure as measured before 2026-12-07. */
+  /** Until the answer of the checksum that found them equal: the figure as measured before 2026-12-07 02:00 UTC. */
   answeredSeconds?: number;
   rowsPerSecond: number | null;
   /** The writer's time for the backlog, daemon stopped. */

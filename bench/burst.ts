@@ -19,7 +19,7 @@ export interface BurstFigure {
    * equal was sent (equalAt), not until its answer came back.
    */
   seconds: number;
-  /** Until that checksum's answer came back, on the last node to agree: the figure as measured before 2026-12-07 (see bench/README.md). */
+  /** Until that checksum's answer came back, on the last node to agree: the figure as measured before 2026-12-07 02:00 UTC (see bench/README.md). */
   answeredSeconds: number;
   rowsPerSecond: number;
   /** From the first commit to the last (0 for one transaction). */
