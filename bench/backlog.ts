@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { BENCH_TABLE, type Equal, connect, createBenchTable, equalAt, sums, until, write } from './burst.js';
+import { BENCH_TABLE, type Equal, connect, createBenchTable, equalOnceArrived, lastValue, sums, until, write } from './burst.js';
 import type { Row } from './table.js';
 import { createDb } from './throughput.js';
 import type { Tool, ToolName } from './tools.js';
@@ -18,8 +18,8 @@ export interface BacklogCase {
   rows: number;
   /** From the daemon's start until b equals a; null when the case was not run (see capped). */
   seconds: number | null;
-  /** Until the answer of the checksum that found them equal: the figure as measured before 2026-12-07 02:00 UTC. */
-  answeredSeconds?: number;
+  /** Until the answer of the checksum that found them equal: the figure as measured before 2026-12-07 02:00 UTC; null as seconds. */
+  answeredSeconds: number | null;
   rowsPerSecond: number | null;
   /** The writer's time for the backlog, daemon stopped. */
   writeSeconds: number;
@@ -66,16 +66,10 @@ export async function setUpBenchSync(
   return urls;
 }
 
-/** Until `target` equals `want`; the cheap look at the last row written first, so that the checksum scans run only near the end. */
-async function caughtUp(target: pg.Client, lastId: number, want: string, limitMs: number): Promise<Equal> {
+/** Until `target` equals `want` (equalOnceArrived, polled every 5 ms): when it was found so. */
+async function caughtUp(target: pg.Client, lastId: number, lastV: number, want: string, limitMs: number): Promise<Equal> {
   let equal: Equal | null = null;
-  await until(
-    async () =>
-      (await target.query(`SELECT 1 FROM ${BENCH_TABLE} WHERE id = $1 AND v > 0`, [lastId])).rows.length > 0 && (equal = await equalAt(target, want)) !== null,
-    `the backlog of ${lastId} rows to be applied`,
-    limitMs,
-    5,
-  );
+  await until(async () => (equal = await equalOnceArrived(target, lastId, lastV, want)) !== null, `the backlog of ${lastId} rows to be applied`, limitMs, 5);
   return equal!;
 }
 
@@ -88,6 +82,7 @@ async function runCase(o: BacklogOptions, rows: number): Promise<BacklogCase> {
     const { first, last } = await write(a, rows, 1000);
     const writeSeconds = Math.round((Number(last - first) / 1e9) * 1000) / 1000;
     const want = await sums(a);
+    const lastV = await lastValue(a, rows);
     const started = process.hrtime.bigint();
     let done: Equal | null = null;
     try {
@@ -96,13 +91,13 @@ async function runCase(o: BacklogOptions, rows: number): Promise<BacklogCase> {
       // otherwise count against it.
       await Promise.all([
         o.tool.start(db, o.limitSeconds * 1000),
-        caughtUp(b, rows, want, o.limitSeconds * 1000).then((e) => {
+        caughtUp(b, rows, lastV, want, o.limitSeconds * 1000).then((e) => {
           done = e;
         }),
       ]);
     } catch (e) {
       const why = `not caught up in ${o.limitSeconds} s (${e instanceof Error ? e.message.split('\n')[0] : String(e)})`;
-      return { rows, seconds: null, rowsPerSecond: null, writeSeconds, capped: why };
+      return { rows, seconds: null, answeredSeconds: null, rowsPerSecond: null, writeSeconds, capped: why };
     }
     const since = (t: bigint): number => Math.round((Number(t - started) / 1e9) * 1000) / 1000;
     const seconds = since(done!.at);
@@ -120,7 +115,7 @@ export async function benchBacklog(o: BacklogOptions): Promise<BacklogFigures> {
     const given = cases.find((c) => c.capped);
     cases.push(
       given
-        ? { rows, seconds: null, rowsPerSecond: null, writeSeconds: 0, capped: `not tried: ${given.rows} rows already ${given.capped}` }
+        ? { rows, seconds: null, answeredSeconds: null, rowsPerSecond: null, writeSeconds: 0, capped: `not tried: ${given.rows} rows already ${given.capped}` }
         : await runCase(o, rows),
     );
   }

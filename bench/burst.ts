@@ -82,6 +82,21 @@ export async function equalAt(c: pg.Client, want: string): Promise<Equal | null>
   return (await sums(c)) === want ? { at, answered: process.hrtime.bigint() } : null;
 }
 
+/**
+ * equalAt, once the last row written (`id`, now holding `v`) has arrived on
+ * `c`: the cheap look by key first, so that the checksum's scans of the
+ * whole table run only near the end and do not slow the apply down.
+ */
+export async function equalOnceArrived(c: pg.Client, id: number, v: number, want: string): Promise<Equal | null> {
+  const arrived = (await c.query(`SELECT 1 FROM ${BENCH_TABLE} WHERE id = $1 AND v = $2`, [id, v])).rows.length > 0;
+  return arrived ? equalAt(c, want) : null;
+}
+
+/** The bench table's `v` of row `id` on the writer: what equalOnceArrived looks for. */
+export async function lastValue(writer: pg.Client, id: number): Promise<number> {
+  return (await writer.query<{ v: number }>(`SELECT v FROM ${BENCH_TABLE} WHERE id = $1`, [id])).rows[0]!.v;
+}
+
 /** Polls `cond` every `everyMs` until it holds; throws naming `what` after `timeoutMs`. */
 export async function until(cond: () => Promise<boolean>, what: string, timeoutMs: number, everyMs = 2): Promise<void> {
   const end = Date.now() + timeoutMs;
@@ -123,10 +138,9 @@ export async function write(c: pg.Client, rows: number, txRows: number | 'all'):
  * rate at bringing a target up to date with a committed burst, not the
  * writer's rate (a tool that keeps pace with the writer would otherwise show
  * only how fast the writer wrote), and every tool gets the same backlog.
- * Each node is polled only after the release, 5 ms apart, first by the cheap
- * look at the burst's last row (by its key), and by the checksum once that
- * row has arrived: a checksum scan of the whole table every 5 ms kept a core
- * busy on the nodes that the apply was writing to, and slowed it.
+ * Each node is polled only after the release, 5 ms apart, by
+ * equalOnceArrived: a checksum scan of the whole table every 5 ms kept a
+ * core busy on the nodes that the apply was writing to, and slowed it.
  */
 export async function timeBurst(writer: pg.Client, others: { url: string; client: pg.Client }[], rows: number, txRows: number | 'all'): Promise<BurstFigure> {
   const holds = await Promise.all(others.map((o) => connect(o.url)));
@@ -134,13 +148,11 @@ export async function timeBurst(writer: pg.Client, others: { url: string; client
     for (const h of holds) await h.query(`BEGIN; LOCK TABLE ${BENCH_TABLE} IN ACCESS EXCLUSIVE MODE`);
     const { first, last } = await write(writer, rows, txRows);
     const want = await sums(writer);
-    const lastV = (await writer.query<{ v: number }>(`SELECT v FROM ${BENCH_TABLE} WHERE id = $1`, [rows])).rows[0]!.v;
+    const lastV = await lastValue(writer, rows);
     const equal = new Map<pg.Client, Equal>();
     const arrived = async (c: pg.Client): Promise<boolean> => {
-      if (!equal.has(c) && (await c.query(`SELECT 1 FROM ${BENCH_TABLE} WHERE id = $1 AND v = $2`, [rows, lastV])).rows.length > 0) {
-        const found = await equalAt(c, want);
-        if (found) equal.set(c, found);
-      }
+      const found = equal.has(c) ? null : await equalOnceArrived(c, rows, lastV, want);
+      if (found) equal.set(c, found);
       return equal.has(c);
     };
     const released = process.hrtime.bigint();

@@ -193,7 +193,7 @@ function printLoadPhases(backlog: Partial<Record<ToolName, BacklogFigures>>, fan
       const figure =
         c.seconds === null
           ? c.capped
-          : `${c.seconds.toFixed(2).padStart(7)} s  (answered ${c.answeredSeconds?.toFixed(2)} s)  (${c.writeSeconds.toFixed(2)} s)`;
+          : `${c.seconds.toFixed(2).padStart(7)} s  (answered ${c.answeredSeconds?.toFixed(2) ?? 'n/a'} s)  (${c.writeSeconds.toFixed(2)} s)`;
       console.log(`  ${name.padEnd(8)} ${c.rows.toLocaleString('en-US').padStart(9)} rows ${figure}`);
     }
   }
