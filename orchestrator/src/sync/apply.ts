@@ -85,6 +85,36 @@ export function useKeyIndex(t: TableMeta, n: number): boolean {
 }
 
 /**
+ * Up to this many keys looked up by the key index go to it as one array
+ * (`key = ANY (ARRAY(...))`) rather than joined key by key, when the key is
+ * one column of a plain type (TEXT_READ_TYPES: an array-typed key would
+ * make a two-dimensional array) and the table is not partitioned (each
+ * partition's index would be given every key, and before PostgreSQL 17
+ * descended once per key). The index then reads the keys in one ordered
+ * pass from PostgreSQL 17 on; older servers descend it once per key, as the
+ * join does, with less overhead. A target's DELETE of 100,000 keys of a
+ * 400,000-row table took 67 ms against 145 ms joined (PostgreSQL 18; 122
+ * against 132 ms on 15); of 20,000 keys of 100,000 rows, 15 against 30 ms;
+ * with text keys in no order, 147 against 313 ms (202 against 246 on 15);
+ * of 10,000 keys spread over 1,000,000 rows, 24 against 23 ms (medians of
+ * 6 rounds, by hand, each DELETE then a COPY of the rows back, alternating).
+ * Above it the array, which the server builds in memory, is left to the join.
+ */
+export const KEY_ARRAY_MAX = 200_000;
+
+/** Whether `n` keys of `t`, looked up by its key index (`indexed`) in a table that is partitioned or not on that side, go to it as one array (see KEY_ARRAY_MAX). */
+export function keyArray(t: TableMeta, n: number, indexed: boolean, partitioned: boolean): boolean {
+  return indexed && !partitioned && n <= KEY_ARRAY_MAX && !t.shape?.fullRow && t.keyCols.length === 1 && TEXT_READ_TYPES.test(t.keyTypes[0]!);
+}
+
+/** The target's DELETE of the keys in `keysFrom` (a FROM item aliased k, with the key columns), as one array or joined (see keyArray). */
+function deleteKeysSql(t: TableMeta, keysFrom: string, array: boolean): string {
+  if (!array) return `DELETE FROM ${targetTable(t)} t USING ${keysFrom} WHERE ${identityMatch(t, 't', 'k')}`;
+  const key = quoteIdent(t.keyCols[0]!);
+  return `DELETE FROM ${targetTable(t)} t WHERE t.${key} = ANY (ARRAY(SELECT k.${key} FROM ${keysFrom}))`;
+}
+
+/**
  * Runs `fn` with the joins that suit how the keys are looked up, for this
  * transaction, then turns them back on: by the key index, hash and merge
  * joins are off (nested loops over the index); otherwise nested loops are
@@ -138,10 +168,10 @@ export async function applyKeys(source: pg.ClientBase, target: pg.ClientBase, t:
   return rowsOf((await applyKeysTo(source, [{ client: target, t }], o))[0]!);
 }
 
-/** The SQL of the source's rows of the keys `keysSql` selects, as target table `t` takes them. */
-function rowsQuery(t: TableMeta, keysSql: string): string {
+/** The SQL of the source's rows of the keys `keysSql` selects, as target table `t` takes them (the keys as one array: see keyArray). */
+function rowsQuery(t: TableMeta, keysSql: string, array = false): string {
   return `SELECT ${selectItems(t, t.columns, 's')} FROM ${onlyUnlessPartitioned(t.partitioned)}${quoteTable(t)} s
-           WHERE ${amongKeys(t, keysSql)}${andFilter(t)}`;
+           WHERE ${amongKeys(t, keysSql, array)}${andFilter(t)}`;
 }
 
 /**
@@ -198,8 +228,8 @@ async function applyKeysToGroup(source: pg.ClientBase, receivers: Receiver[], o:
         source,
         t,
         listedKeys(t, keys!),
-        true,
-        receivers.map((r) => ({ ...r, del: () => deleteListedKeys(r.client, r.t, keys!, true) })),
+        { indexed: true, n },
+        receivers.map((r) => ({ ...r, del: () => deleteListedKeys(r.client, r.t, keys!, n) })),
         phases,
       );
     }
@@ -224,14 +254,19 @@ async function applyKeysToGroup(source: pg.ClientBase, receivers: Receiver[], o:
     source,
     t,
     keysQuery(t, except),
-    indexed,
+    { indexed, n: all },
     receivers.map((r) => ({
       ...r,
-      del: () =>
-        joinsFor(r.client, r.t, indexed, () => r.client.query(`DELETE FROM ${targetTable(r.t)} t USING ${temp} k WHERE ${identityMatch(r.t, 't', 'k')}`)),
+      del: () => joinsFor(r.client, r.t, indexed, () => r.client.query(deleteKeysSql(r.t, `${temp} k`, keyArray(r.t, all, indexed, r.t.targetPartitioned)))),
     })),
     phases,
   );
+}
+
+/** How a batch's keys are looked up in a table: by its key index or not (useKeyIndex), and how many they are (see keyArray). */
+interface KeyLookup {
+  indexed: boolean;
+  n: number;
 }
 
 /**
@@ -243,11 +278,11 @@ function deleteAndCopy(
   source: pg.ClientBase,
   t: TableMeta,
   keysSql: string,
-  indexed: boolean,
+  { indexed, n }: KeyLookup,
   targets: (Receiver & { del: () => Promise<unknown> })[],
   phases?: ApplyPhases,
 ): Promise<Outcome[]> {
-  const copyOut = `COPY (${rowsQuery(t, keysSql)}) TO STDOUT`;
+  const copyOut = `COPY (${rowsQuery(t, keysSql, keyArray(t, n, indexed, t.partitioned))}) TO STDOUT`;
   const copyIn = (r: Receiver): string => `COPY ${targetTable(r.t)} (${r.t.columns.map(quoteIdent).join(', ')}) FROM STDIN`;
   return joinsFor(source, t, indexed, () =>
     deleteThenCopy(
@@ -264,10 +299,10 @@ function listedKeys(t: TableMeta, keysJson: string): string {
   return `SELECT ${t.keyCols.map((k) => `k.${quoteIdent(k)}`).join(', ')} FROM jsonb_to_recordset(${quoteLiteral(keysJson)}::jsonb) AS k(${keyDefs(t)})`;
 }
 
-/** The target's DELETE of the keys in `keysJson` (a JSON array of objects by key column). */
-function deleteListedKeys(target: pg.ClientBase, t: TableMeta, keysJson: string, indexed: boolean): Promise<unknown> {
-  return joinsFor(target, t, indexed, () =>
-    target.query(`DELETE FROM ${targetTable(t)} t USING jsonb_to_recordset($1::jsonb) AS k(${keyDefs(t)}) WHERE ${identityMatch(t, 't', 'k')}`, [keysJson]),
+/** The target's DELETE of the `n` keys in `keysJson` (a JSON array of objects by key column), by the key index. */
+function deleteListedKeys(target: pg.ClientBase, t: TableMeta, keysJson: string, n: number): Promise<unknown> {
+  return joinsFor(target, t, true, () =>
+    target.query(deleteKeysSql(t, `jsonb_to_recordset($1::jsonb) AS k(${keyDefs(t)})`, keyArray(t, n, true, t.targetPartitioned)), [keysJson]),
   );
 }
 
@@ -298,9 +333,11 @@ export async function applyTruncate(source: pg.ClientBase, target: pg.ClientBase
 export async function applyKeyList(source: pg.ClientBase | null, target: pg.ClientBase, t: TableMeta, keys: Record<string, string>[]): Promise<number> {
   const json = JSON.stringify(keys);
   if (!source) {
-    await deleteListedKeys(target, t, json, true);
+    await deleteListedKeys(target, t, json, keys.length);
     return 0;
   }
-  const [outcome] = await deleteAndCopy(source, t, listedKeys(t, json), true, [{ client: target, t, del: () => deleteListedKeys(target, t, json, true) }]);
+  const [outcome] = await deleteAndCopy(source, t, listedKeys(t, json), { indexed: true, n: keys.length }, [
+    { client: target, t, del: () => deleteListedKeys(target, t, json, keys.length) },
+  ]);
   return rowsOf(outcome!);
 }

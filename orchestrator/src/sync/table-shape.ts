@@ -71,9 +71,14 @@ export function identityMatch(t: Shaped, a: string, b: string): string {
   return t.keyCols.map((k) => `${a}.${quoteIdent(k)} = ${b}.${quoteIdent(k)}`).join(' AND ');
 }
 
-/** The condition on the source's row `s` that it is one of the keys `keysSql` selects (columns named as the key). */
-export function amongKeys(t: Shaped, keysSql: string): string {
+/**
+ * The condition on the source's row `s` that it is one of the keys `keysSql`
+ * selects (columns named as the key); with `asArray` (a one-column key, see
+ * keyArray in apply.ts), as one array the key index scans in one pass.
+ */
+export function amongKeys(t: Shaped, keysSql: string, asArray = false): string {
   if (t.shape?.fullRow) return `${rowText(t.keyCols, 's')} IN (SELECT ${rowText(t.keyCols, 'q')} FROM (${keysSql}) q)`;
+  if (asArray) return `s.${quoteIdent(t.keyCols[0]!)} = ANY (ARRAY(${keysSql}))`;
   return `(${t.keyCols.map((k) => `s.${quoteIdent(k)}`).join(', ')}) IN (${keysSql})`;
 }
 
