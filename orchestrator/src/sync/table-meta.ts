@@ -34,8 +34,9 @@ export interface TableRow {
   types?: Record<string, string>;
   /**
    * Source side only: the table's rows as the planner last estimated them
-   * (pg_class.reltuples, summed over the partitions of a partitioned table;
-   * from its size when never analyzed), for choosing how a batch's keys are
+   * (pg_class.reltuples, summed over the leaf partitions of a partitioned
+   * table: an analyzed parent has the whole table's figure too; from its
+   * size when never analyzed), for choosing how a batch's keys are
    * looked up (see useKeyIndex in apply.ts).
    */
   estimatedRows?: number;
@@ -52,7 +53,7 @@ export async function sourceTables(client: pg.ClientBase, relids: number[]): Pro
             (SELECT jsonb_object_agg(a.attname, format_type(a.atttypid, a.atttypmod)) FROM pg_attribute a
               WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS types,
             (SELECT coalesce(sum(CASE WHEN p.reltuples > 0 THEN p.reltuples ELSE pg_relation_size(p.oid) / 100 END), 0)::float8
-               FROM pg_class p WHERE p.oid = c.oid OR p.oid IN (SELECT t.relid FROM pg_partition_tree(c.oid) t WHERE t.isleaf)) AS "estimatedRows"
+               FROM pg_class p WHERE (p.oid = c.oid AND c.relkind <> 'p') OR p.oid IN (SELECT t.relid FROM pg_partition_tree(c.oid) t WHERE t.isleaf)) AS "estimatedRows"
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY ($1::oid[])`,
     [relids],
   );
