@@ -5,7 +5,7 @@
 // a backlog's cost grows with its size, not with its size times the table's.
 import t from 'tap';
 import { Connections } from '../orchestrator/src/db/connections.js';
-import { INDEX_LOOKUP_KEYS, useKeyIndex } from '../orchestrator/src/sync/apply.js';
+import { ARRAY_SCAN_MAJOR, INDEX_LOOKUP_KEYS, KEY_ARRAY_MAX, keyLookup, useKeyIndex } from '../orchestrator/src/sync/apply.js';
 import { MAX_BATCH_GROWTH, afterRun, batchSize } from '../orchestrator/src/sync/batch-size.js';
 import { type LaneState, runLane } from '../orchestrator/src/sync/lane.js';
 import type { TableMeta } from '../orchestrator/src/sync/table-meta.js';
@@ -49,6 +49,38 @@ t.test('keys are looked up by index unless they are a large share of the table',
   t.ok(useKeyIndex(table(1_000_000), 10_000), '10,000 keys of 1,000,000 rows: by index');
   t.notOk(useKeyIndex(table(1_000_000), 900_000), '900,000 keys of 1,000,000 rows: a scan of the table');
   t.notOk(useKeyIndex(table(0), INDEX_LOOKUP_KEYS + 1), 'a table never analyzed and empty: a scan');
+});
+
+t.test('keys of one plain column go to the key index as one array, up to half the table from PostgreSQL 17', async (t) => {
+  const table = (keyTypes: string[], estimatedRows = 100_000): TableMeta =>
+    ({
+      schema: 'public',
+      table: 'x',
+      relid: 1,
+      keyCols: keyTypes.map((_, i) => `k${i}`),
+      keyTypes,
+      columns: ['k0', 'k1'],
+      partitioned: false,
+      targetPartitioned: false,
+      estimatedRows,
+    }) as TableMeta;
+  const int = table(['integer']);
+  t.same(keyLookup(int, 20_000, false, 15), { indexed: true, array: true }, 'a fifth of the table, before 17: by the index, as one array');
+  t.same(keyLookup(int, 40_000, false, 15), { indexed: false, array: false }, 'two fifths, before 17: hash-joined');
+  t.same(keyLookup(int, 40_000, false, ARRAY_SCAN_MAJOR), { indexed: true, array: true }, 'two fifths from 17: by the index, as one array');
+  t.same(keyLookup(int, 60_000, false, 18), { indexed: false, array: false }, 'three fifths from 17: hash-joined');
+  t.same(keyLookup(int, 40_000, true, 18), { indexed: false, array: false }, 'a partitioned table: not as an array, so hash-joined at two fifths');
+  t.same(keyLookup(int, 20_000, true, 18), { indexed: true, array: false }, 'a partitioned table: joined key by key at a fifth');
+  const pair = table(['integer', 'text']);
+  t.same(keyLookup(pair, 40_000, false, 18), { indexed: false, array: false }, 'a two-column key: hash-joined at two fifths');
+  t.same(keyLookup(pair, 20_000, false, 18), { indexed: true, array: false }, 'a two-column key: joined key by key at a fifth');
+  t.same(keyLookup(table(['integer[]']), 20_000, false, 18), { indexed: true, array: false }, 'an array-typed key: joined key by key');
+  for (const type of ['smallint', 'bigint', 'text', 'uuid', 'character varying(12)'])
+    t.ok(keyLookup(table([type]), 20_000, false, 18).array, `a ${type} key: as one array`);
+  const huge = table(['bigint'], 10_000_000);
+  t.same(keyLookup(huge, KEY_ARRAY_MAX, false, 18), { indexed: true, array: true }, 'KEY_ARRAY_MAX keys: as one array');
+  t.same(keyLookup(huge, KEY_ARRAY_MAX + 1, false, 18), { indexed: true, array: false }, 'more: joined key by key');
+  t.same(keyLookup(int, 20, false, 18), { indexed: true, array: true }, 'a few keys: as one array');
 });
 
 t.test('a backlog in a lane: growing batches, each a whole number of transactions, and no table read whole for 15% of its keys', async (t) => {

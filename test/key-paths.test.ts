@@ -8,7 +8,8 @@
 // source, deletes included, for values that are easy to get wrong as text.
 import t from 'tap';
 import { Connections } from '../orchestrator/src/db/connections.js';
-import { INDEX_LOOKUP_KEYS, keyArray, useKeyIndex } from '../orchestrator/src/sync/apply.js';
+import { serverMajor } from '../orchestrator/src/db/server-major.js';
+import { ARRAY_SCAN_MAJOR, INDEX_LOOKUP_KEYS, keyArray, keyLookup, useKeyIndex } from '../orchestrator/src/sync/apply.js';
 import { type LaneState, runLane } from '../orchestrator/src/sync/lane.js';
 import { matchOnTarget, sourceTables } from '../orchestrator/src/sync/table-meta.js';
 import { silentLogger } from '../orchestrator/src/util/logger.js';
@@ -125,9 +126,12 @@ t.test('keys looked up by the key index, as one array or joined, apply exactly (
 
   // A sixth of each table's keys changed in one batch: more than go as JSON, few enough for the key index.
   const changed = indexedRows / 6;
+  // Then two fifths of the rows: by the key index as one array where the servers are of PostgreSQL 17 or later, hash-joined otherwise.
+  const twoFifths = (indexedRows - changed / 2 + 100) * 0.4;
   const source = await conns.connect('a');
   const target = await conns.connect('b');
   try {
+    const majors = [await serverMajor(source), await serverMajor(target)];
     const relids = await sql<{ relid: number; name: string }>(
       job.urls.a!,
       `SELECT c.oid::int AS relid, c.relname AS name FROM pg_class c WHERE c.relname = ANY ($1::text[])`,
@@ -138,11 +142,10 @@ t.test('keys looked up by the key index, as one array or joined, apply exactly (
       const n = changed + 100;
       t.ok(n > INDEX_LOOKUP_KEYS && useKeyIndex(meta, n), `${meta.table}: ${n} keys are looked up by the key index`);
       const want = indexed[meta.table]!.array;
-      t.equal(
-        keyArray(meta, n, true, meta.partitioned) && keyArray(meta, n, true, meta.targetPartitioned),
-        want,
-        `${meta.table}: ${want ? 'as one array' : 'joined'}`,
-      );
+      t.equal(keyArray(meta, n, meta.partitioned) && keyArray(meta, n, meta.targetPartitioned), want, `${meta.table}: ${want ? 'as one array' : 'joined'}`);
+      const [onSource, onTarget] = [keyLookup(meta, twoFifths, meta.partitioned, majors[0]!), keyLookup(meta, twoFifths, meta.targetPartitioned, majors[1]!)];
+      const arrays = want && majors.every((m) => m >= ARRAY_SCAN_MAJOR);
+      t.same([onSource, onTarget], Array(2).fill({ indexed: arrays, array: arrays }), `${meta.table}, two fifths: ${arrays ? 'as one array' : 'hash-joined'}`);
     }
   } finally {
     source.release();
@@ -168,4 +171,10 @@ t.test('keys looked up by the key index, as one array or joined, apply exactly (
     t.equal(a.n, indexedRows - changed / 2 + 100, `${name}: ${a.n} rows left on the source`);
     t.same(b, a, `${name} on the target equals the source`);
   }
+  // Every row whose v ends in 1, 2, 6 or 7 (two fifths of them), updated in one batch.
+  for (const name of Object.keys(indexed)) await sql(job.urls.a!, `UPDATE ${name} SET v = v * 2 WHERE abs(v) % 5 IN (1, 2)`);
+  const most = await runLane(conns, lane, 100_000, state);
+  t.equal(most.deltas, Object.keys(indexed).length * twoFifths, 'one batch of two fifths of every table');
+  for (const name of Object.keys(indexed))
+    t.same(await contents(job.urls.b!, name), await contents(job.urls.a!, name), `${name}, two fifths: the target equals the source`);
 });
