@@ -31,8 +31,18 @@ t.test("a receiver's DELETE fails while the source sends its rows: the run goes 
   const user = new pg.Client({ connectionString: job.urls.b! });
   await user.connect();
   t.teardown(() => user.end());
-  await user.query('BEGIN');
-  await user.query(`UPDATE x SET v = 'user on b' WHERE id = 1`);
+  // The contents can match while a run still applies a's rows to b again (copy_data's clone, then the lane's
+  // batch of the same rows, idempotently): the user's UPDATE then waits for that run and finds key 1 deleted
+  // and inserted anew, and updates nothing. Take the lock again until it holds key 1.
+  await waitFor(
+    async () => {
+      await user.query('BEGIN');
+      if ((await user.query(`UPDATE x SET v = 'user on b' WHERE id = 1`)).rowCount === 1) return true;
+      await user.query('ROLLBACK');
+      return false;
+    },
+    { what: "the user's UPDATE on b to hold key 1" },
+  );
   await sql(job.urls.a!, `UPDATE x SET v = 'from a ' || repeat('.', 8000)`);
   await waitFor(
     async () =>
