@@ -62,7 +62,12 @@ export async function openNodes(clients: Map<string, pg.ClientBase>, job: string
 
 /**
  * Keys a source does not send (lost conflicts), in a temp table on it that
- * its key query leaves out: "source\0table" -> temp table name.
+ * its key query leaves out: "source\0table" -> temp table name. The table
+ * is indexed on the key: where the batch's keys are looked up by the key
+ * index, hash joins are off for the source's row fetch (see joinsFor in
+ * apply.ts), and its NOT EXISTS against an unindexed table read the whole
+ * table once per key: 50,000 keys with 5,000 withheld took 17.9 s on
+ * PostgreSQL 18, and 52 ms with the index.
  */
 export async function withholdKeys(sources: SourceRun[], withheld: Settlement['withheld']): Promise<Map<string, string>> {
   const exceptTables = new Map<string, string>();
@@ -78,6 +83,7 @@ export async function withholdKeys(sources: SourceRun[], withheld: Settlement['w
           `CREATE TEMP TABLE ${quoteIdent(name)} ON COMMIT DROP AS SELECT ${cols} FROM jsonb_to_recordset($1::jsonb) AS r(${keyDefs(meta)})`,
           [`[${keys.join(',')}]`],
         );
+        await s.client.query(`CREATE INDEX ON ${quoteIdent(name)} (${cols})`);
       } catch (err) {
         throw applyError(db, err, table);
       }
