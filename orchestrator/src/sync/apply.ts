@@ -6,7 +6,7 @@ import { batchChanges } from './delta-log.js';
 import type { TableMeta } from './table-meta.js';
 import { type ApplyPhases, timed } from './apply-phases.js';
 import { type Outcome, copyBetween, deleteThenCopy, rowsOf } from './copy-rows.js';
-import { amongKeys, andFilter, identityMatch, selectItems, targetTable, whereFilter } from './table-shape.js';
+import { amongKeys, andFilter, identityMatch, keyInArray, selectItems, targetTable, whereFilter } from './table-shape.js';
 
 /**
  * Applying one table of a batch (see startBatch in delta-log.ts) to a
@@ -152,8 +152,7 @@ const listedLookup = (t: TableMeta, n: number, partitioned: boolean): KeyLookup 
 /** The target's DELETE of the keys in `keysFrom` (a FROM item aliased k, with the key columns), as one array or joined (see keyArray). */
 function deleteKeysSql(t: TableMeta, keysFrom: string, array: boolean): string {
   if (!array) return `DELETE FROM ${targetTable(t)} t USING ${keysFrom} WHERE ${identityMatch(t, 't', 'k')}`;
-  const key = quoteIdent(t.keyCols[0]!);
-  return `DELETE FROM ${targetTable(t)} t WHERE t.${key} = ANY (ARRAY(SELECT k.${key} FROM ${keysFrom}))`;
+  return `DELETE FROM ${targetTable(t)} t WHERE ${keyInArray(t, 't', `SELECT k.${quoteIdent(t.keyCols[0]!)} FROM ${keysFrom}`)}`;
 }
 
 /**
@@ -340,8 +339,8 @@ function listedKeys(t: TableMeta, keysJson: string): string {
 
 /** The target's DELETE of the `n` keys in `keysJson` (a JSON array of objects by key column), by the key index. */
 function deleteListedKeys(target: pg.ClientBase, t: TableMeta, keysJson: string, n: number): Promise<unknown> {
-  const { array } = listedLookup(t, n, t.targetPartitioned);
-  return joinsFor(target, t, true, () => target.query(deleteKeysSql(t, `jsonb_to_recordset($1::jsonb) AS k(${keyDefs(t)})`, array), [keysJson]));
+  const { indexed, array } = listedLookup(t, n, t.targetPartitioned);
+  return joinsFor(target, t, indexed, () => target.query(deleteKeysSql(t, `jsonb_to_recordset($1::jsonb) AS k(${keyDefs(t)})`, array), [keysJson]));
 }
 
 /**

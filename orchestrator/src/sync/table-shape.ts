@@ -72,13 +72,21 @@ export function identityMatch(t: Shaped, a: string, b: string): string {
 }
 
 /**
+ * The condition that row `alias`'s one-column key is among the keys
+ * `keysSql` selects, as one array the key index scans in one pass (see
+ * keyArray in apply.ts).
+ */
+export function keyInArray(t: Shaped, alias: string, keysSql: string): string {
+  return `${alias}.${quoteIdent(t.keyCols[0]!)} = ANY (ARRAY(${keysSql}))`;
+}
+
+/**
  * The condition on the source's row `s` that it is one of the keys `keysSql`
- * selects (columns named as the key); with `asArray` (a one-column key, see
- * keyArray in apply.ts), as one array the key index scans in one pass.
+ * selects (columns named as the key); with `asArray`, as one array (keyInArray).
  */
 export function amongKeys(t: Shaped, keysSql: string, asArray = false): string {
   if (t.shape?.fullRow) return `${rowText(t.keyCols, 's')} IN (SELECT ${rowText(t.keyCols, 'q')} FROM (${keysSql}) q)`;
-  if (asArray) return `s.${quoteIdent(t.keyCols[0]!)} = ANY (ARRAY(${keysSql}))`;
+  if (asArray) return keyInArray(t, 's', keysSql);
   return `(${t.keyCols.map((k) => `s.${quoteIdent(k)}`).join(', ')}) IN (${keysSql})`;
 }
 
