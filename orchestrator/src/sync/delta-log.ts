@@ -73,12 +73,17 @@ export interface BatchCut {
 /**
  * batchTxids' two txids that choose a batch's end, computed on the source:
  * sending every txid of a large batch to choose its end took as long as
- * reading them.
+ * reading them. Of the `limit` + 1 first txids, the least is the first and,
+ * when there are that many, the greatest is the one past the limit: two
+ * aggregates over them, which need no order (batch_txids is not inlined),
+ * where numbering them in a window and reading the set once for each took
+ * 80 against 72 ms for 160,001 txids. Through bigint, as PostgreSQL 13 has
+ * no min or max of xid8.
  */
 export async function batchCut(source: pg.ClientBase, after: string, upto: string, job: string, relids: number[], limit: number): Promise<BatchCut> {
   const r = await source.query<{ first: string | null; past: string | null }>(
-    `WITH t AS MATERIALIZED (SELECT t, row_number() OVER (ORDER BY t) AS i FROM repl.batch_txids($1, $2, $3, $4::oid[], $5) t)
-     SELECT (SELECT t::text FROM t WHERE i = 1) AS first, (SELECT t::text FROM t WHERE i = $5) AS past`,
+    `SELECT min(t::text::bigint)::text AS first, CASE WHEN count(*) = $5 THEN max(t::text::bigint)::text END AS past
+       FROM repl.batch_txids($1, $2, $3, $4::oid[], $5) t`,
     [after, upto, job, relids, limit + 1],
   );
   const { first, past } = r.rows[0]!;
