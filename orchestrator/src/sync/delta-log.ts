@@ -77,8 +77,8 @@ export interface BatchCut {
  * when there are that many, the greatest is the one past the limit: two
  * aggregates over them, which need no order (batch_txids is not inlined),
  * where numbering them in a window and reading the set once for each took
- * 80 against 72 ms for 160,001 txids. Through bigint, as PostgreSQL 13 has
- * no min or max of xid8.
+ * 80 against 72 ms for 160,001 txids, and an idle run's cut 249 against
+ * 114 µs. Through bigint, as PostgreSQL 13 has no min or max of xid8.
  */
 export async function batchCut(source: pg.ClientBase, after: string, upto: string, job: string, relids: number[], limit: number): Promise<BatchCut> {
   const r = await source.query<{ first: string | null; past: string | null }>(
