@@ -419,7 +419,18 @@ async function main(): Promise<void> {
     });
     const split = await cpuSplit();
     if ('missing' in split) console.log(`writers not pinned: ${split.missing}`);
-    const tps = await benchWriters(writersOptions(pgbench, a, b, tools, split, dir));
+    // A tool failing in the writer phase (Bucardo's capture-only sync once
+    // did not answer a kick after the warm-up) must not take the figures of
+    // the phases before it along: the writer rows are n/a, the failure is
+    // printed and kept in the JSON, and the bench exits 1.
+    let tps: TpsFigure[] = [];
+    let writersFailed: string | null = null;
+    try {
+      tps = await benchWriters(writersOptions(pgbench, a, b, tools, split, dir));
+    } catch (err) {
+      writersFailed = err instanceof Error ? err.message : String(err);
+      console.log(`\nwriters phase failed, its figures are n/a: ${writersFailed}`);
+    }
 
     const rows = tableRows(tps, through, clone, bucardoCopySeconds);
     rows.push(...backlogRows(backlog, loadSizes.backlog), ...fanOutRows(fanOut, loadSizes.fanOutNodes, loadSizes.fanOutRows));
@@ -455,6 +466,7 @@ async function main(): Promise<void> {
           settings: SERVER_SETTINGS,
           table,
           tps,
+          writersFailed,
           throughput: through,
           pinning: 'missing' in split ? { pinned: false, why: split.missing } : { pinned: true, ...split },
           phases,
@@ -469,6 +481,10 @@ async function main(): Promise<void> {
       ),
     );
     console.log(`\nwritten to ${path.relative(process.cwd(), file)}`);
+    if (writersFailed !== null) {
+      console.error('bench failed: the writer phase failed (above); the other figures are written');
+      process.exitCode = 1;
+    }
   } finally {
     await bucardo?.close();
     await Promise.all(clusters.map((c) => c.stop()));
