@@ -7,10 +7,30 @@ import { addCaptureTriggers, defaultDdlOptions } from '../orchestrator/src/trigg
 import { installSide } from '../orchestrator/src/db/schema-side.js';
 import { registerConsumers, trackTable, trackedTables } from '../orchestrator/src/triggers/consumers.js';
 import { captureFaults } from '../orchestrator/src/validate/capture-check.js';
+import { markApplier } from '../orchestrator/src/sync/applier-session.js';
 import { silentLogger } from '../orchestrator/src/util/logger.js';
 import { freshDb, sql, testClusters, untilSentinel, withClient } from './harness/db.js';
 
 const [c1] = testClusters().clusters;
+
+/**
+ * How often a marked applier's insert into p called the capture function
+ * (track_functions counts PL/pgSQL calls): marked by hand under `role`, or by
+ * markApplier itself ('applier', which takes replica role as superuser).
+ */
+function captureCalls(url: string, role: 'origin' | 'replica' | 'applier', cascade: 'on' | 'off'): Promise<number> {
+  return withClient(url, async (c) => {
+    await c.query(`SET track_functions = 'pl'`);
+    if (role !== 'applier') await c.query(`SET session_replication_role = ${role}`);
+    await c.query('BEGIN');
+    if (role === 'applier') await markApplier(c, 'job1', cascade === 'on', {});
+    else await c.query(`SELECT set_config('capra.origin', 'job1', true), set_config('capra.cascade', $1, true)`, [cascade]);
+    await c.query(`INSERT INTO p VALUES (7, $1, 'counted')`, [cascade]);
+    const r = await c.query<{ n: number }>(`SELECT coalesce(sum(calls), 0)::int AS n FROM pg_stat_xact_user_functions WHERE funcname ~ '^capture_'`);
+    await c.query('ROLLBACK');
+    return r.rows[0]!.n;
+  });
+}
 
 for (const mode of ['statement', 'row'] as const) {
   t.test(`${mode}-level capture`, async (t) => {
@@ -22,7 +42,7 @@ for (const mode of ['statement', 'row'] as const) {
     });
     // Writes under replica role (another tool's, a cascading applier's) are captured as under origin role:
     // row mode by capra_capture_replica, which is skipped for an applier that does not cascade.
-    for (const role of ['origin', 'replica']) {
+    for (const role of ['origin', 'replica'] as const) {
       const w = (stmt: string) => sql(url, `SET session_replication_role = ${role}; ${stmt}`);
       await sql(url, 'TRUNCATE p; DELETE FROM repl.delta');
       const deltas = async (): Promise<{ op: string; pk: unknown }[]> => {
@@ -64,25 +84,19 @@ for (const mode of ['statement', 'row'] as const) {
         [{ op: 'I', pk: { a: 6, b: 'q' }, origin: 'job1' }],
         `with cascade it is captured, marked with its origin (${role} role)`,
       );
-      // Whether the applier's write called the capture function at all (track_functions counts PL/pgSQL calls).
-      const calls = (cascade: string): Promise<number> =>
-        withClient(url, async (c) => {
-          await c.query(`SET track_functions = 'pl'; SET session_replication_role = ${role}`);
-          await c.query('BEGIN');
-          await c.query(`SELECT set_config('capra.origin', 'job1', true), set_config('capra.cascade', $1, true)`, [cascade]);
-          await c.query(`INSERT INTO p VALUES (7, $1, 'counted')`, [cascade]);
-          const r = await c.query<{ n: number }>(`SELECT coalesce(sum(calls), 0)::int AS n FROM pg_stat_xact_user_functions WHERE funcname ~ '^capture_'`);
-          await c.query('ROLLBACK');
-          return r.rows[0]!.n;
-        });
       if (mode === 'row') {
-        t.equal(await calls('on'), 1, `a cascading applier's row calls the capture function once (${role} role)`);
+        t.equal(await captureCalls(url, role, 'on'), 1, `a cascading applier's row calls the capture function once (${role} role)`);
         t.equal(
-          await calls('off'),
+          await captureCalls(url, role, 'off'),
           role === 'replica' ? 0 : 1,
           `a non-cascading applier's row ${role === 'replica' ? 'calls no trigger function under replica role' : 'calls it, and it returns at once (origin role)'}`,
         );
       }
+    }
+    if (mode === 'row') {
+      // The daemon's own marks (which also set capra.quiet, read first by the WHEN, and replica role).
+      t.equal(await captureCalls(url, 'applier', 'on'), 1, 'an applier marked by markApplier that cascades: one call per row');
+      t.equal(await captureCalls(url, 'applier', 'off'), 0, 'an applier marked by markApplier that does not cascade: no call');
     }
     const enabled = await sql<{ tgname: string; tgenabled: string }>(url, `SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'p'::regclass ORDER BY 1`);
     t.same(
@@ -188,6 +202,36 @@ t.test("a role that lost the table's ownership keeps the triggers it made as its
     ],
     'the ALWAYS triggers are kept, not made again the ordinary way (which would not fire under replica role)',
   );
+});
+
+t.test("add-triggers as the owner replaces an older version's capra_capture_replica, whose WHEN does not read capra.quiet", async (t) => {
+  const url = await freshDb(t, c1!, 'capquiet');
+  await sql(url, 'CREATE TABLE p (a int, b text, v text, PRIMARY KEY (a, b))');
+  const add = (): Promise<unknown> =>
+    withClient(url, async (c) => {
+      await installSide(c, 'node', silentLogger);
+      await addCaptureTriggers(c, { schema: 'public', table: 'p' }, ['a', 'b'], 'row', defaultDdlOptions, async () => {});
+    });
+  const readsQuiet = async (): Promise<boolean> =>
+    (await sql<{ q: boolean }>(url, `SELECT pg_get_triggerdef(oid) LIKE '%capra.quiet%' AS q FROM pg_trigger WHERE tgname = 'capra_capture_replica'`))[0]!.q;
+  await add();
+  t.equal(await readsQuiet(), true, "today's WHEN reads capra.quiet");
+  const fn = (await sql<{ fn: string }>(url, `SELECT tgfoid::regproc::text AS fn FROM pg_trigger WHERE tgname = 'capra_capture_replica'`))[0]!.fn;
+  await sql(
+    url,
+    `DROP TRIGGER capra_capture_replica ON p;
+     CREATE TRIGGER capra_capture_replica AFTER INSERT OR UPDATE OR DELETE ON p FOR EACH ROW
+       WHEN (coalesce(current_setting('capra.origin', true), '') = '' OR current_setting('capra.cascade', true) = 'on') EXECUTE FUNCTION ${fn}();
+     ALTER TABLE p ENABLE REPLICA TRIGGER capra_capture_replica`,
+  );
+  t.equal(await readsQuiet(), false, 'as an older version made it, the WHEN does not');
+  t.equal(await captureCalls(url, 'applier', 'off'), 0, 'the older WHEN leaves out a non-cascading applier too');
+  await add();
+  t.equal(await readsQuiet(), true, 'add-triggers made it again with the WHEN that reads capra.quiet');
+  t.equal(await captureCalls(url, 'applier', 'off'), 0, 'a non-cascading applier calls no trigger function');
+  t.equal(await captureCalls(url, 'applier', 'on'), 1, 'a cascading one calls it once');
+  await sql(url, `SET session_replication_role = replica; INSERT INTO p VALUES (8, 'r', 'other tool')`);
+  t.same(await sql(url, 'SELECT op, pk FROM repl.delta'), [{ op: 'I', pk: { a: 8, b: 'r' } }], "another tool's write under replica role is captured");
 });
 
 t.test('an install over an older node side regenerates the capture functions, empties old kick triggers, drops the op CHECK', async (t) => {

@@ -10,7 +10,9 @@ export interface ApplierRole {
 /**
  * Marks a transaction that writes replicated rows (a lane's apply, a clone):
  * capra.origin/cascade for the capture triggers, so the rows are not captured
- * back to this job (and are for downstream jobs when cascading), and
+ * back to this job (and are for downstream jobs when cascading), capra.quiet
+ * when they are not (read first by capra_capture_replica's WHEN: see
+ * REPLICA_WHEN in triggers/ddl.ts), and
  * session_replication_role = replica where the role may set it, so the
  * receiver's own triggers and foreign keys stay quiet. Whether it may is
  * probed once (in a savepoint); after that all of it is one round trip. A
@@ -18,8 +20,8 @@ export interface ApplierRole {
  * probes again.
  */
 export async function markApplier(client: pg.ClientBase, job: string, cascade: boolean, state: ApplierRole): Promise<void> {
-  const marks = `set_config('capra.origin', $1, true), set_config('capra.cascade', $2, true)`;
-  const params = [job, cascade ? 'on' : 'off'];
+  const marks = `set_config('capra.origin', $1, true), set_config('capra.cascade', $2, true), set_config('capra.quiet', $3, true)`;
+  const params = [job, cascade ? 'on' : 'off', cascade ? 'off' : 'on'];
   // A capture trigger that fires only outside replica role, with no
   // capra_capture_replica beside it (add-triggers by a role that does not own
   // the table could not set how they fire), is silent under replica role:
