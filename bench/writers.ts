@@ -107,6 +107,15 @@ async function caughtUp(source: string, target: string, timeoutMs: number): Prom
   }
 }
 
+/**
+ * How long a tool started after a capture-only run may take to drain that
+ * run's log and answer a kick (start()'s bound). Bucardo drained the
+ * warm-up's log (the first run after loading, the slowest) in 46.8 s in the
+ * full run of 2026-12-07 05:28, and the one of 07:05 failed at the default
+ * 60 s; later drains took 5 to 9 s.
+ */
+const DRAIN_START_MS = 300_000;
+
 export async function benchWriters(o: WritersOptions): Promise<TpsFigure[]> {
   o.progress(`writers: loading pgbench at scale ${o.scale} on both servers`);
   for (const side of [o.source, o.target]) {
@@ -158,7 +167,7 @@ export async function benchWriters(o: WritersOptions): Promise<TpsFigure[]> {
       o.progress(`writers: ${what}, ${config}, ${clients} clients${pinned ? ', pinned' : ''}, ${seconds} s`);
       const tps = await pgbenchTps(o.pgbench, { url: o.source.url(db), clients, seconds, scriptDir: o.workDir, ...(split ? { cpus: split.writer } : {}) });
       // Capture only: the daemon empties the log after the run, so the next run starts from none.
-      if (captureOnly) await tool?.start(db);
+      if (captureOnly) await tool?.start(db, DRAIN_START_MS);
       const catchUp = tool ? await caughtUp(o.source.url(db), o.target.url(db), 120_000) : null;
       if (tool && catchUp === null) o.progress(`writers: ${config}: the target still differs from the source 2 minutes after the run`);
       return { tps, catchUp };
