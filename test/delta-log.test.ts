@@ -2,7 +2,7 @@
 // "the changes after a position" are, that a batch read through
 // repl.start_batch / repl.batch_changes is exactly those changes, that the
 // planner inlines batch_changes (the txid index range scan stays: a
-// function scan would read the whole log on every run), that batch_txids
+// function scan would read the whole log on every run), that batch_cut
 // reads the log in the order of that index (never all of it, then sorted),
 // where a batch is cut, pending counts, and how positions are locked,
 // stored and confirmed.
@@ -12,7 +12,6 @@ import {
   appliedPosition,
   batchCut,
   batchTables,
-  batchTxids,
   confirmPosition,
   lockPosition,
   pendingAfter,
@@ -68,14 +67,16 @@ t.test('the delta-log protocol', async (t) => {
     t.same(await after(start, now!.s), [1, 2, 3, 4], 'both at once');
 
     await withClient(job.urls.a!, async (c) => {
-      const txids = await batchTxids(c, start, now!.s, job.name, [rel!.x, rel!.y], 100);
-      t.equal(txids.length, 5, 'batch_txids: one per delta row of both tables');
-      t.same(
-        [...txids].sort((p, q) => (p < q ? -1 : p > q ? 1 : 0)),
-        txids,
-        'in txid order',
-      );
-      t.equal((await batchTxids(c, start, now!.s, job.name, [rel!.x], 2)).length, 2, 'at most the limit');
+      const txids = (
+        await c.query<{ t: string }>(`SELECT d.txid::text AS t FROM repl.changes($1, $2, $3) d WHERE d.relid = ANY ($4::oid[]) ORDER BY d.txid`, [
+          start,
+          now!.s,
+          job.name,
+          [rel!.x, rel!.y],
+        ])
+      ).rows.map((r) => BigInt(r.t));
+      t.equal(txids.length, 5, 'five changes to the two tables');
+      t.ok(txids[0]! < txids[4]!, 'in more than one transaction');
       for (let limit = 1; limit <= txids.length; limit++) {
         t.same(
           await batchCut(c, start, now!.s, job.name, [rel!.x, rel!.y], limit),
@@ -84,13 +85,24 @@ t.test('the delta-log protocol', async (t) => {
         );
       }
       t.same(await batchCut(c, now!.s, now!.s, job.name, [rel!.x, rel!.y], 10), { first: null, past: null }, 'batchCut of nothing: neither');
+      const [ytx] = await sql<{ t: string }>(job.urls.a!, `SELECT d.txid::text AS t FROM repl.changes($1, $2, $3) d WHERE d.relid = $4`, [
+        start,
+        now!.s,
+        job.name,
+        rel!.y,
+      ]);
+      t.same(
+        await batchCut(c, start, now!.s, job.name, [rel!.y], 1),
+        { first: BigInt(ytx!.t), past: null },
+        "batchCut of one table: only that table's changes",
+      );
 
-      // batch_txids runs its own plan (not inlined), with bitmap scans and
+      // batch_cut runs its own plan (not inlined), with bitmap scans and
       // sorts off: the planner, whose statistics of the log lag behind, took
       // a few changes for many, read the whole backlog by a bitmap scan and
       // sorted it on every run. auto_explain shows the plan inside.
-      const [fn] = await sql<{ config: string[] | null }>(job.urls.a!, `SELECT proconfig AS config FROM pg_proc WHERE oid = 'repl.batch_txids'::regproc`);
-      t.same([...(fn!.config ?? [])].sort(), ['enable_bitmapscan=off', 'enable_sort=off'], 'batch_txids: bitmap scans and sorts off');
+      const [fn] = await sql<{ config: string[] | null }>(job.urls.a!, `SELECT proconfig AS config FROM pg_proc WHERE oid = 'repl.batch_cut'::regproc`);
+      t.same([...(fn!.config ?? [])].sort(), ['enable_bitmapscan=off', 'enable_sort=off'], 'batch_cut: bitmap scans and sorts off');
       const logged: string[] = [];
       const onNotice = (n: { message?: string }): void => {
         logged.push(n.message ?? '');
@@ -99,13 +111,13 @@ t.test('the delta-log protocol', async (t) => {
       try {
         await c.query(`LOAD 'auto_explain'`);
         await c.query(`SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on; SET client_min_messages = log`);
-        await c.query('SELECT * FROM repl.batch_txids($1, $2, $3, ARRAY[$4::oid], 10)', [start, now!.s, job.name, rel!.x]);
+        await c.query('SELECT * FROM repl.batch_cut($1, $2, $3, ARRAY[$4::oid], 2)', [start, now!.s, job.name, rel!.x]);
       } finally {
         await c.query('RESET client_min_messages; RESET auto_explain.log_min_duration; RESET auto_explain.log_nested_statements');
         c.off('notice', onNotice);
       }
       const inner = logged.find((m) => /delta/.test(m)) ?? '';
-      t.match(inner, /Index Scan using delta_txid_idx/, 'batch_txids reads the log by its txid index');
+      t.equal(inner.match(/Index Scan using delta_txid_idx/g)?.length, 2, 'batch_cut reads the log by its txid index, once for each txid');
       t.notMatch(inner, /Bitmap|Sort/, 'in its order: no bitmap scan, no sort');
 
       await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');

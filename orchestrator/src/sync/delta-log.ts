@@ -50,18 +50,6 @@ export function changesAfter(after: string, upto: string, job: string, alias = '
   return `repl.changes(${after}::pg_snapshot, ${upto}::pg_snapshot, ${job}) ${alias}`;
 }
 
-/** The txids of the changes after `after` up to `upto` to `relids`, in order, at most `limit` (one per delta row). */
-export async function batchTxids(source: pg.ClientBase, after: string, upto: string, job: string, relids: number[], limit: number): Promise<bigint[]> {
-  const r = await source.query<{ txid: string }>('SELECT t::text AS txid FROM repl.batch_txids($1, $2, $3, $4::oid[], $5) t', [
-    after,
-    upto,
-    job,
-    relids,
-    limit,
-  ]);
-  return r.rows.map((x) => BigInt(x.txid));
-}
-
 /** Where a batch may end, from the txids of the changes after a position (see batchEnd in snapshot.ts). */
 export interface BatchCut {
   /** The first change's txid; null when there is none. */
@@ -71,21 +59,19 @@ export interface BatchCut {
 }
 
 /**
- * batchTxids' two txids that choose a batch's end, computed on the source:
- * sending every txid of a large batch to choose its end took as long as
- * reading them. Of the `limit` + 1 first txids, the least is the first and,
- * when there are that many, the greatest is the one past the limit: two
- * aggregates over them, which need no order (batch_txids is not inlined),
- * where numbering them in a window and reading the set once for each took
- * 80 against 72 ms for 160,001 txids, and an idle run's cut 249 against
- * 114 µs. Through bigint, as PostgreSQL 13 has no min or max of xid8.
+ * Where a batch of at most `limit` of the changes after `after` up to `upto`
+ * to `relids` may end (repl.batch_cut, which reads the log in its txid
+ * index's order, up to the limit): the first change's txid, and the one just
+ * past the limit.
  */
 export async function batchCut(source: pg.ClientBase, after: string, upto: string, job: string, relids: number[], limit: number): Promise<BatchCut> {
-  const r = await source.query<{ first: string | null; past: string | null }>(
-    `SELECT min(t::text::bigint)::text AS first, CASE WHEN count(*) = $5 THEN max(t::text::bigint)::text END AS past
-       FROM repl.batch_txids($1, $2, $3, $4::oid[], $5) t`,
-    [after, upto, job, relids, limit + 1],
-  );
+  const r = await source.query<{ first: string | null; past: string | null }>('SELECT first::text, past::text FROM repl.batch_cut($1, $2, $3, $4::oid[], $5)', [
+    after,
+    upto,
+    job,
+    relids,
+    limit,
+  ]);
   const { first, past } = r.rows[0]!;
   return { first: first === null ? null : BigInt(first), past: past === null ? null : BigInt(past) };
 }
