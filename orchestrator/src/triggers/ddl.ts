@@ -162,7 +162,6 @@ async function removeTriggers(client: pg.ClientBase, t: TableName, oid: number, 
   }
 }
 
-/** The capture triggers a table has now, with their arguments and how they are enabled (pg_trigger.tgenabled). */
 interface LiveTrigger {
   args: string;
   enabled: string;
@@ -170,6 +169,7 @@ interface LiveTrigger {
   quiet: boolean;
 }
 
+/** The capture triggers a table has now, with their arguments and how they are enabled (pg_trigger.tgenabled). */
 async function currentTriggers(client: pg.ClientBase, t: TableName): Promise<Map<string, LiveTrigger>> {
   const { rows } = await client.query<{ name: string; args: Buffer; enabled: string; quiet: boolean }>(
     `SELECT tgname AS name, tgargs AS args, tgenabled AS enabled, pg_get_triggerdef(oid) LIKE '%capra.quiet%' AS quiet FROM pg_trigger
