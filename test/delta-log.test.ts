@@ -19,6 +19,9 @@ import {
   startBatch,
   storePosition,
 } from '../orchestrator/src/sync/delta-log.js';
+import { applyError, runFailureMessage } from '../orchestrator/src/db/errors.js';
+import { installSide } from '../orchestrator/src/db/schema-side.js';
+import { silentLogger } from '../orchestrator/src/util/logger.js';
 import { sql, testClusters, withClient } from './harness/db.js';
 import { makeJob, setUp } from './harness/capra.js';
 
@@ -161,4 +164,26 @@ t.test('the delta-log protocol', async (t) => {
   });
   await withClient(job.urls.a!, (c) => confirmPosition(c, lane, '5:5:'));
   t.equal(await withClient(job.urls.a!, (c) => registeredPosition(c, lane)), '5:5:', "confirm_position: the source's copy");
+});
+
+t.test("a node whose capra functions are older than this capra: a run's failure says to run capra install", async (t) => {
+  const job = await makeJob(t, {
+    nodes: { a: c1!, b: c2! },
+    schema: 'CREATE TABLE x (id int PRIMARY KEY)',
+    yaml: 'syncs:\n  s:\n    sources: [a]\n    targets: [b]',
+  });
+  await setUp(job);
+  const lane: LaneRef = { job: job.name, sync: 's', source: 'a', target: 'b' };
+  const start = (await withClient(job.urls.a!, (c) => registeredPosition(c, lane)))!;
+  const [rel] = await sql<{ x: number }>(job.urls.a!, `SELECT 'x'::regclass::oid::int AS x`);
+  // As a node installed by a capra before repl.batch_cut.
+  await sql(job.urls.a!, 'DROP FUNCTION repl.batch_cut(pg_snapshot, pg_snapshot, text, oid[], int)');
+  const cut = (): Promise<unknown> => withClient(job.urls.a!, (c) => batchCut(c, start, start, job.name, [rel!.x], 10));
+  const err = await cut().catch((e: unknown) => e);
+  t.match(runFailureMessage(err), /repl\.batch_cut.*does not exist.*run capra install to upgrade them/, 'the missing function, and what to run');
+  t.match(runFailureMessage(applyError('a', err)), /^a: .*run capra install/, 'also when the error names its node');
+  const other = await sql(job.urls.a!, 'SELECT no_such_function()').catch((e: unknown) => e);
+  t.notMatch(runFailureMessage(other), /capra install/, "a missing function outside schema repl is not capra's");
+  await withClient(job.urls.a!, (c) => installSide(c, 'node', silentLogger));
+  t.same(await cut(), { first: null, past: null }, 'capra install puts it back');
 });

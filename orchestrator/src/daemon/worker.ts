@@ -1,6 +1,6 @@
 import type { SyncConfig } from '../config/types.js';
 import type { Connections } from '../db/connections.js';
-import { SQLSTATE, errorTable, sqlState } from '../db/errors.js';
+import { SQLSTATE, errorTable, runFailureMessage, sqlState } from '../db/errors.js';
 import { CapraError, errorMessage } from '../util/errors.js';
 import { describeFailure, runExceptionHandlers } from '../sync/exception.js';
 import { backoffMs, sleep } from '../util/backoff.js';
@@ -147,7 +147,7 @@ export abstract class Worker {
           continue;
         }
         failures++;
-        const msg = errorMessage(err);
+        const msg = runFailureMessage(err);
         this.log.warn({ err: msg, attempt: failures }, 'run failed; will retry');
         this.recordFailure(started, msg, errorTable(err));
         await sleep(backoffMs(failures - 1, this.opts.retryBaseMs, this.opts.retryCapMs), this.abort.signal);

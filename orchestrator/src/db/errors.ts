@@ -12,6 +12,7 @@ export const SQLSTATE = {
   duplicateSchema: '42P06',
   uniqueViolation: '23505',
   undefinedTable: '42P01',
+  undefinedFunction: '42883',
   insufficientPrivilege: '42501',
   invalidCatalogName: '3D000',
   adminShutdown: '57P01',
@@ -71,6 +72,22 @@ export function errorNode(err: unknown): string | undefined {
     if (e instanceof CapraError && e.node !== undefined) return e.node;
   }
   return undefined;
+}
+
+/**
+ * A run's failure as the operator reads it: a function of schema repl that
+ * the server does not have means the database's capra functions are older
+ * than this capra (an upgrade of capra without `capra install`), so the
+ * message says what to run.
+ */
+export function runFailureMessage(err: unknown): string {
+  const msg = errorMessage(err);
+  for (let e = err, depth = 0; e != null && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (sqlState(e) === SQLSTATE.undefinedFunction && /\brepl\./.test(errorMessage(e))) {
+      return `${msg} (this database's capra functions are older than this capra: run capra install to upgrade them)`;
+    }
+  }
+  return msg;
 }
 
 /** The table an error is about, if it says. */
