@@ -6,7 +6,7 @@
 // reads the log in the order of that index (never all of it, then sorted),
 // where a batch is cut, pending counts, and how positions are locked,
 // stored and confirmed.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import {
   type LaneRef,
   appliedPosition,
@@ -23,11 +23,12 @@ import { applyError, runFailureMessage } from '../orchestrator/src/db/errors.js'
 import { installSide } from '../orchestrator/src/db/schema-side.js';
 import { silentLogger } from '../orchestrator/src/util/logger.js';
 import { sql, testClusters, withClient } from './harness/db.js';
-import { makeJob, setUp } from './harness/capra.js';
+import { type Job, makeJob, setUp } from './harness/capra.js';
 
 const [c1, c2] = testClusters().clusters;
 
-t.test('the delta-log protocol', async (t) => {
+/** A one-way sync a → b of tables x and y, set up: its lane, the tables' oids, and where add-triggers registered the lane's start. */
+async function oneWayLane(t: Test): Promise<{ job: Job; lane: LaneRef; rel: { x: number; y: number }; start: string }> {
   const job = await makeJob(t, {
     nodes: { a: c1!, b: c2! },
     schema: 'CREATE TABLE x (id int PRIMARY KEY); CREATE TABLE y (id int PRIMARY KEY)',
@@ -37,6 +38,11 @@ t.test('the delta-log protocol', async (t) => {
   const lane: LaneRef = { job: job.name, sync: 's', source: 'a', target: 'b' };
   const [rel] = await sql<{ x: number; y: number }>(job.urls.a!, `SELECT 'x'::regclass::oid::int AS x, 'y'::regclass::oid::int AS y`);
   const start = (await withClient(job.urls.a!, (c) => registeredPosition(c, lane)))!;
+  return { job, lane, rel: rel!, start };
+}
+
+t.test('the delta-log protocol', async (t) => {
+  const { job, lane, rel, start } = await oneWayLane(t);
   t.match(start, /^\d+:\d+:/, 'add-triggers registered where the lane starts');
 
   await sql(job.urls.a!, 'INSERT INTO x SELECT generate_series(1, 3)');
@@ -62,7 +68,7 @@ t.test('the delta-log protocol', async (t) => {
           from,
           upto,
           job.name,
-          rel!.x,
+          rel.x,
         ])
       ).map((r) => r.id);
     t.same(await after(start, mid!.s), [1, 2, 3], "repl.changes: what the later position sees, none of the job's own, not the open transaction");
@@ -75,30 +81,26 @@ t.test('the delta-log protocol', async (t) => {
           start,
           now!.s,
           job.name,
-          [rel!.x, rel!.y],
+          [rel.x, rel.y],
         ])
       ).rows.map((r) => BigInt(r.t));
       t.equal(txids.length, 5, 'five changes to the two tables');
       t.ok(txids[0]! < txids[4]!, 'in more than one transaction');
       for (let limit = 1; limit <= txids.length; limit++) {
         t.same(
-          await batchCut(c, start, now!.s, job.name, [rel!.x, rel!.y], limit),
+          await batchCut(c, start, now!.s, job.name, [rel.x, rel.y], limit),
           { first: txids[0], past: txids[limit] ?? null },
           `batchCut at ${limit}: the first txid, and the one of the change just past the limit (none past all of them)`,
         );
       }
-      t.same(await batchCut(c, now!.s, now!.s, job.name, [rel!.x, rel!.y], 10), { first: null, past: null }, 'batchCut of nothing: neither');
+      t.same(await batchCut(c, now!.s, now!.s, job.name, [rel.x, rel.y], 10), { first: null, past: null }, 'batchCut of nothing: neither');
       const [ytx] = await sql<{ t: string }>(job.urls.a!, `SELECT d.txid::text AS t FROM repl.changes($1, $2, $3) d WHERE d.relid = $4`, [
         start,
         now!.s,
         job.name,
-        rel!.y,
+        rel.y,
       ]);
-      t.same(
-        await batchCut(c, start, now!.s, job.name, [rel!.y], 1),
-        { first: BigInt(ytx!.t), past: null },
-        "batchCut of one table: only that table's changes",
-      );
+      t.same(await batchCut(c, start, now!.s, job.name, [rel.y], 1), { first: BigInt(ytx!.t), past: null }, "batchCut of one table: only that table's changes");
 
       // batch_cut runs its own plan (not inlined), with bitmap scans and
       // sorts off: the planner, whose statistics of the log lag behind, took
@@ -114,7 +116,7 @@ t.test('the delta-log protocol', async (t) => {
       try {
         await c.query(`LOAD 'auto_explain'`);
         await c.query(`SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on; SET client_min_messages = log`);
-        await c.query('SELECT * FROM repl.batch_cut($1, $2, $3, ARRAY[$4::oid], 2)', [start, now!.s, job.name, rel!.x]);
+        await c.query('SELECT * FROM repl.batch_cut($1, $2, $3, ARRAY[$4::oid], 2)', [start, now!.s, job.name, rel.x]);
       } finally {
         await c.query('RESET client_min_messages; RESET auto_explain.log_min_duration; RESET auto_explain.log_nested_statements');
         c.off('notice', onNotice);
@@ -126,14 +128,14 @@ t.test('the delta-log protocol', async (t) => {
       await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       await startBatch(c, start, now!.s, job.name);
       t.same(
-        (await batchTables(c, [rel!.x, rel!.y])).sort((p, q) => p.relid - q.relid),
+        (await batchTables(c, [rel.x, rel.y])).sort((p, q) => p.relid - q.relid),
         [
-          { relid: rel!.x, truncated: false, keyed: true, rows: 4 },
-          { relid: rel!.y, truncated: false, keyed: true, rows: 1 },
+          { relid: rel.x, truncated: false, keyed: true, rows: 4 },
+          { relid: rel.y, truncated: false, keyed: true, rows: 1 },
         ].sort((p, q) => p.relid - q.relid),
         'batch_changes between the bounds start_batch set: the same changes, per table',
       );
-      const plan = (await c.query<{ 'QUERY PLAN': string }>(`EXPLAIN SELECT * FROM repl.batch_changes(ARRAY[$1::oid])`, [rel!.x])).rows
+      const plan = (await c.query<{ 'QUERY PLAN': string }>(`EXPLAIN SELECT * FROM repl.batch_changes(ARRAY[$1::oid])`, [rel.x])).rows
         .map((r) => r['QUERY PLAN'])
         .join('\n');
       t.match(plan, /Index (Only )?Scan (using|on) delta_txid_idx/, 'batch_changes is inlined: the txid index range scan stays');
@@ -167,18 +169,10 @@ t.test('the delta-log protocol', async (t) => {
 });
 
 t.test("a node whose capra functions are older than this capra: a run's failure says to run capra install", async (t) => {
-  const job = await makeJob(t, {
-    nodes: { a: c1!, b: c2! },
-    schema: 'CREATE TABLE x (id int PRIMARY KEY)',
-    yaml: 'syncs:\n  s:\n    sources: [a]\n    targets: [b]',
-  });
-  await setUp(job);
-  const lane: LaneRef = { job: job.name, sync: 's', source: 'a', target: 'b' };
-  const start = (await withClient(job.urls.a!, (c) => registeredPosition(c, lane)))!;
-  const [rel] = await sql<{ x: number }>(job.urls.a!, `SELECT 'x'::regclass::oid::int AS x`);
+  const { job, rel, start } = await oneWayLane(t);
   // As a node installed by a capra before repl.batch_cut.
   await sql(job.urls.a!, 'DROP FUNCTION repl.batch_cut(pg_snapshot, pg_snapshot, text, oid[], int)');
-  const cut = (): Promise<unknown> => withClient(job.urls.a!, (c) => batchCut(c, start, start, job.name, [rel!.x], 10));
+  const cut = (): Promise<unknown> => withClient(job.urls.a!, (c) => batchCut(c, start, start, job.name, [rel.x], 10));
   const err = await cut().catch((e: unknown) => e);
   t.match(runFailureMessage(err), /repl\.batch_cut.*does not exist.*run capra install to upgrade them/, 'the missing function, and what to run');
   t.match(runFailureMessage(applyError('a', err)), /^a: .*run capra install/, 'also when the error names its node');
