@@ -110,9 +110,10 @@ async function caughtUp(source: string, target: string, timeoutMs: number): Prom
 /**
  * How long a tool started after a capture-only run may take to drain that
  * run's log and answer a kick (start()'s bound). Bucardo drained the
- * warm-up's log (the first run after loading, the slowest) in 46.8 s in the
- * full run of 2026-12-07 05:28, and the one of 07:05 failed at the default
- * 60 s; later drains took 5 to 9 s.
+ * warm-up's log (the first run after loading, the slowest) in 46.8 and
+ * 54.5 s in the full runs of 2026-12-07 05:28 and 10:41, and the one of
+ * 07:05 failed there at the default 60 s (its output was lost); later
+ * drains took 5 to 9 s.
  */
 const DRAIN_START_MS = 300_000;
 

@@ -28,9 +28,14 @@ export function sqlState(err: unknown): string | undefined {
 
 const connectionCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'EPIPE']);
 
+/** An error and the errors it wraps (`cause`), outermost first, at most five. */
+function* causeChain(err: unknown): Generator<unknown> {
+  for (let e = err, depth = 0; e != null && depth < 5; e = (e as { cause?: unknown }).cause, depth++) yield e;
+}
+
 /** True when the error means the server could not be reached or went away (also when wrapped, as the cause of another). */
 export function isConnectionError(err: unknown): boolean {
-  for (let e = err, depth = 0; e != null && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+  for (const e of causeChain(err)) {
     if (isConnectionErrorItself(e)) return true;
   }
   return false;
@@ -68,7 +73,7 @@ export class NodeSilentError extends CapraError {
 
 /** The node an error is to blame on, where it says (a CapraError's node, or its cause's). */
 export function errorNode(err: unknown): string | undefined {
-  for (let e = err, depth = 0; e != null && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+  for (const e of causeChain(err)) {
     if (e instanceof CapraError && e.node !== undefined) return e.node;
   }
   return undefined;
@@ -76,15 +81,16 @@ export function errorNode(err: unknown): string | undefined {
 
 /**
  * A run's failure as the operator reads it: a function of schema repl that
- * the server does not have means the database's capra functions are older
- * than this capra (an upgrade of capra without `capra install`), so the
- * message says what to run.
+ * the server does not have means capra was upgraded without `capra
+ * install`, so the message says what to run. Install upgrades every
+ * database of the job, so the hint holds whether or not the error names
+ * its database.
  */
 export function runFailureMessage(err: unknown): string {
   const msg = errorMessage(err);
-  for (let e = err, depth = 0; e != null && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+  for (const e of causeChain(err)) {
     if (sqlState(e) === SQLSTATE.undefinedFunction && /\brepl\./.test(errorMessage(e))) {
-      return `${msg} (this database's capra functions are older than this capra: run capra install to upgrade them)`;
+      return `${msg} (the job's databases have capra functions older than this capra: run capra install to upgrade them)`;
     }
   }
   return msg;
