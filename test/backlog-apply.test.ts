@@ -3,11 +3,12 @@
 // keys looked up by the table's key index unless they are a large share of
 // it (useKeyIndex in sync/apply.ts), so that no batch reads a whole table and
 // a backlog's cost grows with its size, not with its size times the table's.
+import pg from 'pg';
 import t from 'tap';
 import { Connections } from '../orchestrator/src/db/connections.js';
 import { ARRAY_SCAN_MAJOR, INDEX_LOOKUP_KEYS, KEY_ARRAY_MAX, keyLookup, useKeyIndex } from '../orchestrator/src/sync/apply.js';
 import { MAX_BATCH_GROWTH, afterRun, batchSize } from '../orchestrator/src/sync/batch-size.js';
-import { type LaneState, runLane } from '../orchestrator/src/sync/lane.js';
+import { type LaneState, type RunResult, runLane } from '../orchestrator/src/sync/lane.js';
 import type { TableMeta } from '../orchestrator/src/sync/table-meta.js';
 import { silentLogger } from '../orchestrator/src/util/logger.js';
 import { sql, testClusters, waitFor } from './harness/db.js';
@@ -160,5 +161,50 @@ t.test('a backlog in a lane: growing batches, each a whole number of transaction
     await sql(b, 'SELECT count(*)::int AS n, sum(v)::int AS s FROM x'),
     await sql(a, 'SELECT count(*)::int AS n, sum(v)::int AS s FROM x'),
     'the target has the source rows',
+  );
+});
+
+t.test('keys that go as one array leave the join settings alone; keys joined to the table set them', async (t) => {
+  const job = await makeJob(t, {
+    nodes: { a: c1!, b: c2! },
+    schema: `CREATE TABLE one (id int PRIMARY KEY, v int NOT NULL);
+             CREATE TABLE two (a int, b text, v int NOT NULL, PRIMARY KEY (a, b));
+             INSERT INTO one SELECT g, 0 FROM generate_series(1, 1000) g;
+             INSERT INTO two SELECT g, 'k', 0 FROM generate_series(1, 1000) g; ANALYZE one, two;`,
+    yaml: 'syncs:\n  s:\n    sources: [a]\n    targets: [b]\n    copy_data: never',
+  });
+  await setUp(job);
+  const conns = new Connections(job.cfg, 'capra-sync', silentLogger);
+  t.teardown(() => conns.close());
+  const key = { job: job.name, sync: job.cfg.syncs.s!, source: 'a', target: 'b' };
+  // What the run sends, on every connection (pg's own query method, wrapped for the run).
+  const sent: string[] = [];
+  const query = pg.Client.prototype.query;
+  const record = (only: string, write: string): Promise<RunResult> => {
+    pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+      if (typeof args[0] === 'string') sent.push(args[0]);
+      return (query as (...a: unknown[]) => unknown).apply(this, args);
+    } as typeof query;
+    sent.length = 0;
+    return sql(job.urls.a!, write)
+      .then(() => runLane(conns, key, job.cfg.batchRows, {}))
+      .finally(() => {
+        pg.Client.prototype.query = query;
+        t.ok(
+          sent.some((s) => s.includes(only)),
+          `the run applied ${only}`,
+        );
+      });
+  };
+  const joinSettings = (): string[] => sent.filter((s) => /set_config\('enable_(hash|merge|nest)/.test(s));
+
+  t.equal((await record('"one"', 'UPDATE one SET v = v + 1 WHERE id <= 10')).rows, 10, 'a one-column integer key: applied');
+  t.same(joinSettings(), [], 'as one array: no join settings sent to either server');
+  t.equal((await record('"two"', 'UPDATE two SET v = v + 1 WHERE a <= 10')).rows, 10, 'a two-column key: applied');
+  t.equal(joinSettings().length, 4, 'joined key by key: hash and merge joins off, then on again, on the source and on the target');
+  t.same(
+    await sql(job.urls.b!, 'SELECT (SELECT sum(v) FROM one)::int AS one, (SELECT sum(v) FROM two)::int AS two'),
+    [{ one: 10, two: 10 }],
+    "the target has both tables' changes",
   );
 });

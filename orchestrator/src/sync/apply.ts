@@ -166,10 +166,15 @@ function deleteKeysSql(t: TableMeta, keysFrom: string, array: boolean): string {
  * undoes the setting too; resetting it there would fail and hide `fn`'s
  * error; so would it on a connection that `fn` ended (a COPY failed, see
  * deleteThenCopy). A whole-row identity has no key index and keeps the
- * planner's own choice.
+ * planner's own choice. Keys that go as one array (keyArray) are not
+ * joined to the table, so there is no join to steer: the settings are left
+ * alone, two round trips fewer on each server per table and run: a lane's
+ * run of one change in each of 50 tables took 60 and 65 ms against 73 and
+ * 84 ms, of 50 changes in each of 4 tables 12.7 against 14.4 ms (medians of
+ * 15 to 41 alternating rounds, by hand, on two durable servers).
  */
-async function joinsFor<T>(client: pg.ClientBase, t: TableMeta, indexed: boolean, fn: () => Promise<T>): Promise<T> {
-  if (t.shape?.fullRow) return fn();
+async function joinsFor<T>(client: pg.ClientBase, t: TableMeta, { indexed, array }: KeyLookup, fn: () => Promise<T>): Promise<T> {
+  if (t.shape?.fullRow || array) return fn();
   const off = indexed ? ['enable_hashjoin', 'enable_mergejoin'] : ['enable_nestloop'];
   const set = (v: string): string => `SELECT ${off.map((o) => `set_config('${o}', '${v}', true)`).join(', ')}`;
   await client.query(set('off'));
@@ -299,8 +304,8 @@ async function applyKeysToGroup(source: pg.ClientBase, receivers: Receiver[], o:
     receivers.map((r) => ({
       ...r,
       del: async () => {
-        const { indexed, array } = await lookupOn(r.client, r.t, all, r.t.targetPartitioned);
-        return joinsFor(r.client, r.t, indexed, () => r.client.query(deleteKeysSql(r.t, `${temp} k`, array)));
+        const lookup = await lookupOn(r.client, r.t, all, r.t.targetPartitioned);
+        return joinsFor(r.client, r.t, lookup, () => r.client.query(deleteKeysSql(r.t, `${temp} k`, lookup.array)));
       },
     })),
     phases,
@@ -316,13 +321,13 @@ function deleteAndCopy(
   source: pg.ClientBase,
   t: TableMeta,
   keysSql: string,
-  { indexed, array }: KeyLookup,
+  lookup: KeyLookup,
   targets: (Receiver & { del: () => Promise<unknown> })[],
   phases?: ApplyPhases,
 ): Promise<Outcome[]> {
-  const copyOut = `COPY (${rowsQuery(t, keysSql, array)}) TO STDOUT`;
+  const copyOut = `COPY (${rowsQuery(t, keysSql, lookup.array)}) TO STDOUT`;
   const copyIn = (r: Receiver): string => `COPY ${targetTable(r.t)} (${r.t.columns.map(quoteIdent).join(', ')}) FROM STDIN`;
-  return joinsFor(source, t, indexed, () =>
+  return joinsFor(source, t, lookup, () =>
     deleteThenCopy(
       source,
       copyOut,
@@ -339,8 +344,8 @@ function listedKeys(t: TableMeta, keysJson: string): string {
 
 /** The target's DELETE of the `n` keys in `keysJson` (a JSON array of objects by key column), by the key index. */
 function deleteListedKeys(target: pg.ClientBase, t: TableMeta, keysJson: string, n: number): Promise<unknown> {
-  const { indexed, array } = listedLookup(t, n, t.targetPartitioned);
-  return joinsFor(target, t, indexed, () => target.query(deleteKeysSql(t, `jsonb_to_recordset($1::jsonb) AS k(${keyDefs(t)})`, array), [keysJson]));
+  const lookup = listedLookup(t, n, t.targetPartitioned);
+  return joinsFor(target, t, lookup, () => target.query(deleteKeysSql(t, `jsonb_to_recordset($1::jsonb) AS k(${keyDefs(t)})`, lookup.array), [keysJson]));
 }
 
 /**
