@@ -164,7 +164,7 @@ t.test('a backlog in a lane: growing batches, each a whole number of transaction
   );
 });
 
-t.test('keys that go as one array leave the join settings alone; keys joined to the table set them', async (t) => {
+t.test("keys that go as one array leave the join settings alone, keys joined to the table set them, and small tables' keys are read at once", async (t) => {
   const job = await makeJob(t, {
     nodes: { a: c1!, b: c2! },
     schema: `CREATE TABLE one (id int PRIMARY KEY, v int NOT NULL);
@@ -202,9 +202,16 @@ t.test('keys that go as one array leave the join settings alone; keys joined to 
   t.same(joinSettings(), [], 'as one array: no join settings sent to either server');
   t.equal((await record('"two"', 'UPDATE two SET v = v + 1 WHERE a <= 10')).rows, 10, 'a two-column key: applied');
   t.equal(joinSettings().length, 4, 'joined key by key: hash and merge joins off, then on again, on the source and on the target');
+  const both = await record('"two"', 'BEGIN; UPDATE one SET v = v + 1 WHERE id <= 5; UPDATE two SET v = v + 1 WHERE a <= 5; COMMIT');
+  t.equal(both.rows, 10, 'both tables in one transaction: applied');
+  t.equal(
+    sent.filter((s) => s.includes('repl.batch_changes')).length,
+    2,
+    "the batch read twice, whatever the number of tables: each table's changes (batchTables), and every table's keys at once (batchKeys)",
+  );
   t.same(
     await sql(job.urls.b!, 'SELECT (SELECT sum(v) FROM one)::int AS one, (SELECT sum(v) FROM two)::int AS two'),
-    [{ one: 10, two: 10 }],
+    [{ one: 15, two: 15 }],
     "the target has both tables' changes",
   );
 });

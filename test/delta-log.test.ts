@@ -11,6 +11,7 @@ import {
   type LaneRef,
   appliedPosition,
   batchCut,
+  batchKeys,
   batchTables,
   confirmPosition,
   lockPosition,
@@ -166,6 +167,27 @@ t.test('the delta-log protocol', async (t) => {
   });
   await withClient(job.urls.a!, (c) => confirmPosition(c, lane, '5:5:'));
   t.equal(await withClient(job.urls.a!, (c) => registeredPosition(c, lane)), '5:5:', "confirm_position: the source's copy");
+});
+
+t.test("batchKeys: the batch's keys of the tables asked for, each once, in one query", async (t) => {
+  const { job, rel, start } = await oneWayLane(t);
+  await sql(job.urls.a!, 'INSERT INTO x SELECT generate_series(1, 3)');
+  await sql(job.urls.a!, 'UPDATE x SET id = id WHERE id = 1');
+  await sql(job.urls.a!, 'INSERT INTO y VALUES (7)');
+  await sql(job.urls.a!, 'TRUNCATE y');
+  const [now] = await sql<{ s: string }>(job.urls.a!, 'SELECT pg_current_snapshot()::text AS s');
+  await withClient(job.urls.a!, async (c) => {
+    await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    await startBatch(c, start, now!.s, job.name);
+    const got = await batchKeys(c, [rel.x, rel.y]);
+    const ids = (relid: number): number[] => (JSON.parse(got.get(relid)?.keys ?? '[]') as { id: number }[]).map((k) => k.id).sort((p, q) => p - q);
+    t.same(ids(rel.x), [1, 2, 3], 'x: each key once, though 1 changed twice, as objects by key column');
+    t.equal(got.get(rel.x)?.n, 3, 'x: how many');
+    t.same(ids(rel.y), [7], 'y: the key of its insert, none for its TRUNCATE');
+    t.same([...(await batchKeys(c, [rel.y])).keys()], [rel.y], 'only the tables asked for');
+    t.equal((await batchKeys(c, [])).size, 0, 'no tables: nothing, and no query');
+    await c.query('COMMIT');
+  });
 });
 
 t.test("a node whose capra functions are older than this capra: a run's failure says to run capra install", async (t) => {

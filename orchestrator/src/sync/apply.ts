@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { isDiscarded } from '../db/connections.js';
 import { serverMajor } from '../db/server-major.js';
 import { onlyUnlessPartitioned, quoteIdent, quoteLiteral, quoteTable } from '../db/ident.js';
-import { batchChanges } from './delta-log.js';
+import { type BatchKeys, batchChanges } from './delta-log.js';
 import type { TableMeta } from './table-meta.js';
 import { type ApplyPhases, timed } from './apply-phases.js';
 import { type Outcome, copyBetween, deleteThenCopy, rowsOf } from './copy-rows.js';
@@ -196,6 +196,12 @@ export interface ApplyKeysOptions {
    * batch's changes).
    */
   deltaRows?: number;
+  /**
+   * The table's keys in the batch, when the caller has read them already
+   * (batchKeys, every small table of a run at once): no more than
+   * INDEX_LOOKUP_KEYS of them, and none to leave out (no `except`).
+   */
+  listed?: BatchKeys;
   /** With one target only. */
   phases?: ApplyPhases;
 }
@@ -229,7 +235,7 @@ function rowsQuery(t: TableMeta, keysSql: string, array = false): string {
  * outcome, in order: a target whose DELETE failed (a multi-master
  * receiver's serialization failure) is given up, and the others go on.
  *
- * Up to INDEX_LOOKUP_KEYS keys are read here and travel as JSON: to each
+ * Up to INDEX_LOOKUP_KEYS keys are read here (unless given, `listed`) and travel as JSON: to each
  * target's DELETE as one parameter, and back to the source in the row
  * fetch's text, so the batch's changes are read once. More go through a
  * temp table on each target filled by COPY. Creating and dropping a temp
@@ -259,15 +265,18 @@ async function applyKeysToGroup(source: pg.ClientBase, receivers: Receiver[], o:
   const { except, phases } = o;
   const t = receivers[0]!.t;
   const none = (): Outcome[] => receivers.map(() => ({ rows: 0 }));
-  if (o.deltaRows === undefined || o.deltaRows <= INDEX_LOOKUP_KEYS) {
+  if (o.listed || o.deltaRows === undefined || o.deltaRows <= INDEX_LOOKUP_KEYS) {
     // Each key as an object by column name (a bare row reference would name a key column called like the alias).
     const asObject = `json_build_object(${t.keyCols.map((k) => `${quoteLiteral(k)}, q.${quoteIdent(k)}`).join(', ')})`;
-    const few = await timed(phases, 'keyScan', () =>
-      source.query<{ keys: string | null; n: number }>(
-        `SELECT json_agg(${asObject})::text AS keys, count(*)::int AS n FROM (${keysQuery(t, except)} LIMIT ${INDEX_LOOKUP_KEYS + 1}) q`,
-      ),
-    );
-    const { keys, n } = few.rows[0]!;
+    const { keys, n } =
+      o.listed ??
+      (
+        await timed(phases, 'keyScan', () =>
+          source.query<{ keys: string | null; n: number }>(
+            `SELECT json_agg(${asObject})::text AS keys, count(*)::int AS n FROM (${keysQuery(t, except)} LIMIT ${INDEX_LOOKUP_KEYS + 1}) q`,
+          ),
+        )
+      ).rows[0]!;
     if (n === 0) return none();
     if (n <= INDEX_LOOKUP_KEYS) {
       return deleteAndCopy(

@@ -104,6 +104,36 @@ export async function batchTables(source: pg.ClientBase, relids: number[]): Prom
   return results[1]!.rows.map((x) => ({ relid: x.relid, truncated: x.truncated, keyed: x.keyed, rows: Number(x.n) }));
 }
 
+/** A table's keys in the current batch (batchKeys): a JSON array of objects by key column, each key once, and how many. */
+export interface BatchKeys {
+  keys: string;
+  n: number;
+}
+
+/**
+ * The current batch's keys of each of `relids`: the keys as the capture
+ * trigger wrote them, JSON objects by key column, each key once (a TRUNCATE
+ * has none). One pass over the batch for all the tables, where one query per
+ * table read the whole batch once per table: a lane's run of one change in
+ * each of 50 tables took 48 against 66 ms, of 50 changes in each of 4
+ * tables 12.2 against 14.2 ms (medians of 21 and 41 alternating rounds, by
+ * hand, on two durable servers). Meant for tables with few changes in the
+ * batch (the caller's choice): each table's keys come back as one text.
+ * Deduplicated by hashing, with sorts off for the query, as in batchTables;
+ * the relids are numbers, written into the text.
+ */
+export async function batchKeys(source: pg.ClientBase, relids: number[]): Promise<Map<number, BatchKeys>> {
+  if (relids.length === 0) return new Map();
+  const results = (await source.query(
+    `SET LOCAL enable_sort = off;
+     SELECT k.relid::int AS relid, jsonb_agg(k.pk)::text AS keys, count(*)::int AS n
+       FROM (SELECT DISTINCT d.relid, d.pk FROM repl.batch_changes(ARRAY[${relids.map(Number).join(', ')}]::oid[]) d WHERE d.op <> 'T') k
+      GROUP BY k.relid;
+     RESET enable_sort`,
+  )) as unknown as pg.QueryResult<{ relid: number; keys: string; n: number }>[];
+  return new Map(results[1]!.rows.map((r) => [r.relid, { keys: r.keys, n: r.n }]));
+}
+
 /** Changes committed on a lane's source and not yet applied on its target. */
 export interface LanePending {
   rows: number;

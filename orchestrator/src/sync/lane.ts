@@ -8,11 +8,12 @@ import { tableLabel } from '../db/ident.js';
 import { type ApplierRole, markApplier } from './applier-session.js';
 import type { BatchGrowth } from './batch-size.js';
 import { type ApplyPhases, noPhases, stepsMs, timed } from './apply-phases.js';
-import { applyKeys, applyTruncate } from './apply.js';
+import { INDEX_LOOKUP_KEYS, applyKeys, applyTruncate } from './apply.js';
 import {
   type LaneRef,
   appliedPosition,
   batchCut,
+  batchKeys,
   batchTables,
   confirmPosition,
   lockPosition,
@@ -157,13 +158,16 @@ async function runWith(source: pg.ClientBase, target: pg.ClientBase, k: LaneKey,
           `sync ${k.sync.name}: another run applied ${k.source}'s changes to ${k.target} meanwhile (a second daemon of this job?); this run was dropped and will be retried`,
         );
       const metas = await matchOnTarget(target, new Map(live.map((r) => [r.relid, srcMeta.get(r.relid)!])), keys, k.target, state.shapes.byRelid);
+      // The keys of every table with few changes, in one pass over the batch.
+      const small = live.filter((r) => r.keyed && !r.truncated && r.rows <= INDEX_LOOKUP_KEYS).map((r) => r.relid);
+      const listed = await timed(phases, 'keyScan', () => batchKeys(source, small));
       let rows = 0;
       for (const [i, t] of metas.entries()) {
         const { truncated, rows: deltaRows } = live.find((r) => r.relid === t.relid)!;
         try {
           rows += truncated
             ? await applyTruncate(source, target, t, phases)
-            : await applyKeys(source, target, t, { tempName: `capra_keys_${i}`, deltaRows, phases });
+            : await applyKeys(source, target, t, { tempName: `capra_keys_${i}`, deltaRows, listed: listed.get(t.relid), phases });
         } catch (err) {
           // Name the table and the node, unless the server went away (then no table is to blame).
           throw applyError(k.target, err, tableLabel(t));
