@@ -4,7 +4,13 @@
 // Receivers that take the table differently (columns in another order) are
 // served apart; a receiver whose COPY fails fails the run under its own
 // name, and no receiver keeps anything of that run.
+import pg from 'pg';
 import t from 'tap';
+import { Connections } from '../orchestrator/src/db/connections.js';
+import { ConflictResolver } from '../orchestrator/src/sync/conflict.js';
+import { DownNodes } from '../orchestrator/src/sync/down-nodes.js';
+import { type SwapState, runSwap } from '../orchestrator/src/sync/swap.js';
+import { silentLogger } from '../orchestrator/src/util/logger.js';
 import { sql, testClusters, waitFor } from './harness/db.js';
 import { makeJob, setUp, startDaemon } from './harness/capra.js';
 
@@ -77,4 +83,51 @@ t.test("a receiver's failed COPY fails the run naming that receiver; the others 
   for (const { error } of errors)
     t.match(error, /^table public\.x on c: duplicate key value violates unique constraint "x_v_key"/, 'it names c, whose COPY failed');
   t.same(await sql(job.urls.b!, 'SELECT id FROM x WHERE id = 1'), [], 'b, which took the row in the same run, kept nothing of it');
+});
+
+t.test("a source reads its small tables' keys once for all of them, and they reach every receiver", async (t) => {
+  const job = await makeJob(t, {
+    nodes: { a: c1!, b: c2!, c: c3! },
+    schema: `CREATE TABLE x (id int PRIMARY KEY, v text, pad text); CREATE TABLE y (id int PRIMARY KEY, v text);
+             INSERT INTO x SELECT g, 'x', '' FROM generate_series(1, 100) g; INSERT INTO y SELECT g, 'y' FROM generate_series(1, 100) g`,
+    yaml: 'syncs:\n  s:\n    sources: [a, b, c]\n    tables: { include: [public.x, public.y] }\n    copy_data: never',
+  });
+  await setUp(job);
+  const conns = new Connections(job.cfg, 'capra-sync', silentLogger);
+  const stop = new AbortController();
+  t.teardown(async () => {
+    stop.abort();
+    await conns.close();
+  });
+  const sync = job.cfg.syncs.s!;
+  const state: SwapState = { roles: new Map(), down: new DownNodes(conns, () => {}, stop.signal) };
+  const resolver = new ConflictResolver(conns, sync);
+  await sql(job.urls.a!, `BEGIN; UPDATE x SET v = 'a' WHERE id <= 5; DELETE FROM y WHERE id <= 3; INSERT INTO y VALUES (101, 'a'); COMMIT`);
+  // What the run sends, on every connection (pg's own query method, wrapped for the run).
+  const sent: string[] = [];
+  const query = pg.Client.prototype.query;
+  pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+    if (typeof args[0] === 'string') sent.push(args[0]);
+    return (query as (...a: unknown[]) => unknown).apply(this, args);
+  } as typeof query;
+  try {
+    await runSwap(conns, { job: job.name, sync, batchRows: job.cfg.batchRows, state, resolver });
+  } finally {
+    pg.Client.prototype.query = query;
+  }
+  t.equal(
+    sent.filter((s) => s.includes('repl.batch_changes')).length,
+    2,
+    "a's batch read twice for its two tables: each table's changes (batchTables), and both tables' keys at once (batchKeys)",
+  );
+  for (const db of ['b', 'c']) {
+    t.same(
+      await sql(
+        job.urls[db]!,
+        `SELECT (SELECT count(*) FILTER (WHERE v = 'a') FROM x)::int AS x, (SELECT string_agg(id::text, ',' ORDER BY id) FROM y WHERE id <= 3 OR id > 100) AS y`,
+      ),
+      [{ x: 5, y: '101' }],
+      `${db} has both tables' changes`,
+    );
+  }
 });

@@ -194,10 +194,13 @@ export async function applyToNodes(
       }
       let outcomes: Outcome[];
       try {
+        const except = exceptTables.get(`${s.db}\0${table}`);
+        // Keys read before the conflicts were settled hold the withheld ones too: with some withheld, the keys are read again without them.
         outcomes = await applyKeysTo(s.client, receivers, {
           tempName: `capra_keys_${temp++}`,
-          except: exceptTables.get(`${s.db}\0${table}`),
+          except,
           deltaRows: info.deltaRows,
+          listed: except ? undefined : info.listed,
         });
       } catch (err) {
         // The source's side failed (its keys or rows): the run fails.

@@ -2,8 +2,8 @@ import type pg from 'pg';
 import type { SyncConfig } from '../config/types.js';
 import { CapraError } from '../util/errors.js';
 import { tableLabel } from '../db/ident.js';
-import { keyDefs } from './apply.js';
-import { type LaneRef, batchChanges, batchCut, batchTables, changesAfter, registeredPosition, startBatch } from './delta-log.js';
+import { INDEX_LOOKUP_KEYS, keyDefs } from './apply.js';
+import { type BatchKeys, type LaneRef, batchChanges, batchCut, batchKeys, batchTables, changesAfter, registeredPosition, startBatch } from './delta-log.js';
 import { type Snap, batchEnd, formatSnapshot, isLater, parseSnapshot } from './snapshot.js';
 import { type TableMeta, type TableRow, matchOnTarget, sourceTables } from './table-meta.js';
 
@@ -50,6 +50,8 @@ export interface SourceTable {
   hasKeys: boolean;
   /** Its delta rows in the batch (undefined: only seen changed after it). */
   deltaRows?: number;
+  /** Its keys in the batch, read with every other table's that has few changes (batchKeys). */
+  listed?: BatchKeys;
 }
 
 /**
@@ -119,11 +121,16 @@ export async function readBatch(s: SourceRun, job: string, changes: Changes, lis
   );
   // A table dropped on the source since its deltas were written has nothing left to send.
   const metas = await matchOnTarget(s.client, live, s.keys, s.db);
+  // The keys of every table with few changes, in one pass over the batch, for the apply.
+  const listed = await batchKeys(
+    s.client,
+    per.filter((r) => r.keyed && r.rows <= INDEX_LOOKUP_KEYS && metas.some((m) => m.relid === r.relid)).map((r) => r.relid),
+  );
   let n = 0;
   for (const meta of metas) {
     const info = per.find((r) => r.relid === meta.relid)!;
     const table = tableLabel(meta);
-    s.metas.set(table, { row: live.get(meta.relid)!, meta, hasKeys: info.keyed, deltaRows: info.rows });
+    s.metas.set(table, { row: live.get(meta.relid)!, meta, hasKeys: info.keyed, deltaRows: info.rows, listed: listed.get(meta.relid) });
     if (info.truncated) s.truncated.add(table);
     if (!info.keyed || !listKeys) {
       if (!changes.has(table)) changes.set(table, new Map());
