@@ -235,9 +235,9 @@ function rowsQuery(t: TableMeta, keysSql: string, array = false): string {
  * outcome, in order: a target whose DELETE failed (a multi-master
  * receiver's serialization failure) is given up, and the others go on.
  *
- * Up to INDEX_LOOKUP_KEYS keys are read here (unless given, `listed`) and travel as JSON: to each
- * target's DELETE as one parameter, and back to the source in the row
- * fetch's text, so the batch's changes are read once. More go through a
+ * Up to INDEX_LOOKUP_KEYS keys are read here (unless given: `listed`) and
+ * travel as JSON: to each target's DELETE as one parameter, and back to the
+ * source in the row fetch's text, so the batch's changes are read once. More go through a
  * temp table on each target filled by COPY. Creating and dropping a temp
  * table per table and run is catalog work that frequent small runs
  * (kicked, under load) paid on every run.
