@@ -11,6 +11,7 @@ import {
   type LaneRef,
   appliedPosition,
   batchCut,
+  batchChangedKeys,
   batchKeys,
   batchTables,
   confirmPosition,
@@ -186,6 +187,44 @@ t.test("batchKeys: the batch's keys of the tables asked for, each once, in one q
     t.same(ids(rel.y), [7], 'y: the key of its insert, none for its TRUNCATE');
     t.same([...(await batchKeys(c, [rel.y])).keys()], [rel.y], 'only the tables asked for');
     t.equal((await batchKeys(c, [])).size, 0, 'no tables: nothing');
+    await c.query('COMMIT');
+  });
+});
+
+t.test("batchChangedKeys: the batch's changed keys of the tables asked for, each once with when it last changed, in one query", async (t) => {
+  const { job, rel, start } = await oneWayLane(t);
+  await sql(job.urls.a!, 'INSERT INTO x SELECT generate_series(1, 3)');
+  await sql(job.urls.a!, 'UPDATE x SET id = id WHERE id = 1');
+  await sql(job.urls.a!, 'INSERT INTO y VALUES (7)');
+  await sql(job.urls.a!, 'TRUNCATE y');
+  const [now] = await sql<{ s: string }>(job.urls.a!, 'SELECT pg_current_snapshot()::text AS s');
+  const changed = await sql<{ id: number; at: string }>(
+    job.urls.a!,
+    `SELECT (pk->>'id')::int AS id, (extract(epoch FROM max(at)) * 1000000)::bigint::text AS at FROM repl.delta WHERE relid = $1 GROUP BY 1 ORDER BY 1`,
+    [rel.x],
+  );
+  await withClient(job.urls.a!, async (c) => {
+    await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    await startBatch(c, start, now!.s, job.name);
+    const got = await batchChangedKeys(c, [rel.x, rel.y], 'd.at');
+    const keys = (relid: number): { id: number; at: string }[] =>
+      (got.get(relid) ?? []).map((k) => ({ id: (JSON.parse(k.pk) as { id: number }).id, at: k.us })).sort((p, q) => p.id - q.id);
+    t.same(keys(rel.x), changed, 'x: each key once, though 1 changed twice, with its latest change');
+    t.same(
+      got
+        .get(rel.x)
+        ?.map((k) => k.pk)
+        .sort(),
+      ['{"id": 1}', '{"id": 2}', '{"id": 3}'],
+      'x: as the capture trigger wrote them',
+    );
+    t.same(
+      keys(rel.y).map((k) => k.id),
+      [7],
+      'y: the key of its insert, none for its TRUNCATE',
+    );
+    t.same([...(await batchChangedKeys(c, [rel.y], 'd.at')).keys()], [rel.y], 'only the tables asked for');
+    t.equal((await batchChangedKeys(c, [], 'd.at')).size, 0, 'no tables: nothing');
     await c.query('COMMIT');
   });
 });

@@ -6,6 +6,7 @@ import { type BatchKeys, batchChanges } from './delta-log.js';
 import type { TableMeta } from './table-meta.js';
 import { type ApplyPhases, timed } from './apply-phases.js';
 import { type Outcome, copyBetween, deleteThenCopy, rowsOf } from './copy-rows.js';
+import { TEXT_READ_TYPES, castOf, keyReadAsText } from './key-types.js';
 import { amongKeys, andFilter, identityMatch, keyInArray, selectItems, targetTable, whereFilter } from './table-shape.js';
 
 /**
@@ -25,19 +26,6 @@ export function keyMatch(keyCols: string[], a: string, b: string): string {
 }
 
 /**
- * Key types whose value in the delta's jsonb key is read by `->>` and a
- * cast: to_jsonb writes them as a JSON string or number whose text is the
- * type's own input form, so this reads what jsonb_to_record would, in about
- * half the time (a lateral function call per delta row cost 50 ms of a
- * 120 ms pass over 100,000 changes). Arrays, composites and json are
- * written as JSON structures and need jsonb_to_record.
- */
-const TEXT_READ_TYPES = /^(smallint|integer|bigint|text|uuid|character varying(\(\d+\))?)$/;
-
-/** The cast of a key read as text (see TEXT_READ_TYPES): a varchar's length is left out, as the value came from the column. */
-const castOf = (type: string): string => type.replace(/\(\d+\)$/, '');
-
-/**
  * The batch's keys of one table, typed. jsonb_to_record with just the key
  * columns, not jsonb_populate_record(NULL::table): that one also runs every
  * other column's NULL through its domain's checks and fails on a NOT NULL
@@ -45,7 +33,7 @@ const castOf = (type: string): string => type.replace(/\(\d+\)$/, '');
  */
 function keysQuery(t: TableMeta, except?: string): string {
   const skip = except ? `NOT EXISTS (SELECT 1 FROM ${quoteIdent(except)} x WHERE ${keyMatch(t.keyCols, 'x', 'r')})` : null;
-  if (t.keyTypes.every((type) => TEXT_READ_TYPES.test(type))) {
+  if (keyReadAsText(t)) {
     const cols = t.keyCols.map((k, i) => `(d.pk->>${quoteLiteral(k)})::${castOf(t.keyTypes[i]!)} AS ${quoteIdent(k)}`).join(', ');
     return `SELECT DISTINCT r.* FROM (SELECT ${cols} FROM ${batchChanges(t.relid)} WHERE d.op <> 'T') r${skip ? ` WHERE ${skip}` : ''}`;
   }

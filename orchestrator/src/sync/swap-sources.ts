@@ -3,7 +3,21 @@ import type { SyncConfig } from '../config/types.js';
 import { CapraError } from '../util/errors.js';
 import { tableLabel } from '../db/ident.js';
 import { INDEX_LOOKUP_KEYS, keyDefs } from './apply.js';
-import { type BatchKeys, type LaneRef, batchChanges, batchCut, batchKeys, batchTables, changesAfter, registeredPosition, startBatch } from './delta-log.js';
+import {
+  type BatchKeys,
+  type ChangedKey,
+  type LaneRef,
+  batchChangedKeys,
+  batchChanges,
+  batchCut,
+  batchKeys,
+  batchTables,
+  changesAfter,
+  lastChangedItems,
+  registeredPosition,
+  startBatch,
+} from './delta-log.js';
+import { keyTextCanonical } from './key-types.js';
 import { type Snap, batchEnd, formatSnapshot, isLater, parseSnapshot } from './snapshot.js';
 import { type TableMeta, type TableRow, matchOnTarget, sourceTables } from './table-meta.js';
 
@@ -121,25 +135,35 @@ export async function readBatch(s: SourceRun, job: string, changes: Changes, lis
   );
   // A table dropped on the source since its deltas were written has nothing left to send.
   const metas = await matchOnTarget(s.client, live, s.keys, s.db);
-  // The keys of every table with few changes, in one pass over the batch, for the apply.
+  const info = new Map(per.map((r) => [r.relid, r]));
+  const withKeys = metas.filter((m) => info.get(m.relid)!.keyed);
+  // Conflicts need the changed keys: of every table whose delta keys compare as they are, in one pass over the batch.
+  const canonical = new Set(listKeys ? withKeys.filter(keyTextCanonical).map((m) => m.relid) : []);
+  const changed = await batchChangedKeys(s.client, [...canonical], changedAtSql(s));
+  // The apply's keys of every table with few changes: from those, or in one more pass for the rest.
   const listed = await batchKeys(
     s.client,
-    per.filter((r) => r.keyed && r.rows <= INDEX_LOOKUP_KEYS && metas.some((m) => m.relid === r.relid)).map((r) => r.relid),
+    withKeys.filter((m) => !canonical.has(m.relid) && info.get(m.relid)!.rows <= INDEX_LOOKUP_KEYS).map((m) => m.relid),
   );
+  for (const [relid, keys] of changed) {
+    if (keys.length <= INDEX_LOOKUP_KEYS) listed.set(relid, { keys: `[${keys.map((k) => k.pk).join(', ')}]`, n: keys.length });
+  }
   let n = 0;
   for (const meta of metas) {
-    const info = per.find((r) => r.relid === meta.relid)!;
+    const { keyed, rows, truncated } = info.get(meta.relid)!;
     const table = tableLabel(meta);
-    s.metas.set(table, { row: live.get(meta.relid)!, meta, hasKeys: info.keyed, deltaRows: info.rows, listed: listed.get(meta.relid) });
-    if (info.truncated) s.truncated.add(table);
-    if (!info.keyed || !listKeys) {
+    s.metas.set(table, { row: live.get(meta.relid)!, meta, hasKeys: keyed, deltaRows: rows, listed: listed.get(meta.relid) });
+    if (truncated) s.truncated.add(table);
+    if (!keyed || !listKeys) {
       if (!changes.has(table)) changes.set(table, new Map());
-      n += info.rows;
+      n += rows;
       continue;
     }
-    const keys = await s.client.query<KeyChange>(changedKeysSql(s, meta, batchChanges(meta.relid)));
-    note(changes, table, s.db, keys.rows, true);
-    n += keys.rows.length;
+    const keys = canonical.has(meta.relid)
+      ? (changed.get(meta.relid) ?? [])
+      : (await s.client.query<ChangedKey>(changedKeysSql(s, meta, batchChanges(meta.relid)))).rows;
+    note(changes, table, s.db, keys, true);
+    n += keys.length;
   }
   return n;
 }
@@ -147,16 +171,10 @@ export async function readBatch(s: SourceRun, job: string, changes: Changes, lis
 /** Each changed key (r) of one table, with when it last changed, among the deltas of `from` (a FROM item aliased d), joined to `join`. */
 function changedKeysSql(s: SourceRun, meta: TableMeta, from: string, join = ''): string {
   const at = changedAtSql(s);
-  return `SELECT to_jsonb(r)::text AS pk, (extract(epoch FROM max(${at})) * 1000000)::bigint::text AS us, max(${at})::text AS at
+  return `SELECT to_jsonb(r)::text AS pk, ${lastChangedItems(at)}
             FROM ${from} CROSS JOIN LATERAL jsonb_to_record(d.pk) AS r(${keyDefs(meta)})${join}
            WHERE d.relid = ${Number(meta.relid)} AND d.op <> 'T'
            GROUP BY 1`;
-}
-
-interface KeyChange {
-  pk: string;
-  us: string;
-  at: string;
 }
 
 /**
@@ -175,7 +193,7 @@ export async function readLater(s: SourceRun, job: string, changes: Changes): Pr
   }
   for (const t of wanted) {
     const table = tableLabel(t);
-    const r = await s.client.query<KeyChange>(
+    const r = await s.client.query<ChangedKey>(
       changedKeysSql(s, s.metas.get(table)!.meta, changesAfter('$1', '$2', '$3'), ' JOIN unnest($4::text[]) AS k(pk) ON k.pk = to_jsonb(r)::text'),
       [s.endText, s.curText, job, [...changes.get(table)!.keys()]],
     );
@@ -183,7 +201,7 @@ export async function readLater(s: SourceRun, job: string, changes: Changes): Pr
   }
 }
 
-function note(changes: Changes, table: string, db: string, rows: KeyChange[], inBatch: boolean): void {
+function note(changes: Changes, table: string, db: string, rows: ChangedKey[], inBatch: boolean): void {
   let keys = changes.get(table);
   if (!keys) changes.set(table, (keys = new Map()));
   for (const row of rows) {

@@ -1,0 +1,146 @@
+// Multi-master conflicts need each source's changed keys in one form, so
+// that the same key changed on two sources is seen as one key. Keys of
+// types whose JSON has one spelling are compared as the capture trigger
+// wrote them, all tables' in one pass over the batch; the others (a time
+// stamp, whose JSON follows the writer's TimeZone; a composite) are read
+// into their types first (readBatch in sync/swap-sources.ts, keyTextCanonical
+// in sync/key-types.ts).
+import pg from 'pg';
+import t, { type Test } from 'tap';
+import { Connections } from '../orchestrator/src/db/connections.js';
+import { ConflictResolver } from '../orchestrator/src/sync/conflict.js';
+import { DownNodes } from '../orchestrator/src/sync/down-nodes.js';
+import { type SwapState, runSwap } from '../orchestrator/src/sync/swap.js';
+import type { LoggedConflict } from '../orchestrator/src/sync/swap-settle.js';
+import { silentLogger } from '../orchestrator/src/util/logger.js';
+import { sql, testClusters } from './harness/db.js';
+import { type Job, makeJob, setUp } from './harness/capra.js';
+
+const [c1, c2] = testClusters().clusters;
+
+// Each table: its key column(s), and SQL for the key of row g (1..40).
+const tables: Record<string, { cols: string; key: string }> = {
+  k_varchar: { cols: 'id varchar(12) PRIMARY KEY', key: `CASE g % 4 WHEN 0 THEN 'q''' || g WHEN 1 THEN 'b\\' || g WHEN 2 THEN 'é' || g ELSE g || '  ' END` },
+  k_bigint: {
+    cols: 'id bigint PRIMARY KEY',
+    key: `CASE WHEN g = 1 THEN -9223372036854775808 WHEN g = 2 THEN 9223372036854775807 ELSE g::bigint * 1000000007 END`,
+  },
+  k_uuid: { cols: 'id uuid PRIMARY KEY', key: 'md5(g::text)::uuid' },
+  k_ts: { cols: 'id timestamptz PRIMARY KEY', key: `timestamptz '2024-02-29 23:59:59.123456+00' + g * interval '1 second'` },
+  k_mixed: { cols: 'a smallint, b text, c date, PRIMARY KEY (a, b, c)', key: `(g % 7)::smallint, 'x' || g, date '2000-01-01' + g` },
+};
+const names = Object.keys(tables);
+
+/** A two-source sync (a, b) of `tables`, each with rows 1..40 on both nodes, and runSwap driven by hand (until idle; the conflicts it settled). */
+async function twoSources(t: Test, only = names): Promise<{ job: Job; run: () => Promise<LoggedConflict[]> }> {
+  const schema = only
+    .map((name) => {
+      const { cols, key } = tables[name]!;
+      return `CREATE TABLE ${name} (${cols}, g int NOT NULL, who text NOT NULL); INSERT INTO ${name} SELECT ${key}, g, '-' FROM generate_series(1, 40) g;`;
+    })
+    .join('\n');
+  const job = await makeJob(t, {
+    nodes: { a: c1!, b: c2! },
+    schema,
+    yaml: `syncs:\n  s:\n    sources: [a, b]\n    tables: { include: [${only.map((n) => `public.${n}`).join(', ')}] }\n    conflict: latest\n    copy_data: never`,
+  });
+  await setUp(job);
+  const conns = new Connections(job.cfg, 'capra-sync', silentLogger);
+  const stop = new AbortController();
+  t.teardown(async () => {
+    stop.abort();
+    await conns.close();
+  });
+  const sync = job.cfg.syncs.s!;
+  const state: SwapState = { roles: new Map(), down: new DownNodes(conns, () => {}, stop.signal) };
+  const resolver = new ConflictResolver(conns, sync);
+  const run = async (): Promise<LoggedConflict[]> => {
+    const settled: LoggedConflict[] = [];
+    for (;;) {
+      const r = await runSwap(conns, { job: job.name, sync, batchRows: job.cfg.batchRows, state, resolver });
+      settled.push(...r.conflicts);
+      if (!r.more && r.deltas === 0) return settled;
+    }
+  };
+  return { job, run };
+}
+
+const contents = async (url: string, name: string): Promise<string> =>
+  (await sql<{ d: string }>(url, `SELECT string_agg(t::text, '|' ORDER BY t::text) AS d FROM ${name} t`))[0]!.d;
+
+t.test('the same key changed on both sources is one conflict, for every kind of key, whatever TimeZone each writer had', async (t) => {
+  const { job, run } = await twoSources(t);
+  for (const name of names) {
+    await sql(job.urls.a!, `SET TimeZone = 'America/New_York'; UPDATE ${name} SET who = 'a' WHERE g <= 30`);
+  }
+  // b writes later: under `latest` its version of the keys both changed (g 11 to 30) wins.
+  await new Promise((r) => setTimeout(r, 50));
+  for (const name of names) {
+    await sql(job.urls.b!, `SET TimeZone = 'Asia/Kolkata'; UPDATE ${name} SET who = 'b' WHERE g > 10`);
+  }
+  const settled = await run();
+  const byTable = new Map<string, Set<string>>();
+  for (const c of settled) {
+    t.same(c.decision, { kind: 'winner', db: 'b' }, `${c.table} ${JSON.stringify(c.key)}: b's later version wins`);
+    byTable.set(c.table, (byTable.get(c.table) ?? new Set()).add(JSON.stringify(c.key)));
+  }
+  t.same(
+    Object.fromEntries([...byTable].map(([table, keys]) => [table, keys.size])),
+    Object.fromEntries(names.map((name) => [`public.${name}`, 20])),
+    'each table: one conflict for each of the 20 keys both sources changed',
+  );
+  t.equal(settled.length, 20 * names.length, 'and no other');
+  for (const name of names) {
+    const a = await contents(job.urls.a!, name);
+    t.equal(await contents(job.urls.b!, name), a, `${name}: both nodes have the same rows`);
+    t.same(
+      await sql(job.urls.a!, `SELECT who, count(*)::int AS n FROM ${name} GROUP BY 1 ORDER BY 1`),
+      [
+        { who: 'a', n: 10 },
+        { who: 'b', n: 30 },
+      ],
+      `${name}: a's version where only a changed the key, b's elsewhere`,
+    );
+  }
+});
+
+t.test('with changes on both sources, each reads its batch twice for all its tables whose keys compare as written', async (t) => {
+  const { job, run } = await twoSources(t, ['k_varchar', 'k_bigint', 'k_uuid']);
+  for (const [db, rows] of [
+    ['a', 'g <= 5'],
+    ['b', 'g > 35'],
+  ] as const) {
+    await sql(job.urls[db]!, `BEGIN; ${['k_varchar', 'k_bigint', 'k_uuid'].map((n) => `UPDATE ${n} SET who = '${db}' WHERE ${rows};`).join(' ')} COMMIT`);
+  }
+  // What the run sends, on every connection (pg's own query method, wrapped for the run).
+  const sent: string[] = [];
+  const query = pg.Client.prototype.query;
+  pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+    if (typeof args[0] === 'string') sent.push(args[0]);
+    return (query as (...a: unknown[]) => unknown).apply(this, args);
+  } as typeof query;
+  let settled: LoggedConflict[] = [];
+  try {
+    settled = await run();
+  } finally {
+    pg.Client.prototype.query = query;
+  }
+  t.equal(
+    sent.filter((s) => s.includes('repl.batch_changes')).length,
+    4,
+    "each source's batch read twice for its three tables: each table's changes (batchTables), and every table's changed keys at once (batchChangedKeys), which the apply takes too",
+  );
+  for (const name of ['k_varchar', 'k_bigint', 'k_uuid']) {
+    t.same(
+      await sql(job.urls.a!, `SELECT who, count(*)::int AS n FROM ${name} GROUP BY 1 ORDER BY 1`),
+      [
+        { who: '-', n: 30 },
+        { who: 'a', n: 5 },
+        { who: 'b', n: 5 },
+      ],
+      `${name}: a has its own and b's changes`,
+    );
+    t.equal(await contents(job.urls.b!, name), await contents(job.urls.a!, name), `${name}: both nodes have the same rows`);
+  }
+  t.same(settled, [], 'no conflicts');
+});
