@@ -3,7 +3,6 @@
 // keys looked up by the table's key index unless they are a large share of
 // it (useKeyIndex in sync/apply.ts), so that no batch reads a whole table and
 // a backlog's cost grows with its size, not with its size times the table's.
-import pg from 'pg';
 import t from 'tap';
 import { Connections } from '../orchestrator/src/db/connections.js';
 import { ARRAY_SCAN_MAJOR, INDEX_LOOKUP_KEYS, KEY_ARRAY_MAX, keyLookup, useKeyIndex } from '../orchestrator/src/sync/apply.js';
@@ -13,6 +12,7 @@ import type { TableMeta } from '../orchestrator/src/sync/table-meta.js';
 import { silentLogger } from '../orchestrator/src/util/logger.js';
 import { sql, testClusters, waitFor } from './harness/db.js';
 import { makeJob, setUp } from './harness/capra.js';
+import { batchReads, sentDuring } from './harness/runs.js';
 
 const { clusters } = testClusters();
 const [c1, c2] = clusters;
@@ -177,24 +177,16 @@ t.test("keys that go as one array leave the join settings alone, keys joined to 
   const conns = new Connections(job.cfg, 'capra-sync', silentLogger);
   t.teardown(() => conns.close());
   const key = { job: job.name, sync: job.cfg.syncs.s!, source: 'a', target: 'b' };
-  // What the run sends, on every connection (pg's own query method, wrapped for the run).
-  const sent: string[] = [];
-  const query = pg.Client.prototype.query;
-  const record = (only: string, write: string): Promise<RunResult> => {
-    pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
-      if (typeof args[0] === 'string') sent.push(args[0]);
-      return (query as (...a: unknown[]) => unknown).apply(this, args);
-    } as typeof query;
-    sent.length = 0;
-    return sql(job.urls.a!, write)
-      .then(() => runLane(conns, key, job.cfg.batchRows, {}))
-      .finally(() => {
-        pg.Client.prototype.query = query;
-        t.ok(
-          sent.some((s) => s.includes(only)),
-          `the run applied ${only}`,
-        );
-      });
+  // What the last run sent, on every connection.
+  let sent: string[] = [];
+  const record = async (only: string, write: string): Promise<RunResult> => {
+    const run = await sentDuring(() => sql(job.urls.a!, write).then(() => runLane(conns, key, job.cfg.batchRows, {})));
+    sent = run.sent;
+    t.ok(
+      sent.some((s) => s.includes(only)),
+      `the run applied ${only}`,
+    );
+    return run.result;
   };
   const joinSettings = (): string[] => sent.filter((s) => /set_config\('enable_(hash|merge|nest)/.test(s));
 
@@ -205,7 +197,7 @@ t.test("keys that go as one array leave the join settings alone, keys joined to 
   const both = await record('"two"', 'BEGIN; UPDATE one SET v = v + 1 WHERE id <= 5; UPDATE two SET v = v + 1 WHERE a <= 5; COMMIT');
   t.equal(both.rows, 10, 'both tables in one transaction: applied');
   t.equal(
-    sent.filter((s) => s.includes('repl.batch_changes')).length,
+    batchReads(sent),
     2,
     "the batch read twice, whatever the number of tables: each table's changes (batchTables), and every table's keys at once (batchKeys)",
   );

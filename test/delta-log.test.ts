@@ -6,6 +6,7 @@
 // reads the log in the order of that index (never all of it, then sorted),
 // where a batch is cut, pending counts, and how positions are locked,
 // stored and confirmed.
+import type pg from 'pg';
 import t, { type Test } from 'tap';
 import {
   type LaneRef,
@@ -170,7 +171,12 @@ t.test('the delta-log protocol', async (t) => {
   t.equal(await withClient(job.urls.a!, (c) => registeredPosition(c, lane)), '5:5:', "confirm_position: the source's copy");
 });
 
-t.test("batchKeys: the batch's keys of the tables asked for, each once, in one query", async (t) => {
+/**
+ * Runs `fn` in a transaction on the source of a one-way lane, with a batch
+ * started that holds: keys 1 to 3 of x (1 changed twice), 7 inserted into
+ * y, then a TRUNCATE of y.
+ */
+async function inMixedBatch(t: Test, fn: (c: pg.ClientBase, rel: { x: number; y: number }) => Promise<void>): Promise<void> {
   const { job, rel, start } = await oneWayLane(t);
   await sql(job.urls.a!, 'INSERT INTO x SELECT generate_series(1, 3)');
   await sql(job.urls.a!, 'UPDATE x SET id = id WHERE id = 1');
@@ -180,6 +186,13 @@ t.test("batchKeys: the batch's keys of the tables asked for, each once, in one q
   await withClient(job.urls.a!, async (c) => {
     await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     await startBatch(c, start, now!.s, job.name);
+    await fn(c, rel);
+    await c.query('COMMIT');
+  });
+}
+
+t.test("batchKeys: the batch's keys of the tables asked for, each once, in one query", async (t) => {
+  await inMixedBatch(t, async (c, rel) => {
     const got = await batchKeys(c, [rel.x, rel.y]);
     const ids = (relid: number): number[] => (JSON.parse(got.get(relid)?.keys ?? '[]') as { id: number }[]).map((k) => k.id).sort((p, q) => p - q);
     t.same(ids(rel.x), [1, 2, 3], 'x: each key once, though 1 changed twice, as objects by key column');
@@ -187,29 +200,19 @@ t.test("batchKeys: the batch's keys of the tables asked for, each once, in one q
     t.same(ids(rel.y), [7], 'y: the key of its insert, none for its TRUNCATE');
     t.same([...(await batchKeys(c, [rel.y])).keys()], [rel.y], 'only the tables asked for');
     t.equal((await batchKeys(c, [])).size, 0, 'no tables: nothing');
-    await c.query('COMMIT');
   });
 });
 
 t.test("batchChangedKeys: the batch's changed keys of the tables asked for, each once with when it last changed, in one query", async (t) => {
-  const { job, rel, start } = await oneWayLane(t);
-  await sql(job.urls.a!, 'INSERT INTO x SELECT generate_series(1, 3)');
-  await sql(job.urls.a!, 'UPDATE x SET id = id WHERE id = 1');
-  await sql(job.urls.a!, 'INSERT INTO y VALUES (7)');
-  await sql(job.urls.a!, 'TRUNCATE y');
-  const [now] = await sql<{ s: string }>(job.urls.a!, 'SELECT pg_current_snapshot()::text AS s');
-  const changed = await sql<{ id: number; at: string }>(
-    job.urls.a!,
-    `SELECT (pk->>'id')::int AS id, (extract(epoch FROM max(at)) * 1000000)::bigint::text AS at FROM repl.delta WHERE relid = $1 GROUP BY 1 ORDER BY 1`,
-    [rel.x],
-  );
-  await withClient(job.urls.a!, async (c) => {
-    await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    await startBatch(c, start, now!.s, job.name);
+  await inMixedBatch(t, async (c, rel) => {
+    const changed = await c.query<{ id: number; at: string }>(
+      `SELECT (pk->>'id')::int AS id, (extract(epoch FROM max(at)) * 1000000)::bigint::text AS at FROM repl.delta WHERE relid = $1 GROUP BY 1 ORDER BY 1`,
+      [rel.x],
+    );
     const got = await batchChangedKeys(c, [rel.x, rel.y], 'd.at');
     const keys = (relid: number): { id: number; at: string }[] =>
       (got.get(relid) ?? []).map((k) => ({ id: (JSON.parse(k.pk) as { id: number }).id, at: k.us })).sort((p, q) => p.id - q.id);
-    t.same(keys(rel.x), changed, 'x: each key once, though 1 changed twice, with its latest change');
+    t.same(keys(rel.x), changed.rows, 'x: each key once, though 1 changed twice, with its latest change');
     t.same(
       got
         .get(rel.x)
@@ -225,7 +228,6 @@ t.test("batchChangedKeys: the batch's changed keys of the tables asked for, each
     );
     t.same([...(await batchChangedKeys(c, [rel.y], 'd.at')).keys()], [rel.y], 'only the tables asked for');
     t.equal((await batchChangedKeys(c, [], 'd.at')).size, 0, 'no tables: nothing');
-    await c.query('COMMIT');
   });
 });
 

@@ -5,16 +5,11 @@
 // stamp, whose JSON follows the writer's TimeZone; a composite) are read
 // into their types first (readBatch in sync/swap-sources.ts, keyTextCanonical
 // in sync/key-types.ts).
-import pg from 'pg';
 import t, { type Test } from 'tap';
-import { Connections } from '../orchestrator/src/db/connections.js';
-import { ConflictResolver } from '../orchestrator/src/sync/conflict.js';
-import { DownNodes } from '../orchestrator/src/sync/down-nodes.js';
-import { type SwapState, runSwap } from '../orchestrator/src/sync/swap.js';
 import type { LoggedConflict } from '../orchestrator/src/sync/swap-settle.js';
-import { silentLogger } from '../orchestrator/src/util/logger.js';
 import { sql, testClusters } from './harness/db.js';
 import { type Job, makeJob, setUp } from './harness/capra.js';
+import { batchReads, sentDuring, swapRunner } from './harness/runs.js';
 
 const [c1, c2] = testClusters().clusters;
 
@@ -45,19 +40,11 @@ async function twoSources(t: Test, only = names): Promise<{ job: Job; run: () =>
     yaml: `syncs:\n  s:\n    sources: [a, b]\n    tables: { include: [${only.map((n) => `public.${n}`).join(', ')}] }\n    conflict: latest\n    copy_data: never`,
   });
   await setUp(job);
-  const conns = new Connections(job.cfg, 'capra-sync', silentLogger);
-  const stop = new AbortController();
-  t.teardown(async () => {
-    stop.abort();
-    await conns.close();
-  });
-  const sync = job.cfg.syncs.s!;
-  const state: SwapState = { roles: new Map(), down: new DownNodes(conns, () => {}, stop.signal) };
-  const resolver = new ConflictResolver(conns, sync);
+  const once = swapRunner(t, job);
   const run = async (): Promise<LoggedConflict[]> => {
     const settled: LoggedConflict[] = [];
     for (;;) {
-      const r = await runSwap(conns, { job: job.name, sync, batchRows: job.cfg.batchRows, state, resolver });
+      const r = await once();
       settled.push(...r.conflicts);
       if (!r.more && r.deltas === 0) return settled;
     }
@@ -112,21 +99,9 @@ t.test('with changes on both sources, each reads its batch twice for all its tab
   ] as const) {
     await sql(job.urls[db]!, `BEGIN; ${['k_varchar', 'k_bigint', 'k_uuid'].map((n) => `UPDATE ${n} SET who = '${db}' WHERE ${rows};`).join(' ')} COMMIT`);
   }
-  // What the run sends, on every connection (pg's own query method, wrapped for the run).
-  const sent: string[] = [];
-  const query = pg.Client.prototype.query;
-  pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
-    if (typeof args[0] === 'string') sent.push(args[0]);
-    return (query as (...a: unknown[]) => unknown).apply(this, args);
-  } as typeof query;
-  let settled: LoggedConflict[] = [];
-  try {
-    settled = await run();
-  } finally {
-    pg.Client.prototype.query = query;
-  }
+  const { result: settled, sent } = await sentDuring(run);
   t.equal(
-    sent.filter((s) => s.includes('repl.batch_changes')).length,
+    batchReads(sent),
     4,
     "each source's batch read twice for its three tables: each table's changes (batchTables), and every table's changed keys at once (batchChangedKeys), which the apply takes too",
   );

@@ -4,15 +4,10 @@
 // Receivers that take the table differently (columns in another order) are
 // served apart; a receiver whose COPY fails fails the run under its own
 // name, and no receiver keeps anything of that run.
-import pg from 'pg';
 import t from 'tap';
-import { Connections } from '../orchestrator/src/db/connections.js';
-import { ConflictResolver } from '../orchestrator/src/sync/conflict.js';
-import { DownNodes } from '../orchestrator/src/sync/down-nodes.js';
-import { type SwapState, runSwap } from '../orchestrator/src/sync/swap.js';
-import { silentLogger } from '../orchestrator/src/util/logger.js';
 import { sql, testClusters, waitFor } from './harness/db.js';
 import { makeJob, setUp, startDaemon } from './harness/capra.js';
+import { batchReads, sentDuring, swapRunner } from './harness/runs.js';
 
 const [c1, c2, c3] = testClusters().clusters;
 
@@ -93,33 +88,10 @@ t.test("a source reads its small tables' keys once for all of them, and they rea
     yaml: 'syncs:\n  s:\n    sources: [a, b, c]\n    tables: { include: [public.x, public.y] }\n    copy_data: never',
   });
   await setUp(job);
-  const conns = new Connections(job.cfg, 'capra-sync', silentLogger);
-  const stop = new AbortController();
-  t.teardown(async () => {
-    stop.abort();
-    await conns.close();
-  });
-  const sync = job.cfg.syncs.s!;
-  const state: SwapState = { roles: new Map(), down: new DownNodes(conns, () => {}, stop.signal) };
-  const resolver = new ConflictResolver(conns, sync);
+  const run = swapRunner(t, job);
   await sql(job.urls.a!, `BEGIN; UPDATE x SET v = 'a' WHERE id <= 5; DELETE FROM y WHERE id <= 3; INSERT INTO y VALUES (101, 'a'); COMMIT`);
-  // What the run sends, on every connection (pg's own query method, wrapped for the run).
-  const sent: string[] = [];
-  const query = pg.Client.prototype.query;
-  pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
-    if (typeof args[0] === 'string') sent.push(args[0]);
-    return (query as (...a: unknown[]) => unknown).apply(this, args);
-  } as typeof query;
-  try {
-    await runSwap(conns, { job: job.name, sync, batchRows: job.cfg.batchRows, state, resolver });
-  } finally {
-    pg.Client.prototype.query = query;
-  }
-  t.equal(
-    sent.filter((s) => s.includes('repl.batch_changes')).length,
-    2,
-    "a's batch read twice for its two tables: each table's changes (batchTables), and both tables' keys at once (batchKeys)",
-  );
+  const { sent } = await sentDuring(run);
+  t.equal(batchReads(sent), 2, "a's batch read twice for its two tables: each table's changes (batchTables), and both tables' keys at once (batchKeys)");
   for (const db of ['b', 'c']) {
     t.same(
       await sql(
