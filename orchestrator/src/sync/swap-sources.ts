@@ -140,19 +140,14 @@ export async function readBatch(s: SourceRun, job: string, changes: Changes, lis
   // Conflicts need the changed keys: of every table whose delta keys compare as they are, in one pass over the batch.
   const canonical = new Set(listKeys ? withKeys.filter(keyTextCanonical).map((m) => m.relid) : []);
   const changed = await batchChangedKeys(s.client, [...canonical], changedAtSql(s));
-  // The apply's keys of every table with few changes: from those, or in one more pass for the rest.
-  const listed = await batchKeys(
-    s.client,
-    withKeys.filter((m) => !canonical.has(m.relid) && info.get(m.relid)!.rows <= INDEX_LOOKUP_KEYS).map((m) => m.relid),
-  );
-  for (const [relid, keys] of changed) {
-    if (keys.length <= INDEX_LOOKUP_KEYS) listed.set(relid, { keys: `[${keys.map((k) => k.pk).join(', ')}]`, n: keys.length });
-  }
+  // The apply's keys of every table with few changes: where conflicts need none listed, in one pass; else from those listed.
+  const listed = await batchKeys(s.client, listKeys ? [] : withKeys.filter((m) => info.get(m.relid)!.rows <= INDEX_LOOKUP_KEYS).map((m) => m.relid));
   let n = 0;
   for (const meta of metas) {
     const { keyed, rows, truncated } = info.get(meta.relid)!;
     const table = tableLabel(meta);
-    s.metas.set(table, { row: live.get(meta.relid)!, meta, hasKeys: keyed, deltaRows: rows, listed: listed.get(meta.relid) });
+    const source: SourceTable = { row: live.get(meta.relid)!, meta, hasKeys: keyed, deltaRows: rows, listed: listed.get(meta.relid) };
+    s.metas.set(table, source);
     if (truncated) s.truncated.add(table);
     if (!keyed || !listKeys) {
       if (!changes.has(table)) changes.set(table, new Map());
@@ -163,6 +158,7 @@ export async function readBatch(s: SourceRun, job: string, changes: Changes, lis
       ? (changed.get(meta.relid) ?? [])
       : (await s.client.query<ChangedKey>(changedKeysSql(s, meta, batchChanges(meta.relid)))).rows;
     note(changes, table, s.db, keys, true);
+    if (keys.length <= INDEX_LOOKUP_KEYS) source.listed = { keys: `[${keys.map((k) => k.pk).join(', ')}]`, n: keys.length };
     n += keys.length;
   }
   return n;
