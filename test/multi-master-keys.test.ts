@@ -60,8 +60,7 @@ t.test('the same key changed on both sources is one conflict, for every kind of 
   for (const name of names) {
     await sql(job.urls.a!, `SET TimeZone = 'America/New_York'; UPDATE ${name} SET who = 'a' WHERE g <= 30`);
   }
-  // b writes later: under `latest` its version of the keys both changed (g 11 to 30) wins.
-  await new Promise((r) => setTimeout(r, 50));
+  // b writes after a's commits returned: under `latest` its version of the keys both changed (g 11 to 30) wins.
   for (const name of names) {
     await sql(job.urls.b!, `SET TimeZone = 'Asia/Kolkata'; UPDATE ${name} SET who = 'b' WHERE g > 10`);
   }

@@ -6,7 +6,7 @@ import { type BatchKeys, batchChanges } from './delta-log.js';
 import type { TableMeta } from './table-meta.js';
 import { type ApplyPhases, timed } from './apply-phases.js';
 import { type Outcome, copyBetween, deleteThenCopy, rowsOf } from './copy-rows.js';
-import { TEXT_READ_TYPES, castOf, keyReadAsText } from './key-types.js';
+import { castOf, keyReadAsText, keyTextCanonical } from './key-types.js';
 import { amongKeys, andFilter, identityMatch, keyInArray, selectItems, targetTable, whereFilter } from './table-shape.js';
 
 /**
@@ -76,7 +76,7 @@ export function useKeyIndex(t: TableMeta, n: number): boolean {
 /**
  * Up to this many keys looked up by the key index go to it as one array
  * (`key = ANY (ARRAY(...))`) rather than joined key by key, when the key is
- * one column of a plain type (TEXT_READ_TYPES: an array-typed key would
+ * one column of a plain type (TEXT_READ_TYPES in key-types.ts: an array-typed key would
  * make a two-dimensional array) and the table is not partitioned (each
  * partition's index would be given every key, and before PostgreSQL 17
  * descended once per key). The index then reads the keys in one ordered
@@ -93,7 +93,7 @@ export const KEY_ARRAY_MAX = 200_000;
 
 /** Whether `n` keys of `t`, in a table that is partitioned or not on that side, may go to its key index as one array (see KEY_ARRAY_MAX). */
 export function keyArray(t: TableMeta, n: number, partitioned: boolean): boolean {
-  return !partitioned && n <= KEY_ARRAY_MAX && !t.shape?.fullRow && t.keyCols.length === 1 && TEXT_READ_TYPES.test(t.keyTypes[0]!);
+  return !partitioned && n <= KEY_ARRAY_MAX && t.keyCols.length === 1 && keyTextCanonical(t);
 }
 
 /**
@@ -186,8 +186,9 @@ export interface ApplyKeysOptions {
   deltaRows?: number;
   /**
    * The table's keys in the batch, when the caller has read them already
-   * (batchKeys, every small table of a run at once): no more than
-   * INDEX_LOOKUP_KEYS of them, and none to leave out (no `except`).
+   * (batchKeys, every small table of a run at once; or a multi-master
+   * source's lists of changed keys): no more than INDEX_LOOKUP_KEYS of them,
+   * and none to leave out (no `except`).
    */
   listed?: BatchKeys;
   /** With one target only. */

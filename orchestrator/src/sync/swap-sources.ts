@@ -141,7 +141,10 @@ export async function readBatch(s: SourceRun, job: string, changes: Changes, lis
   const canonical = new Set(listKeys ? withKeys.filter(keyTextCanonical).map((m) => m.relid) : []);
   const changed = await batchChangedKeys(s.client, [...canonical], changedAtSql(s));
   // The apply's keys of every table with few changes: where conflicts need none listed, in one pass; else from those listed.
-  const listed = await batchKeys(s.client, listKeys ? [] : withKeys.filter((m) => info.get(m.relid)!.rows <= INDEX_LOOKUP_KEYS).map((m) => m.relid));
+  const listed = await batchKeys(
+    s.client,
+    listKeys ? [] : withKeys.filter((m) => !info.get(m.relid)!.truncated && info.get(m.relid)!.rows <= INDEX_LOOKUP_KEYS).map((m) => m.relid),
+  );
   let n = 0;
   for (const meta of metas) {
     const { keyed, rows, truncated } = info.get(meta.relid)!;
