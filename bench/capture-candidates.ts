@@ -106,6 +106,14 @@ const candidates: Record<string, (url: (db: string) => string, db: string, dir: 
       ...TABLES.map((t) => `CREATE TRIGGER floor AFTER INSERT OR UPDATE OR DELETE ON ${t} FOR EACH ROW EXECUTE FUNCTION floor_row()`),
     );
   },
+  // Below the floor: what calling a PL/pgSQL row trigger costs by itself, so the floor's share splits into the call and the insert.
+  'floor: a row trigger that does nothing': async (url, db) => {
+    await exec(
+      url(db),
+      'CREATE FUNCTION floor_none() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$',
+      ...TABLES.map((t) => `CREATE TRIGGER floor AFTER INSERT OR UPDATE OR DELETE ON ${t} FOR EACH ROW EXECUTE FUNCTION floor_none()`),
+    );
+  },
   'Capra as shipped (row triggers, jsonb key, btree on txid, kick)': (url, db, dir) => capra(url, db, dir),
   'Capra without the kick (no kick in the capture function)': async (url, db, dir) => {
     await capra(url, db, dir);
