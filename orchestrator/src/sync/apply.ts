@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { isDiscarded } from '../db/connections.js';
 import { serverMajor } from '../db/server-major.js';
 import { onlyUnlessPartitioned, quoteIdent, quoteLiteral, quoteTable } from '../db/ident.js';
-import { type BatchKeys, batchChanges } from './delta-log.js';
+import { type BatchKeys, type BatchTable, batchChanges } from './delta-log.js';
 import type { TableMeta } from './table-meta.js';
 import { type ApplyPhases, timed } from './apply-phases.js';
 import { type Outcome, copyBetween, deleteThenCopy, rowsOf } from './copy-rows.js';
@@ -53,6 +53,9 @@ export function keyDefs(t: TableMeta): string {
  */
 export const INDEX_LOOKUP_KEYS = 5_000;
 
+/** Whether a table's keys in the batch are read with every other such table's at once (batchKeys): it has keys, no TRUNCATE, and few changes. */
+export const fewKeys = (r: BatchTable): boolean => r.keyed && !r.truncated && r.rows <= INDEX_LOOKUP_KEYS;
+
 /**
  * A batch's DELETE on the target and its row fetch on the source look each
  * key up by the table's key index unless the keys are more than this share
@@ -76,18 +79,19 @@ export function useKeyIndex(t: TableMeta, n: number): boolean {
 /**
  * Up to this many keys looked up by the key index go to it as one array
  * (`key = ANY (ARRAY(...))`) rather than joined key by key, when the key is
- * one column of a plain type (TEXT_READ_TYPES in key-types.ts: an array-typed key would
- * make a two-dimensional array) and the table is not partitioned (each
- * partition's index would be given every key, and before PostgreSQL 17
- * descended once per key). The index then reads the keys in one ordered
- * pass from PostgreSQL 17 on; older servers descend it once per key, as the
- * join does, with less overhead. A target's DELETE of 100,000 keys of a
- * 400,000-row table took 67 ms against 145 ms joined (PostgreSQL 18; 122
- * against 132 ms on 15); of 20,000 keys of 100,000 rows, 15 against 30 ms;
- * with text keys in no order, 147 against 313 ms (202 against 246 on 15);
- * of 10,000 keys spread over 1,000,000 rows, 24 against 23 ms (medians of
- * 6 rounds, by hand, each DELETE then a COPY of the rows back, alternating).
- * Above it the array, which the server builds in memory, is left to the join.
+ * one column of a plain type (TEXT_READ_TYPES in key-types.ts: an
+ * array-typed key would make a two-dimensional array) and the table is not
+ * partitioned (each partition's index would be given every key, and before
+ * PostgreSQL 17 descended once per key). The index then reads the keys in
+ * one ordered pass from PostgreSQL 17 on; older servers descend it once per
+ * key, as the join does, with less overhead. A target's DELETE of 100,000
+ * keys of a 400,000-row table took 67 ms against 145 ms joined (PostgreSQL
+ * 18; 122 against 132 ms on 15); of 20,000 keys of 100,000 rows, 15 against
+ * 30 ms; with text keys in no order, 147 against 313 ms (202 against 246 on
+ * 15); of 10,000 keys spread over 1,000,000 rows, 24 against 23 ms (medians
+ * of 6 rounds, by hand, each DELETE then a COPY of the rows back,
+ * alternating). Above it the array, which the server builds in memory, is
+ * left to the join.
  */
 export const KEY_ARRAY_MAX = 200_000;
 
@@ -226,8 +230,8 @@ function rowsQuery(t: TableMeta, keysSql: string, array = false): string {
  *
  * Up to INDEX_LOOKUP_KEYS keys are read here (unless given: `listed`) and
  * travel as JSON: to each target's DELETE as one parameter, and back to the
- * source in the row fetch's text, so the batch's changes are read once. More go through a
- * temp table on each target filled by COPY. Creating and dropping a temp
+ * source in the row fetch's text, so the batch's changes are read once.
+ * More go through a temp table on each target filled by COPY. Creating and dropping a temp
  * table per table and run is catalog work that frequent small runs
  * (kicked, under load) paid on every run.
  */

@@ -8,7 +8,7 @@ import { tableLabel } from '../db/ident.js';
 import { type ApplierRole, markApplier } from './applier-session.js';
 import type { BatchGrowth } from './batch-size.js';
 import { type ApplyPhases, noPhases, stepsMs, timed } from './apply-phases.js';
-import { INDEX_LOOKUP_KEYS, applyKeys, applyTruncate } from './apply.js';
+import { applyKeys, applyTruncate, fewKeys } from './apply.js';
 import {
   type LaneRef,
   appliedPosition,
@@ -159,7 +159,7 @@ async function runWith(source: pg.ClientBase, target: pg.ClientBase, k: LaneKey,
         );
       const metas = await matchOnTarget(target, new Map(live.map((r) => [r.relid, srcMeta.get(r.relid)!])), keys, k.target, state.shapes.byRelid);
       // The keys of every table with few changes, in one pass over the batch.
-      const small = live.filter((r) => r.keyed && !r.truncated && r.rows <= INDEX_LOOKUP_KEYS).map((r) => r.relid);
+      const small = live.filter(fewKeys).map((r) => r.relid);
       const listed = await timed(phases, 'keyScan', () => batchKeys(source, small));
       let rows = 0;
       for (const [i, t] of metas.entries()) {

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { SyncConfig } from '../config/types.js';
 import { CapraError } from '../util/errors.js';
 import { tableLabel } from '../db/ident.js';
-import { INDEX_LOOKUP_KEYS, keyDefs } from './apply.js';
+import { INDEX_LOOKUP_KEYS, fewKeys, keyDefs } from './apply.js';
 import {
   type BatchKeys,
   type ChangedKey,
@@ -141,10 +141,7 @@ export async function readBatch(s: SourceRun, job: string, changes: Changes, lis
   const canonical = new Set(listKeys ? withKeys.filter(keyTextCanonical).map((m) => m.relid) : []);
   const changed = await batchChangedKeys(s.client, [...canonical], changedAtSql(s));
   // The apply's keys of every table with few changes: where conflicts need none listed, in one pass; else from those listed.
-  const listed = await batchKeys(
-    s.client,
-    listKeys ? [] : withKeys.filter((m) => !info.get(m.relid)!.truncated && info.get(m.relid)!.rows <= INDEX_LOOKUP_KEYS).map((m) => m.relid),
-  );
+  const listed = await batchKeys(s.client, listKeys ? [] : withKeys.filter((m) => fewKeys(info.get(m.relid)!)).map((m) => m.relid));
   let n = 0;
   for (const meta of metas) {
     const { keyed, rows, truncated } = info.get(meta.relid)!;
